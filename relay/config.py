@@ -1,0 +1,145 @@
+"""Configuration: one TOML file, environment overrides, command-line overrides; frozen.
+
+Precedence, lowest first: built-in defaults, ``config.toml``, environment variables
+(``FITRELAY_DB_DSN``, ``FITRELAY_PORT``, ``FITRELAY_HOST``, ``FITRELAY_DATA_DIR``), then the
+command line. :func:`load` validates everything once; the result is passed to constructors.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from relay.nostr.errors import RelayError
+from relay.nostr.limits import Limits
+
+__all__ = ["Config", "ConfigError", "DbConfig", "RelayConfig", "load"]
+
+
+class ConfigError(RelayError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class Nip11Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str = "fitrelay"
+    description: str = "A Nostr relay for fitness data: exercises, templates and workouts."
+    pubkey: str = ""
+    contact: str = ""
+    icon: str = ""
+
+
+class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 7447
+    max_batch: int = 1_000
+    """Most events one writer transaction stores."""
+    writer_queue: int = 10_000
+    """Events waiting for the writer before publishers are made to wait."""
+    max_pending_outbound_bytes: int = 8_388_608
+    """Bytes queued for one client before it is disconnected as too slow."""
+    query_timeout_ms: int = 10_000
+    """Longest a REQ or COUNT query may run before it is cancelled with CLOSED."""
+    expiration_sweep_seconds: int = 60
+    """How often expired events (NIP-40) are deleted; they are never served meanwhile."""
+    compression: bool = False
+    """Offer permessage-deflate (costs CPU per message)."""
+    limits: Limits = Limits()
+    info: Nip11Config = Nip11Config()
+
+
+class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    dsn: str = ""
+    """PostgreSQL DSN; empty runs an embedded PostgreSQL under data_dir."""
+    data_dir: str = "./var"
+    pool_min: int = 2
+    pool_max: int = 10
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    relay: RelayConfig = RelayConfig()
+    db: DbConfig = DbConfig()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.db.data_dir)
+
+
+_ENV: dict[str, tuple[str, str]] = {
+    "FITRELAY_DB_DSN": ("db", "dsn"),
+    "FITRELAY_DATA_DIR": ("db", "data_dir"),
+    "FITRELAY_HOST": ("relay", "host"),
+    "FITRELAY_PORT": ("relay", "port"),
+}
+
+
+def _set(tree: dict[str, Any], section: str, key: str, value: object) -> None:
+    node = tree.setdefault(section, {})
+    if not isinstance(node, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    node[key] = value
+
+
+def load(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, str], object] | None = None,
+) -> Config:
+    """Read and validate the configuration.
+
+    Args:
+        path: a TOML file; None uses built-in defaults only.
+        env: the environment to read overrides from (``os.environ`` when None).
+        overrides: ``{(section, key): value}`` from the command line; None values are skipped.
+
+    Raises:
+        ConfigError: naming the file, key and problem.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            tree = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    environ = os.environ if env is None else env
+    for name, (section, key) in _ENV.items():
+        if environ.get(name):
+            value: object = environ[name]
+            if key == "port":
+                try:
+                    value = int(environ[name])
+                except ValueError:
+                    raise ConfigError(f"{name} must be an integer") from None
+            _set(tree, section, key, value)
+    for (section, key), value in (overrides or {}).items():
+        if value is not None:
+            _set(tree, section, key, value)
+    try:
+        config = msgspec.convert(tree, Config)
+    except msgspec.ValidationError as exc:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{exc}") from None
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if not 0 < config.relay.port < 65_536:
+        raise ConfigError("relay.port must be between 1 and 65535")
+    limits = config.relay.limits
+    for field in limits.__struct_fields__:
+        if getattr(limits, field) < 0:
+            raise ConfigError(f"relay.limits.{field} must not be negative")
+    if limits.default_limit > limits.max_limit:
+        raise ConfigError("relay.limits.default_limit must not exceed max_limit")
+    if config.relay.max_batch < 1 or config.relay.writer_queue < 1:
+        raise ConfigError("relay.max_batch and relay.writer_queue must be at least 1")
+    if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
+        raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")

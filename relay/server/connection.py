@@ -1,0 +1,271 @@
+"""One WebSocket connection: drives a :class:`~relay.nostr.session.Session`.
+
+Reading, storing, querying and sending are decoupled: EVENTs are handed to the writer and
+answered when their batch commits (so a publisher can keep many in flight), REQ and COUNT run
+as tasks, and everything outbound goes through one bounded queue drained by a sender task. A
+client that lets more than ``max_pending_outbound_bytes`` pile up is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from relay.config import Config
+from relay.nostr.event import Event, KindClass, kind_class
+from relay.nostr.filters import Filter
+from relay.nostr.messages import (
+    encode_closed,
+    encode_count,
+    encode_eose,
+    encode_event,
+    encode_notice,
+    encode_ok,
+)
+from relay.nostr.session import Count, Send, Session, Store, Subscribe, Unsubscribe
+from relay.server.live import LiveIndex
+from relay.server.writer import Writer, WriterUnavailable
+from relay.storage.postgres import IngestStatus
+from relay.storage.postgres import Store as EventStore
+
+__all__ = ["Connection", "ok_message"]
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_IN_FLIGHT = 1_000
+
+_OK = {
+    IngestStatus.STORED: (True, ""),
+    IngestStatus.DUPLICATE: (True, "duplicate: already have this event"),
+    IngestStatus.DELETED: (False, "blocked: this event was deleted by its author"),
+    IngestStatus.ADDRESS_DELETED: (
+        False,
+        "blocked: this address was deleted by its author after this version",
+    ),
+    IngestStatus.SUPERSEDED: (False, "duplicate: a newer version of this address is stored"),
+}
+
+
+def ok_message(status: IngestStatus) -> tuple[bool, str]:
+    """The OK flag and message for one ingest outcome."""
+    return _OK[status]
+
+
+@dataclass(slots=True)
+class _Sub:
+    task: asyncio.Task[None] | None = None
+    buffer: list[tuple[str, bytes]] | None = field(default_factory=list)
+    """Live matches held back until EOSE; None once the stored events are sent."""
+
+
+class Connection:
+    """The asyncio side of one client."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        config: Config,
+        store: EventStore,
+        writer: Writer,
+        index: LiveIndex,
+        conn_id: int,
+    ) -> None:
+        self.ws = ws
+        self.config = config
+        self.store = store
+        self.writer = writer
+        self.index = index
+        self.conn_id = conn_id
+        self.session = Session(config.relay.limits)
+        self.subs: dict[str, _Sub] = {}
+        self.writes: set[asyncio.Task[None]] = set()
+        self.counts: set[asyncio.Task[None]] = set()
+        self.in_flight = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
+        self.outbound: collections.deque[bytes] = collections.deque()
+        self.outbound_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.closing = False
+        self.query_timeout = config.relay.query_timeout_ms / 1000
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.outbound.append(data)
+        self.outbound_bytes += len(data)
+        if self.outbound_bytes > self.config.relay.max_pending_outbound_bytes:
+            log.info("conn %d: disconnecting slow client", self.conn_id)
+            self._abort(1008, "slow client: too much unsent data")
+            return
+        self.wakeup.set()
+
+    def deliver(self, sub_id: str, event_id: str, data: bytes) -> None:
+        """Called by the live index for a matching event."""
+        sub = self.subs.get(sub_id)
+        if sub is None:
+            return
+        if sub.buffer is not None:
+            sub.buffer.append((event_id, data))
+        else:
+            self.send(data)
+
+    def _abort(self, code: int, reason: str) -> None:
+        self.closing = True
+        self.outbound.clear()
+        self.outbound_bytes = 0
+        self.wakeup.set()
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(2):
+                await self.ws.close(code, reason)
+        except TimeoutError:
+            self.ws.transport.abort()
+
+    async def _sender(self) -> None:
+        while True:
+            while not self.outbound:
+                if self.closing:
+                    return
+                self.wakeup.clear()
+                await self.wakeup.wait()
+            data = self.outbound.popleft()
+            self.outbound_bytes -= len(data)
+            await self.ws.send(data, text=True)
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        sender = asyncio.create_task(self._sender())
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    self.send(encode_notice("invalid: binary frames are not supported"))
+                    continue
+                await self._handle(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closing = True
+            self.index.remove_all(self, list(self.subs))
+            for sub in self.subs.values():
+                if sub.task is not None:
+                    sub.task.cancel()
+            for task in self.counts:
+                task.cancel()
+            self.subs.clear()
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    async def _handle(self, message: str) -> None:
+        for action in self.session.receive(message, int(time.time())):
+            if isinstance(action, Send):
+                self.send(action.data)
+            elif isinstance(action, Store):
+                await self._store(action.event, action.raw)
+            elif isinstance(action, Subscribe):
+                self._subscribe(action.sub_id, action.filters)
+            elif isinstance(action, Unsubscribe):
+                self._unsubscribe(action.sub_id)
+            else:
+                assert isinstance(action, Count)
+                self._spawn_count(action.sub_id, action.filters)
+
+    # -- EVENT ------------------------------------------------------------------------------
+
+    async def _store(self, event: Event, raw: bytes) -> None:
+        if kind_class(event.kind) is KindClass.EPHEMERAL:
+            self.index.dispatch(event, raw)
+            self.send(encode_ok(event.id, True, ""))
+            return
+        await self.in_flight.acquire()
+        task = asyncio.create_task(self._commit(event, raw.decode()))
+        self.writes.add(task)
+        task.add_done_callback(self.writes.discard)
+
+    async def _commit(self, event: Event, raw: str) -> None:
+        try:
+            status = await self.writer.submit(event, raw)
+        except WriterUnavailable:
+            self.send(encode_ok(event.id, False, "error: could not store the event; try again"))
+        else:
+            accepted, message = ok_message(status)
+            self.send(encode_ok(event.id, accepted, message))
+        finally:
+            self.in_flight.release()
+
+    async def _own_writes(self) -> None:
+        """Wait for this connection's earlier EVENTs, so a REQ after them sees them."""
+        if self.writes:
+            await asyncio.gather(*self.writes, return_exceptions=True)
+
+    # -- REQ / CLOSE / COUNT ----------------------------------------------------------------
+
+    def _subscribe(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
+        self._unsubscribe(sub_id)
+        sub = _Sub()
+        self.subs[sub_id] = sub
+        self.index.add(self, sub_id, filters)
+        sub.task = asyncio.create_task(self._initial(sub_id, sub, filters))
+
+    def _unsubscribe(self, sub_id: str) -> None:
+        sub = self.subs.pop(sub_id, None)
+        self.index.remove(self, sub_id)
+        if sub is not None and sub.task is not None and not sub.task.done():
+            sub.task.cancel()
+
+    def _fail(self, sub_id: str, message: str) -> None:
+        self.subs.pop(sub_id, None)
+        self.index.remove(self, sub_id)
+        self.send(self.session.end(sub_id, message).data)
+
+    async def _initial(self, sub_id: str, sub: _Sub, filters: tuple[Filter, ...]) -> None:
+        await self._own_writes()
+        try:
+            async with asyncio.timeout(self.query_timeout):
+                rows = await self.store.query(filters, int(time.time()))
+        except (TimeoutError, asyncpg.QueryCanceledError):
+            self._fail(sub_id, "error: query took too long; narrow the filter")
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.exception("conn %d: query failed", self.conn_id)
+            self._fail(sub_id, "error: could not run the query")
+            return
+        for _event_id, raw in rows:
+            self.send(encode_event(sub_id, raw.encode()))
+        self.send(encode_eose(sub_id))
+        held, sub.buffer = sub.buffer or [], None
+        if held:
+            sent = {event_id.hex() for event_id, _raw in rows}
+            for event_id, data in held:
+                if event_id not in sent:
+                    self.send(data)
+
+    def _spawn_count(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
+        task = asyncio.create_task(self._count(sub_id, filters))
+        self.counts.add(task)
+        task.add_done_callback(self.counts.discard)
+
+    async def _count(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
+        await self._own_writes()
+        try:
+            async with asyncio.timeout(self.query_timeout):
+                total = await self.store.count(filters, int(time.time()))
+        except (TimeoutError, asyncpg.QueryCanceledError):
+            self.send(encode_closed(sub_id, "error: count took too long; narrow the filter"))
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.exception("conn %d: count failed", self.conn_id)
+            self.send(encode_closed(sub_id, "error: could not run the count"))
+            return
+        self.send(encode_count(sub_id, total))

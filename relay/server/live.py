@@ -1,0 +1,188 @@
+"""Live fan-out: an inverted index of open subscriptions, fed by the log tail.
+
+Every stored event reaches subscribers the same way, whoever wrote it: the tail reads
+``events`` after the last position it saw (woken by the local writer or by NOTIFY from other
+processes) and hands each event to :meth:`LiveIndex.dispatch`. Ephemeral events, which are
+never stored, are dispatched directly by the connection that received them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+import asyncpg
+
+from relay.nostr.event import Event, decode_event
+from relay.nostr.filters import Filter, matches_any
+from relay.nostr.messages import encode_event
+from relay.storage.postgres import Store
+
+__all__ = ["LiveIndex", "LogTail", "Subscriber"]
+
+log = logging.getLogger(__name__)
+
+_Key = tuple[str, object]
+
+
+class Subscriber(Protocol):
+    """What the index delivers to: a connection."""
+
+    def deliver(self, sub_id: str, event_id: str, data: bytes) -> None: ...
+
+
+def _index_keys(flt: Filter) -> list[_Key]:
+    """The keys one filter is filed under: its most selective field."""
+    if flt.ids is not None:
+        return [("id", v) for v in flt.ids]
+    if flt.authors is not None:
+        return [("author", v) for v in flt.authors]
+    if flt.tags:
+        letter, values = flt.tags[0]
+        return [("tag", (letter, v)) for v in values]
+    if flt.kinds is not None:
+        return [("kind", v) for v in flt.kinds]
+    return [("all", None)]
+
+
+def _event_keys(event: Event) -> Iterator[_Key]:
+    yield ("id", event.id)
+    yield ("author", event.pubkey)
+    yield ("kind", event.kind)
+    yield ("all", None)
+    for tag in event.tags:
+        if len(tag) >= 2 and len(tag[0]) == 1:
+            yield ("tag", (tag[0], tag[1]))
+
+
+class _Sub:
+    __slots__ = ("filters", "sub_id", "subscriber")
+
+    def __init__(self, subscriber: Subscriber, sub_id: str, filters: tuple[Filter, ...]) -> None:
+        self.subscriber = subscriber
+        self.sub_id = sub_id
+        self.filters = filters
+
+
+class LiveIndex:
+    """Open subscriptions, looked up by id, author, tag value or kind instead of scanned."""
+
+    def __init__(self) -> None:
+        self._by_key: defaultdict[_Key, set[_Sub]] = defaultdict(set)
+        self._subs: dict[tuple[int, str], tuple[_Sub, list[_Key]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    def add(self, subscriber: Subscriber, sub_id: str, filters: tuple[Filter, ...]) -> None:
+        """Open (or replace) a subscription."""
+        self.remove(subscriber, sub_id)
+        sub = _Sub(subscriber, sub_id, filters)
+        keys = sorted({key for flt in filters for key in _index_keys(flt)}, key=repr)
+        for key in keys:
+            self._by_key[key].add(sub)
+        self._subs[(id(subscriber), sub_id)] = (sub, keys)
+
+    def remove(self, subscriber: Subscriber, sub_id: str) -> None:
+        entry = self._subs.pop((id(subscriber), sub_id), None)
+        if entry is None:
+            return
+        sub, keys = entry
+        for key in keys:
+            bucket = self._by_key[key]
+            bucket.discard(sub)
+            if not bucket:
+                del self._by_key[key]
+
+    def remove_all(self, subscriber: Subscriber, sub_ids: list[str]) -> None:
+        for sub_id in sub_ids:
+            self.remove(subscriber, sub_id)
+
+    def dispatch(self, event: Event, raw: bytes) -> int:
+        """Deliver ``event`` to every matching subscription; returns how many matched."""
+        candidates: set[_Sub] = set()
+        for key in _event_keys(event):
+            bucket = self._by_key.get(key)
+            if bucket:
+                candidates.update(bucket)
+        delivered = 0
+        for sub in candidates:
+            if matches_any(sub.filters, event):
+                sub.subscriber.deliver(sub.sub_id, event.id, encode_event(sub.sub_id, raw))
+                delivered += 1
+        return delivered
+
+
+class LogTail:
+    """Reads the log after the last position seen and dispatches each new event."""
+
+    def __init__(self, store: Store, index: LiveIndex, *, page: int = 1_000) -> None:
+        self.store = store
+        self.index = index
+        self.page = page
+        self.position = 0
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        self.position = await self.store.head_seq()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def catch_up(self) -> None:
+        while True:
+            rows = await self.store.tail(self.position, self.page)
+            for row in rows:
+                raw = row.raw.encode()
+                try:
+                    event = decode_event(raw)
+                except Exception:
+                    log.exception("live: stored event at seq %d does not decode", row.seq)
+                else:
+                    self.index.dispatch(event, raw)
+                self.position = row.seq
+            if len(rows) < self.page:
+                return
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live: reading the log failed; retrying on the next wake-up")
+
+
+async def listen_for_commits(
+    dsn: str, on_notify: Callable[[], None], *, channel: str = "fitrelay_events"
+) -> None:
+    """Keep a LISTEN connection open (reconnecting as needed) and call ``on_notify``."""
+
+    def callback(*_args: object) -> None:
+        on_notify()
+
+    delay = 0.5
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("live: LISTEN connection failed (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        delay = 0.5
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+        try:
+            await conn.add_listener(channel, callback)
+            on_notify()  # anything committed while we were not listening
+            await lost.wait()
+            log.warning("live: LISTEN connection lost; reconnecting")
+        finally:
+            await conn.close()

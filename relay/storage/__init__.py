@@ -1,0 +1,1 @@
+"""Storage: PostgreSQL schema, migrations, the filter → SQL compiler and the event store."""

@@ -1,0 +1,64 @@
+"""Apply ``sql/migrations/NNNN_name.sql`` in order, once each, under an advisory lock."""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+__all__ = ["applied_migrations", "available_migrations", "migrate"]
+
+log = logging.getLogger(__name__)
+
+Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+
+_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_LOCK = 7447000
+
+
+def available_migrations() -> list[tuple[str, str]]:
+    """``(name, sql)`` for every migration shipped, in order."""
+    folder = resources.files("sql.migrations")
+    names = sorted(p.name for p in folder.iterdir() if _FILE.match(p.name))
+    return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in names]
+
+
+async def applied_migrations(conn: Conn) -> list[str]:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return []
+    rows = await conn.fetch("SELECT name FROM schema_migrations ORDER BY name")
+    return [row["name"] for row in rows]
+
+
+async def migrate(conn: Conn) -> list[str]:
+    """Bring the schema up to date; returns the names of the migrations applied now.
+
+    Safe to run from several processes at once: the first takes the lock and migrates,
+    the others wait and then find nothing left to do.
+    """
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = set(await applied_migrations(conn))
+        applied: list[str] = []
+        for name, sql in available_migrations():
+            if name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+            log.info("applied migration %s", name)
+            applied.append(name)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)

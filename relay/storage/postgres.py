@@ -1,0 +1,189 @@
+"""The event store on PostgreSQL: batch ingest, queries, counts and the log tail."""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from relay.nostr.event import Event, KindClass, d_tag, expiration, kind_class
+from relay.nostr.filters import Filter
+from relay.storage.queries import load_queries
+from relay.storage.sqlfilter import compile_count, compile_query, effective_limit, tag_key
+
+__all__ = ["IngestStatus", "Store", "Stored", "create_pool"]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+_Q = load_queries("events.sql")
+
+
+class IngestStatus(enum.IntEnum):
+    """What happened to one event of a batch (mirrors fitrelay_ingest's codes)."""
+
+    STORED = 0
+    DUPLICATE = 1
+    DELETED = 2
+    ADDRESS_DELETED = 3
+    SUPERSEDED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One row of the log."""
+
+    seq: int
+    raw: str
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 10_000
+) -> asyncpg.Pool:
+    """A pool whose connections use custom plans, no JIT and a statement timeout."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={
+            "application_name": "fitrelay",
+            "plan_cache_mode": "force_custom_plan",
+            "jit": "off",
+            "statement_timeout": str(statement_timeout_ms),
+        },
+    )
+    assert pool is not None
+    return pool
+
+
+def _address_targets(event: Event) -> Iterable[tuple[int, str]]:
+    """``(kind, d)`` of the author's own replaceable/addressable coordinates in ``a`` tags."""
+    for tag in event.tags:
+        if len(tag) < 2 or tag[0] != "a":
+            continue
+        parts = tag[1].split(":", 2)
+        if len(parts) != 3 or parts[1] != event.pubkey or not parts[0].isdigit():
+            continue
+        kind = int(parts[0])
+        cls = kind_class(kind)
+        if cls is KindClass.REPLACEABLE:
+            yield kind, ""
+        elif cls is KindClass.ADDRESSABLE:
+            yield kind, parts[2]
+
+
+def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
+    """The fifteen arrays fitrelay_ingest takes, for events in arrival order."""
+    ids: list[bytes] = []
+    pubkeys: list[bytes] = []
+    kinds: list[int] = []
+    created: list[int] = []
+    dtags: list[str | None] = []
+    expires: list[int | None] = []
+    tag_ev: list[int] = []
+    tag_names: list[str] = []
+    tag_values: list[str] = []
+    del_ev: list[int] = []
+    del_ids: list[bytes] = []
+    adel_ev: list[int] = []
+    adel_kinds: list[int] = []
+    adel_dtags: list[str] = []
+    for position, event in enumerate(events, start=1):
+        ids.append(bytes.fromhex(event.id))
+        pubkeys.append(bytes.fromhex(event.pubkey))
+        kinds.append(event.kind)
+        created.append(event.created_at)
+        cls = kind_class(event.kind)
+        if cls is KindClass.REPLACEABLE:
+            dtags.append("")
+        elif cls is KindClass.ADDRESSABLE:
+            dtags.append(d_tag(event))
+        else:
+            dtags.append(None)
+        expires.append(expiration(event))
+        seen: set[tuple[str, str]] = set()
+        for tag in event.tags:
+            if len(tag) >= 2 and len(tag[0]) == 1 and tag[0].isascii() and tag[0].isalpha():
+                pair = (tag[0], tag_key(tag[1]))
+                if pair not in seen:
+                    seen.add(pair)
+                    tag_ev.append(position)
+                    tag_names.append(pair[0])
+                    tag_values.append(pair[1])
+        if event.kind == 5:
+            for tag in event.tags:
+                if len(tag) >= 2 and tag[0] == "e" and _HEX64.match(tag[1]):
+                    del_ev.append(position)
+                    del_ids.append(bytes.fromhex(tag[1]))
+            for kind, d in _address_targets(event):
+                adel_ev.append(position)
+                adel_kinds.append(kind)
+                adel_dtags.append(d)
+    return [
+        ids, pubkeys, kinds, created, dtags, expires, list(raws),
+        tag_ev, tag_names, tag_values, del_ev, del_ids, adel_ev, adel_kinds, adel_dtags,
+    ]  # fmt: skip
+
+
+def _merge(results: Sequence[Sequence[Any]]) -> list[tuple[bytes, str]]:
+    """Merge per-filter result lists (each newest first) into one, each event once."""
+    seen: set[bytes] = set()
+    merged: list[tuple[bytes, str]] = []
+    ordered = heapq.merge(*results, key=lambda row: (-row[0], row[1]))
+    for _created, event_id, raw in ordered:
+        if event_id not in seen:
+            seen.add(event_id)
+            merged.append((event_id, raw))
+    return merged
+
+
+class Store:
+    """Everything the relay asks of PostgreSQL. One instance per process, sharing a pool."""
+
+    def __init__(self, pool: asyncpg.Pool, *, default_limit: int) -> None:
+        self.pool = pool
+        self.default_limit = default_limit
+
+    async def ingest(self, events: Sequence[Event], raws: Sequence[str]) -> list[IngestStatus]:
+        """Store a batch in one transaction; one status per event, in order."""
+        args = ingest_args(events, raws)
+        async with self.pool.acquire() as conn:
+            codes = await conn.fetchval(_Q["ingest"], *args)
+        return [IngestStatus(code) for code in codes]
+
+    async def query(self, filters: Sequence[Filter], now: int) -> list[tuple[bytes, str]]:
+        """``(id, raw)`` of stored events matching any filter: newest first, ties by lowest
+        id, each once."""
+        results: list[Sequence[Any]] = []
+        async with self.pool.acquire() as conn:
+            for flt in filters:
+                limit = effective_limit(flt, self.default_limit)
+                if limit == 0:
+                    continue
+                sql, args = compile_query(flt, now, limit)
+                results.append(await conn.fetch(sql, *args))
+        if len(results) == 1:
+            return [(row[1], row[2]) for row in results[0]]
+        return _merge(results)
+
+    async def count(self, filters: Sequence[Filter], now: int) -> int:
+        sql, args = compile_count(filters, now)
+        async with self.pool.acquire() as conn:
+            value = await conn.fetchval(sql, *args)
+        return int(value)
+
+    async def head_seq(self) -> int:
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval(_Q["head_seq"]))
+
+    async def tail(self, after: int, limit: int) -> list[Stored]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_Q["tail"], after, limit)
+        return [Stored(row[0], row[1]) for row in rows]
+
+    async def purge_expired(self, now: int) -> int:
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval(_Q["purge_expired"], now))
