@@ -19,7 +19,7 @@ class RawClient:
 
     @classmethod
     async def open(cls, url: str, **kwargs: Any) -> RawClient:
-        return cls(await connect(url, max_size=None, **kwargs))
+        return cls(await connect(url, max_size=None, max_queue=None, **kwargs))
 
     async def close(self) -> None:
         await self.ws.close()

@@ -96,9 +96,7 @@ def relay_config(**relay: Any) -> Config:
     """A config for tests: port 0 (any free port), overrides per key of [relay]."""
     tree: dict[str, Any] = {"relay": {"port": 1, **relay}}
     config = msgspec.convert(tree, Config)
-    return msgspec.structs.replace(
-        config, relay=msgspec.structs.replace(config.relay, port=0)
-    )
+    return msgspec.structs.replace(config, relay=msgspec.structs.replace(config.relay, port=0))
 
 
 @pytest.fixture
@@ -150,5 +148,3 @@ async def connect(relay: Relay) -> AsyncIterator[Callable[..., Any]]:
 
     yield open_client
     await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
-
-

@@ -18,7 +18,7 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Largest ``content`` accepted, in UTF-8 bytes (NIP-11 ``max_content_length``)."""
     max_event_tags: int = 2_500
     """Most tags one event may carry (NIP-11 ``max_event_tags``)."""
-    max_tag_value_bytes: int = 8_192
+    max_tag_value_bytes: int = 65_536
     """Longest single tag element accepted, in UTF-8 bytes."""
     max_subscriptions: int = 40
     """Open subscriptions per connection (NIP-11 ``max_subscriptions``)."""

