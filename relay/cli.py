@@ -6,16 +6,25 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import msgspec
 
 from relay.config import Config, ConfigError, load
+from relay.nostr.errors import NostrError
+from relay.nostr.event import MAX_TIMESTAMP
+from relay.nostr.filters import Filter, parse_filter
 from relay.server.app import Relay
 from relay.storage.migrate import migrate
+
+if TYPE_CHECKING:
+    from relay.archive import ImportReport
 
 __all__ = ["main"]
 
@@ -38,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default 7447)")
     common(commands.add_parser("migrate", help="apply database migrations and exit"))
     common(commands.add_parser("check-config", help="validate the configuration and exit"))
+    _archive_commands(commands, common)
     return parser
 
 
@@ -107,6 +117,146 @@ async def _migrate(dsn: str) -> None:
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
 
 
+# -- import / export ------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _archive_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    imp = commands.add_parser(
+        "import",
+        help="store events from a JSON Lines file, checked as the relay checks an EVENT",
+        description=(
+            'Read one event per line (an event object, or ["EVENT", <event>] or'
+            ' ["EVENT", <subscription id>, <event>]; blank lines are skipped), check each'
+            " exactly as the relay checks an EVENT, and store the accepted ones in file order."
+            " Prints how many were accepted, duplicate and rejected, and why. Exit status: 0"
+            " when the file was processed, 1 when it (or the database) failed, 2 for a"
+            " configuration error."
+        ),
+    )
+    common(imp)
+    imp.add_argument("file", metavar="FILE.jsonl", help="the file to import; - reads stdin")
+    imp.add_argument(
+        "--batch", type=_positive, help="events stored per transaction (default relay.max_batch)"
+    )
+    exp = commands.add_parser(
+        "export",
+        help="write stored events to stdout as JSON Lines, oldest first",
+        description=(
+            "Write the stored events, their JSON exactly as stored, one per line, in the order"
+            " they were stored. Expired events (NIP-40) are left out."
+        ),
+    )
+    common(exp)
+    exp.add_argument(
+        "--filter",
+        metavar="JSON",
+        help="a NIP-01 filter, e.g. '{\"kinds\":[33401]}'; its limit keeps the newest matches",
+    )
+
+
+def _run_status(coro: Coroutine[Any, Any, int]) -> int:
+    status = 1
+
+    async def wrapper() -> None:
+        nonlocal status
+        status = await coro
+
+    _run(wrapper())
+    return status
+
+
+def _database_failed(exc: BaseException) -> int:
+    print(f"fitrelay: database error: {exc}", file=sys.stderr)
+    return 1
+
+
+def _import_command(config: Config, args: argparse.Namespace) -> int:
+    from relay.archive import import_events
+
+    name: str = args.file
+    try:
+        source = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"fitrelay: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    batch: int = args.batch or config.relay.max_batch
+    try:
+        with database(config) as dsn:
+            try:
+                report = _run_report(
+                    import_events(
+                        dsn,
+                        source,
+                        limits=config.relay.limits,
+                        batch_size=batch,
+                        progress=sys.stderr.isatty(),
+                    )
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                return _database_failed(exc)
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    print(report.format("stdin" if name == "-" else name), flush=True)
+    if report.read_error is not None:
+        print(f"fitrelay: cannot read {name}: {report.read_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_report(coro: Coroutine[Any, Any, ImportReport]) -> ImportReport:
+    result: list[ImportReport] = []
+
+    async def wrapper() -> None:
+        result.append(await coro)
+
+    _run(wrapper())
+    return result[0]
+
+
+def _export_command(config: Config, args: argparse.Namespace) -> int:
+    from relay.archive import export_events
+
+    flt: Filter | None = None
+    if args.filter is not None:
+        # A limit is the user's to choose here; every other limit of relay.limits applies.
+        limits = msgspec.structs.replace(config.relay.limits, max_limit=MAX_TIMESTAMP)
+        try:
+            flt = parse_filter(msgspec.json.decode(args.filter), limits)
+        except msgspec.DecodeError:
+            print("fitrelay: configuration error: --filter is not valid JSON", file=sys.stderr)
+            return 2
+        except NostrError as exc:
+            print(f"fitrelay: configuration error: --filter: {exc.message}", file=sys.stderr)
+            return 2
+    out = sys.stdout.buffer
+    with database(config) as dsn:
+        try:
+            written = _run_status(export_events(dsn, out, flt, progress=sys.stderr.isatty()))
+        except BrokenPipeError:
+            # The reader went away (e.g. "| head"); keep Python from complaining at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return _database_failed(exc)
+    print(f"exported {written} event{'s' if written != 1 else ''}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -124,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM before the event loop runs (e.g. while the embedded database starts) must still
     # unwind through the finally blocks that stop it.
     signal.signal(signal.SIGTERM, _terminate_as_exit)
+    if args.command == "import":
+        return _import_command(config, args)
+    if args.command == "export":
+        return _export_command(config, args)
     with database(config) as dsn:
         if args.command == "serve":
             _run(_serve(config, dsn))

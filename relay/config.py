@@ -131,8 +131,8 @@ def load(
 
 
 def _check(config: Config) -> None:
-    if not 0 < config.relay.port < 65_536:
-        raise ConfigError("relay.port must be between 1 and 65535")
+    if not 0 <= config.relay.port < 65_536:
+        raise ConfigError("relay.port must be between 0 (any free port) and 65535")
     limits = config.relay.limits
     for field in limits.__struct_fields__:
         if getattr(limits, field) < 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from importlib import resources
-
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ def _where(flt: Filter, now: int, params: _Params) -> str:
     if flt.kinds is not None:
         conds.append(f"e.kind = ANY({params.add(sorted(flt.kinds))}::integer[])")
     if flt.since is not None:
-        conds.append(f"e.created_at >= {params.add(flt.since)}::bigint")
+        conds.append(f"e.created_at > {params.add(flt.since)}::bigint")
     if flt.until is not None:
         conds.append(f"e.created_at <= {params.add(flt.until)}::bigint")
     conds.append(f"(e.expires_at IS NULL OR e.expires_at > {params.add(now)}::bigint)")

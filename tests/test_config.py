@@ -1,0 +1,62 @@
+"""Configuration loading, precedence and validation."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from relay.config import Config, ConfigError, load
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_lists_every_key_with_its_default() -> None:
+    assert load(ROOT / "config.toml", env={}) == Config()
+    tree = tomllib.loads((ROOT / "config.toml").read_text())
+    assert tree == msgspec.to_builtins(Config())
+
+
+def test_precedence(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[relay]\nport = 8000\nhost = "0.0.0.0"\n[db]\ndsn = "postgresql://file"\n')
+    config = load(path, env={"FITRELAY_PORT": "9000", "FITRELAY_DB_DSN": "postgresql://env"})
+    assert config.relay.port == 9000
+    assert config.relay.host == "0.0.0.0"
+    assert config.db.dsn == "postgresql://env"
+    config = load(
+        path,
+        env={"FITRELAY_PORT": "9000"},
+        overrides={("relay", "port"): 9100, ("db", "data_dir"): None},
+    )
+    assert config.relay.port == 9100
+    assert config.db.data_dir == "./var"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[relay]\nport = 70000\n", {}, "relay.port must be between"),
+        ("[relay]\nport = 'x'\n", {}, "Expected `int`"),
+        ("[relay]\nbogus = 1\n", {}, "unknown field `bogus`"),
+        ("[relay.limits]\nmax_limit = -1\n", {}, "must not be negative"),
+        ("[relay.limits]\ndefault_limit = 10\nmax_limit = 5\n", {}, "default_limit"),
+        ("[db]\npool_min = 5\npool_max = 2\n", {}, "db.pool_min"),
+        ("not toml [", {}, "c.toml"),
+        ("", {"FITRELAY_PORT": "eighty"}, "FITRELAY_PORT must be an integer"),
+    ],
+)
+def test_errors_name_the_problem(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load(path, env=env)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "absent.toml", env={})
