@@ -1,0 +1,79 @@
+"""The inverted subscription index, without a network or a database."""
+
+from __future__ import annotations
+
+import msgspec
+
+from relay.nostr.event import Event, decode_event
+from relay.nostr.filters import parse_filter
+from relay.nostr.limits import Limits
+from relay.server.live import LiveIndex
+from tests.signer import Keys
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str, bytes]] = []
+
+    def deliver(self, sub_id: str, event_id: str, data: bytes) -> None:
+        self.got.append((sub_id, event_id, data))
+
+
+def event(**kw: object) -> tuple[Event, bytes]:
+    raw = msgspec.json.encode(Keys(1).sign(**kw))  # type: ignore[arg-type]
+    return decode_event(raw), raw
+
+
+def f(d: dict[str, object]):  # type: ignore[no-untyped-def]
+    return parse_filter(d, Limits())
+
+
+def test_dispatch_matches_every_field_kind() -> None:
+    index = LiveIndex()
+    inbox = Inbox()
+    ev, raw = event(kind=1301, content="", tags=[["t", "run"], ["d", "x"]], created_at=50)
+    other_key = Keys(2).pubkey
+    index.add(inbox, "by-id", (f({"ids": [ev.id]}),))
+    index.add(inbox, "by-author", (f({"authors": [ev.pubkey]}),))
+    index.add(inbox, "by-tag", (f({"#t": ["run"], "kinds": [1301]}),))
+    index.add(inbox, "by-kind", (f({"kinds": [1301]}),))
+    index.add(inbox, "all", (f({}),))
+    index.add(inbox, "miss-author", (f({"authors": [other_key]}),))
+    index.add(inbox, "miss-tag-and", (f({"#t": ["run"], "#d": ["y"]}),))
+    index.add(inbox, "miss-time", (f({"kinds": [1301], "until": 49}),))
+    index.add(inbox, "two-filters", (f({"kinds": [1]}), f({"#d": ["x"]})))
+    assert index.dispatch(ev, raw) == 6
+    got = {sub for sub, _, _ in inbox.got}
+    assert got == {"by-id", "by-author", "by-tag", "by-kind", "all", "two-filters"}
+    for sub, event_id, data in inbox.got:
+        assert event_id == ev.id
+        assert msgspec.json.decode(data) == ["EVENT", sub, msgspec.json.decode(raw)]
+
+
+def test_replace_and_remove() -> None:
+    index = LiveIndex()
+    inbox = Inbox()
+    ev, raw = event(kind=7, content="+")
+    index.add(inbox, "s", (f({"kinds": [1]}),))
+    index.add(inbox, "s", (f({"kinds": [7]}),))
+    assert len(index) == 1
+    assert index.dispatch(ev, raw) == 1
+    index.remove(inbox, "s")
+    assert len(index) == 0
+    assert index.dispatch(ev, raw) == 0
+    index.add(inbox, "a", (f({"kinds": [7]}),))
+    index.add(inbox, "b", (f({"authors": [ev.pubkey]}),))
+    index.remove_all(inbox, ["a", "b"])
+    assert index.dispatch(ev, raw) == 0
+    assert index._by_key == {}
+
+
+def test_subscribers_are_separate() -> None:
+    index = LiveIndex()
+    one, two = Inbox(), Inbox()
+    ev, raw = event(kind=1, content="x")
+    index.add(one, "s", (f({"kinds": [1]}),))
+    index.add(two, "s", (f({"kinds": [1]}),))
+    index.remove(one, "s")
+    assert index.dispatch(ev, raw) == 1
+    assert one.got == [] and len(two.got) == 1
