@@ -362,3 +362,20 @@ async def test_unknown_closed_subscription_and_limit(start_relay: Callable[..., 
         assert await client.req("b", {"kinds": [1]}) == []
     finally:
         await client.close()
+
+
+async def test_events_stored_by_another_writer_reach_live_subscribers(
+    client: RawClient, db_dsn: str
+) -> None:
+    """Another process (an import, a second relay) writes; NOTIFY wakes this relay's tail."""
+    from relay.storage.postgres import Store, create_pool
+
+    await client.req("s", {"kinds": [33401]})
+    exercise = Keys(26).sign(33401, "", [["d", "deadlift"], ["title", "Deadlift"]])
+    raw = msgspec.json.encode(exercise)
+    pool = await create_pool(db_dsn, min_size=1, max_size=1)
+    try:
+        await Store(pool, default_limit=10).ingest([decode_event(raw)], [raw.decode()])
+    finally:
+        await pool.close()
+    assert await client.expect("EVENT") == ["EVENT", "s", exercise]
