@@ -7,7 +7,7 @@ signature. Ephemeral events are valid but never stored, so they are counted as r
 Everything accepted goes through :meth:`relay.storage.postgres.Store.ingest` in batches, in
 file order, so the NIP-01 replace and NIP-09 deletion rules come out exactly as if the file had
 been published to the relay one event after the other; each outcome gets the message the relay
-would have answered with (:func:`relay.server.connection.ok_message`).
+would have answered with (:attr:`relay.storage.postgres.IngestStatus.reply`).
 
 Export writes the stored events, raw JSON exactly as stored, in log order (oldest first), in
 pages keyed on ``seq`` inside one read-only snapshot, so the output is consistent however long
@@ -31,20 +31,17 @@ import asyncpg
 import msgspec
 from tqdm import tqdm
 
-from relay.nostr.errors import NostrError
+from relay.nostr.errors import NostrError, RelayError
 from relay.nostr.event import (
+    MAX_TIMESTAMP,
     Event,
     KindClass,
     decode_event,
-    expiration,
-    is_protected,
     kind_class,
-    validate_event,
 )
-from relay.nostr.filters import Filter, matches
+from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
-from relay.nostr.verify import verify_signature
-from relay.server.connection import ok_message
+from relay.nostr.session import check_event, claimed_id
 from relay.storage.migrate import migrate
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.sqlfilter import compile_query
@@ -57,6 +54,7 @@ __all__ = [
     "Checked",
     "ImportReport",
     "LineOutcome",
+    "OutputError",
     "Reason",
     "Rejection",
     "Result",
@@ -65,6 +63,7 @@ __all__ = [
     "import_events",
     "import_stream",
     "iter_export",
+    "parse_export_filter",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,19 +112,6 @@ class Rejection:
     event_id: str | None = None
 
 
-def _claimed_id(raw: bytes) -> str | None:
-    """The id a malformed event claims, for the outcome (like the relay's OK message)."""
-    try:
-        obj = _lenient.decode(raw)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-        return None
-    if isinstance(obj, dict):
-        claimed = obj.get("id")
-        if isinstance(claimed, str) and 0 < len(claimed) <= 64:
-            return claimed
-    return None
-
-
 def _event_json(line: bytes) -> bytes | Rejection:
     """The event object in a line: the line itself, or the event of an EVENT message."""
     if line[:1] == b"{":
@@ -171,21 +157,11 @@ def check_line(line: bytes, limits: Limits, now: int) -> Checked | Rejection:
     raw = found
     if len(raw) + _EVENT_FRAME_OVERHEAD > limits.max_message_bytes:
         reason = f"invalid: message is larger than {limits.max_message_bytes} bytes"
-        return Rejection(reason, _claimed_id(raw))
-    # The same steps, in the same order, as Session._event.
+        return Rejection(reason, claimed_id(raw))
     try:
-        event = decode_event(raw)
-        validate_event(event, len(raw), limits, now)
+        event = check_event(raw, limits, now)
     except NostrError as exc:
-        return Rejection(exc.message, _claimed_id(raw))
-    expires = expiration(event)
-    if expires is not None and expires <= now:
-        return Rejection("invalid: event has expired", event.id)
-    if is_protected(event):
-        reason = "restricted: protected events (NIP-70) need AUTH, which this relay lacks"
-        return Rejection(reason, event.id)
-    if not verify_signature(event.id, event.pubkey, event.sig):
-        return Rejection("invalid: bad signature", event.id)
+        return Rejection(exc.message, claimed_id(raw))
     if kind_class(event.kind) is KindClass.EPHEMERAL:
         return Rejection(EPHEMERAL_REASON, event.id)
     return Checked(event, raw.decode())
@@ -303,7 +279,7 @@ def _read_lines(
 
 
 def _outcome(line: int, checked: Checked, status: IngestStatus) -> LineOutcome:
-    accepted, message = ok_message(status)
+    accepted, message = status.reply
     if status is IngestStatus.STORED:
         return LineOutcome(line, checked.event.id, ACCEPTED, message)
     if accepted:
@@ -544,6 +520,28 @@ async def iter_export(
             return
 
 
+class OutputError(RelayError):
+    """Writing the export failed; ``error`` says why (BrokenPipeError: the reader left)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def parse_export_filter(text: str | bytes, limits: Limits) -> Filter:
+    """One NIP-01 filter given as JSON, checked against ``limits`` except ``max_limit``: an
+    export's ``limit`` is honoured however large.
+
+    Raises:
+        NostrError: ``invalid:`` or ``unsupported:``, as a REQ would get.
+    """
+    try:
+        raw = _lenient.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        raise NostrError("invalid", "the filter is not valid JSON") from None
+    return parse_filter(raw, msgspec.structs.replace(limits, max_limit=MAX_TIMESTAMP))
+
+
 def _one_line(raw: str) -> bytes:
     """The event on one line. JSON strings cannot hold a raw line break, so any in ``raw`` is
     whitespace between tokens: a space keeps the JSON, and its length, the same."""
@@ -589,10 +587,16 @@ async def export_events(
                 async for raw in iter_export(
                     conn, flt, now=now, page_size=page_size, on_seq=advance
                 ):
-                    out.write(_one_line(raw))
+                    try:
+                        out.write(_one_line(raw))
+                    except OSError as exc:
+                        raise OutputError(exc) from exc
                     written += 1
                 bar.update(head - bar.n)
-        out.flush()
+        try:
+            out.flush()
+        except OSError as exc:
+            raise OutputError(exc) from exc
     finally:
         await conn.close()
     return written

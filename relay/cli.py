@@ -11,20 +11,15 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, BinaryIO, TypeVar
 
 import asyncpg
-import msgspec
 
+from relay import archive
 from relay.config import Config, ConfigError, load
 from relay.nostr.errors import NostrError
-from relay.nostr.event import MAX_TIMESTAMP
-from relay.nostr.filters import Filter, parse_filter
 from relay.server.app import Relay
 from relay.storage.migrate import migrate
-
-if TYPE_CHECKING:
-    from relay.archive import ImportReport
 
 __all__ = ["main"]
 
@@ -119,6 +114,8 @@ async def _migrate(dsn: str) -> None:
 
 # -- import / export ------------------------------------------------------------------------
 
+_T = TypeVar("_T")
+
 
 def _positive(text: str) -> int:
     try:
@@ -149,14 +146,18 @@ def _archive_commands(
     common(imp)
     imp.add_argument("file", metavar="FILE.jsonl", help="the file to import; - reads stdin")
     imp.add_argument(
-        "--batch", type=_positive, help="events stored per transaction (default relay.max_batch)"
+        "--batch",
+        type=_positive,
+        metavar="N",
+        help="events stored per transaction (default: relay.max_batch)",
     )
     exp = commands.add_parser(
         "export",
         help="write stored events to stdout as JSON Lines, oldest first",
         description=(
             "Write the stored events, their JSON exactly as stored, one per line, in the order"
-            " they were stored. Expired events (NIP-40) are left out."
+            " they were stored. Expired events (NIP-40) are left out. Exit status: 0 when done,"
+            " 1 when the database or the output failed, 2 for a configuration error."
         ),
     )
     common(exp)
@@ -167,46 +168,45 @@ def _archive_commands(
     )
 
 
-def _run_status(coro: Coroutine[Any, Any, int]) -> int:
-    status = 1
+def _run_result(coro: Coroutine[Any, Any, _T]) -> _T:
+    result: list[_T] = []
 
     async def wrapper() -> None:
-        nonlocal status
-        status = await coro
+        result.append(await coro)
 
     _run(wrapper())
-    return status
+    return result[0]
 
 
-def _database_failed(exc: BaseException) -> int:
-    print(f"fitrelay: database error: {exc}", file=sys.stderr)
+def _failed(what: str, exc: BaseException) -> int:
+    print(f"fitrelay: {what}: {exc}", file=sys.stderr)
     return 1
 
 
 def _import_command(config: Config, args: argparse.Namespace) -> int:
-    from relay.archive import import_events
-
     name: str = args.file
     try:
-        source = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+        source: BinaryIO = sys.stdin.buffer if name == "-" else open(name, "rb")
     except OSError as exc:
         print(f"fitrelay: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     batch: int = args.batch or config.relay.max_batch
     try:
         with database(config) as dsn:
-            try:
-                report = _run_report(
-                    import_events(
-                        dsn,
-                        source,
-                        limits=config.relay.limits,
-                        batch_size=batch,
-                        progress=sys.stderr.isatty(),
-                    )
+            report = _run_result(
+                archive.import_events(
+                    dsn,
+                    source,
+                    limits=config.relay.limits,
+                    batch_size=batch,
+                    progress=sys.stderr.isatty(),
                 )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                return _database_failed(exc)
+            )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    except KeyboardInterrupt:
+        print("fitrelay: interrupted; the batches committed so far stay", file=sys.stderr)
+        return 130
     finally:
         if source is not sys.stdin.buffer:
             source.close()
@@ -217,42 +217,30 @@ def _import_command(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_report(coro: Coroutine[Any, Any, ImportReport]) -> ImportReport:
-    result: list[ImportReport] = []
-
-    async def wrapper() -> None:
-        result.append(await coro)
-
-    _run(wrapper())
-    return result[0]
-
-
 def _export_command(config: Config, args: argparse.Namespace) -> int:
-    from relay.archive import export_events
-
-    flt: Filter | None = None
+    flt = None
     if args.filter is not None:
-        # A limit is the user's to choose here; every other limit of relay.limits applies.
-        limits = msgspec.structs.replace(config.relay.limits, max_limit=MAX_TIMESTAMP)
         try:
-            flt = parse_filter(msgspec.json.decode(args.filter), limits)
-        except msgspec.DecodeError:
-            print("fitrelay: configuration error: --filter is not valid JSON", file=sys.stderr)
-            return 2
+            flt = archive.parse_export_filter(args.filter, config.relay.limits)
         except NostrError as exc:
             print(f"fitrelay: configuration error: --filter: {exc.message}", file=sys.stderr)
             return 2
-    out = sys.stdout.buffer
-    with database(config) as dsn:
-        try:
-            written = _run_status(export_events(dsn, out, flt, progress=sys.stderr.isatty()))
-        except BrokenPipeError:
-            # The reader went away (e.g. "| head"); keep Python from complaining at exit.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+    try:
+        with database(config) as dsn:
+            written = _run_result(
+                archive.export_events(dsn, sys.stdout.buffer, flt, progress=sys.stderr.isatty())
+            )
+    except archive.OutputError as exc:
+        if isinstance(exc.error, BrokenPipeError):
+            # The reader went away (e.g. "| head"): stop quietly, like other filters do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            return _database_failed(exc)
+        return _failed("cannot write the output", exc.error)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    except KeyboardInterrupt:
+        print("fitrelay: interrupted", file=sys.stderr)
+        return 130
     print(f"exported {written} event{'s' if written != 1 else ''}", file=sys.stderr)
     return 0
 

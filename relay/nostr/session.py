@@ -37,6 +37,8 @@ __all__ = [
     "Store",
     "Subscribe",
     "Unsubscribe",
+    "check_event",
+    "claimed_id",
 ]
 
 
@@ -84,7 +86,7 @@ Action = Send | Store | Subscribe | Unsubscribe | Count
 _lenient = msgspec.json.Decoder()
 
 
-def _claimed_id(raw: bytes) -> str | None:
+def claimed_id(raw: bytes) -> str | None:
     """The ``id`` a malformed event claims, so a rejection can still be an OK message."""
     try:
         obj = _lenient.decode(raw)
@@ -97,8 +99,31 @@ def _claimed_id(raw: bytes) -> str | None:
     return None
 
 
+def check_event(raw: bytes, limits: Limits, now: int) -> Event:
+    """Every check the relay applies to a published event, in order, cheapest first.
+
+    Shape and limits, time window and id (:func:`validate_event`), NIP-40 expiration, NIP-70
+    protection, then the signature. Used for EVENT messages and by ``fitrelay import``.
+
+    Raises:
+        NostrError: the OK message that tells the client why.
+    """
+    event = decode_event(raw)
+    validate_event(event, len(raw), limits, now)
+    expires = expiration(event)
+    if expires is not None and expires <= now:
+        raise NostrError("invalid", "event has expired")
+    if is_protected(event):
+        raise NostrError(
+            "restricted", "protected events (NIP-70) need AUTH, which this relay lacks"
+        )
+    if not verify_signature(event.id, event.pubkey, event.sig):
+        raise NostrError("invalid", "bad signature")
+    return event
+
+
 def _rejected(raw: bytes, error: NostrError) -> Send:
-    claimed = _claimed_id(raw)
+    claimed = claimed_id(raw)
     if claimed is None:
         return Send(encode_notice(error.message))
     return Send(encode_ok(claimed, False, error.message))
@@ -153,18 +178,9 @@ class Session:
 
     def _event(self, raw: bytes, now: int) -> Send | Store:
         try:
-            event = decode_event(raw)
-            validate_event(event, len(raw), self.limits, now)
+            event = check_event(raw, self.limits, now)
         except NostrError as exc:
             return _rejected(raw, exc)
-        expires = expiration(event)
-        if expires is not None and expires <= now:
-            return Send(encode_ok(event.id, False, "invalid: event has expired"))
-        if is_protected(event):
-            reason = "restricted: protected events (NIP-70) need AUTH, which this relay lacks"
-            return Send(encode_ok(event.id, False, reason))
-        if not verify_signature(event.id, event.pubkey, event.sig):
-            return Send(encode_ok(event.id, False, "invalid: bad signature"))
         return Store(event, raw)
 
     def _filters(self, sub_id: str, raw_filters: list[object]) -> tuple[Filter, ...]:

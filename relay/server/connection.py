@@ -32,30 +32,13 @@ from relay.nostr.messages import (
 from relay.nostr.session import Count, Send, Session, Store, Subscribe, Unsubscribe
 from relay.server.live import LiveIndex
 from relay.server.writer import Writer, WriterUnavailable
-from relay.storage.postgres import IngestStatus
 from relay.storage.postgres import Store as EventStore
 
-__all__ = ["Connection", "ok_message"]
+__all__ = ["Connection"]
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_IN_FLIGHT = 1_000
-
-_OK = {
-    IngestStatus.STORED: (True, ""),
-    IngestStatus.DUPLICATE: (True, "duplicate: already have this event"),
-    IngestStatus.DELETED: (False, "blocked: this event was deleted by its author"),
-    IngestStatus.ADDRESS_DELETED: (
-        False,
-        "blocked: this address was deleted by its author after this version",
-    ),
-    IngestStatus.SUPERSEDED: (False, "duplicate: a newer version of this address is stored"),
-}
-
-
-def ok_message(status: IngestStatus) -> tuple[bool, str]:
-    """The OK flag and message for one ingest outcome."""
-    return _OK[status]
 
 
 @dataclass(slots=True)
@@ -199,7 +182,7 @@ class Connection:
         except WriterUnavailable:
             self.send(encode_ok(event.id, False, "error: could not store the event; try again"))
         else:
-            accepted, message = ok_message(status)
+            accepted, message = status.reply
             self.send(encode_ok(event.id, accepted, message))
         finally:
             self.in_flight.release()

@@ -31,6 +31,23 @@ class IngestStatus(enum.IntEnum):
     ADDRESS_DELETED = 3
     SUPERSEDED = 4
 
+    @property
+    def reply(self) -> tuple[bool, str]:
+        """The NIP-01 OK flag and message for this outcome."""
+        return _REPLIES[self]
+
+
+_REPLIES = {
+    IngestStatus.STORED: (True, ""),
+    IngestStatus.DUPLICATE: (True, "duplicate: already have this event"),
+    IngestStatus.DELETED: (False, "blocked: this event was deleted by its author"),
+    IngestStatus.ADDRESS_DELETED: (
+        False,
+        "blocked: this address was deleted by its author after this version",
+    ),
+    IngestStatus.SUPERSEDED: (False, "duplicate: a newer version of this address is stored"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Stored:
