@@ -13,12 +13,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import asyncpg
+
 from relay.nostr.event import Event
 from relay.storage.postgres import IngestStatus, Store
 
 __all__ = ["Writer", "WriterUnavailable"]
 
 log = logging.getLogger(__name__)
+
+
+# Errors that say the database is away, not that an event is unacceptable to it.
+_UNAVAILABLE = (
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.QueryCanceledError,
+)
 
 
 class WriterUnavailable(Exception):
@@ -83,11 +93,17 @@ class Writer:
                 if not item.done.done():
                     item.done.set_exception(WriterUnavailable("relay is shutting down"))
             raise
-        except Exception:
-            log.exception("writer: batch of %d events failed; none stored", len(batch))
-            for item in batch:
-                if not item.done.done():
-                    item.done.set_exception(WriterUnavailable("the database did not commit"))
+        except asyncpg.PostgresError as exc:
+            if len(batch) > 1 and not isinstance(exc, _UNAVAILABLE):
+                # One event the database refuses must not sink its neighbours: retry alone.
+                log.warning("writer: batch of %d failed (%s); retrying one by one", len(batch), exc)
+                for item in batch:
+                    await self._commit([item])
+                return
+            self._fail(batch, exc)
+            return
+        except Exception as exc:
+            self._fail(batch, exc)
             return
         self.last_batch_size = len(batch)
         self.last_commit_seconds = time.perf_counter() - started
@@ -96,6 +112,12 @@ class Writer:
                 item.done.set_result(status)
         if any(status is IngestStatus.STORED for status in statuses):
             self.on_commit()
+
+    def _fail(self, batch: list[_Item], exc: BaseException) -> None:
+        log.error("writer: batch of %d events failed, none stored: %r", len(batch), exc)
+        for item in batch:
+            if not item.done.done():
+                item.done.set_exception(WriterUnavailable("the database did not commit"))
 
     async def run(self) -> None:
         """Commit batches until :meth:`stop` is called and everything before it is committed."""

@@ -89,7 +89,7 @@ def _address_targets(event: Event) -> Iterable[tuple[int, str]]:
         if cls is KindClass.REPLACEABLE:
             yield kind, ""
         elif cls is KindClass.ADDRESSABLE:
-            yield kind, parts[2]
+            yield kind, tag_key(parts[2])
 
 
 def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
@@ -117,7 +117,7 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
         if cls is KindClass.REPLACEABLE:
             dtags.append("")
         elif cls is KindClass.ADDRESSABLE:
-            dtags.append(d_tag(event))
+            dtags.append(tag_key(d_tag(event)))
         else:
             dtags.append(None)
         expires.append(expiration(event))

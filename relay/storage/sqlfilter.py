@@ -20,9 +20,16 @@ _HASHED = "\x01"
 
 
 def tag_key(value: str) -> str:
-    """How a tag value is stored in ``event_tags.value`` (see migration 0001)."""
+    """How a tag value is stored in ``event_tags.value`` (see migration 0001).
+
+    A value holding U+0000 is hashed too: PostgreSQL text cannot hold it.
+    """
     encoded = value.encode()
-    if len(encoded) <= TAG_VALUE_INLINE_BYTES and not value.startswith(_HASHED):
+    if (
+        len(encoded) <= TAG_VALUE_INLINE_BYTES
+        and not value.startswith(_HASHED)
+        and "\x00" not in value
+    ):
         return value
     return _HASHED + hashlib.sha256(encoded).hexdigest()
 
@@ -50,7 +57,7 @@ def _where(flt: Filter, now: int, params: _Params) -> str:
     if flt.kinds is not None:
         conds.append(f"e.kind = ANY({params.add(sorted(flt.kinds))}::integer[])")
     if flt.since is not None:
-        conds.append(f"e.created_at > {params.add(flt.since)}::bigint")
+        conds.append(f"e.created_at >= {params.add(flt.since)}::bigint")
     if flt.until is not None:
         conds.append(f"e.created_at <= {params.add(flt.until)}::bigint")
     conds.append(f"(e.expires_at IS NULL OR e.expires_at > {params.add(now)}::bigint)")

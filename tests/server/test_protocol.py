@@ -379,3 +379,23 @@ async def test_events_stored_by_another_writer_reach_live_subscribers(
     finally:
         await pool.close()
     assert await client.expect("EVENT") == ["EVENT", "s", exercise]
+
+
+async def test_nul_characters_in_tags_are_stored_and_found(client: RawClient) -> None:
+    """PostgreSQL text cannot hold U+0000; such values are keyed, never a failed batch."""
+    keys = Keys(27)
+    note = keys.sign(1, "nul \u0000 in content", [["t", "a\u0000b"]])
+    exercise = keys.sign(33401, "", [["d", "x\u0000y"], ["title", "odd"]])
+    neighbours = [keys.sign(1, f"neighbour {i}") for i in range(5)]
+    for e in (note, exercise, *neighbours):
+        await client.send(["EVENT", e])
+    oks = {}
+    while len(oks) < 7:
+        reply = await client.expect("OK")
+        oks[reply[1]] = reply[2:]
+    assert all(flag is True for flag, _ in oks.values()), oks
+    assert await client.req("t", {"#t": ["a\u0000b"]}) == [note]
+    assert await client.req("d", {"#d": ["x\u0000y"], "kinds": [33401]}) == [exercise]
+    newer = keys.sign(33401, "v2", [["d", "x\u0000y"]], created_at=exercise["created_at"] + 1)
+    assert (await client.publish(newer))[2] is True
+    assert await client.req("e", {"authors": [keys.pubkey], "kinds": [33401]}) == [newer]
