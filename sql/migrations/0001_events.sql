@@ -26,9 +26,10 @@ CREATE INDEX events_expires_idx ON events (expires_at) WHERE expires_at IS NOT N
 
 -- One row per single-letter tag with a value, denormalised so tag queries run on an index
 -- without touching events. value is the tag value itself when it is at most 200 UTF-8 bytes
--- long (and holds no control character U+0001 at its start), otherwise U+0001 followed by
--- the hex sha256 of the value: a btree never sees a value too large for it, and a filter
--- value is keyed the same way before comparison (relay.storage.sqlfilter.tag_key).
+-- long, does not start with U+0001 and holds no U+0000 (which text cannot store); otherwise
+-- U+0001 followed by the hex sha256 of the value. A btree never sees a value too large for
+-- it, and a filter value is keyed the same way before comparison
+-- (relay.storage.sqlfilter.tag_key). events.d_tag is keyed by the same rule.
 CREATE TABLE event_tags (
     event_id   bytea   NOT NULL,
     name       text    NOT NULL,
