@@ -8,6 +8,7 @@ gets a fresh one cloned from a template migrated once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import tempfile
@@ -70,9 +71,9 @@ async def template_db(server_dsn: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest.fixture
-async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
-    """A fresh migrated database for one test."""
+@contextlib.asynccontextmanager
+async def cloned_database(server_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh database cloned from the migrated template, dropped afterwards."""
     name = f"{_PREFIX}_{next(_ids)}"
     admin = await asyncpg.connect(server_dsn)
     try:
@@ -81,6 +82,20 @@ async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def db_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh migrated database for one test."""
+    async with cloned_database(server_dsn, template_db) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def other_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A second fresh migrated database (for round trips between databases)."""
+    async with cloned_database(server_dsn, template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture

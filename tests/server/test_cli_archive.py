@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import os
 import pty
@@ -14,20 +13,15 @@ import sys
 import tempfile
 import termios
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import asyncpg
 import msgspec
-import pytest
 
-from tests.conftest import with_database
 from tests.signer import Keys
 
 VALID = Path(__file__).parents[2].parent / "shared/fixtures/real-events/valid.jsonl"
 TIMEOUT = 120
-
-_names = itertools.count()
 
 
 def fitrelay() -> list[str]:
@@ -85,18 +79,6 @@ def run_on_a_terminal(args: Sequence[str], cwd: Path) -> tuple[int, bytes, bytes
         status = proc.wait(TIMEOUT)
         stdout.seek(0)
         return status, stdout.read(), terminal
-
-
-@pytest.fixture
-async def other_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
-    name = f"fitrelay_test_{os.getpid()}_cli_archive_{next(_names)}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        yield with_database(server_dsn, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def valid_expectations() -> tuple[list[bytes], dict[str, int]]:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import io
-import itertools
 import json
-import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 
@@ -33,27 +30,11 @@ from relay.nostr.limits import Limits
 from relay.nostr.session import Send, Session, Store
 from relay.storage.postgres import Store as EventStore
 from relay.storage.postgres import create_pool
-from tests.conftest import with_database
 from tests.signer import Keys
 
 FIXTURES = Path(__file__).parents[2].parent / "shared/fixtures/real-events"
 VALID = FIXTURES / "valid.jsonl"
 INVALID = FIXTURES / "invalid.jsonl"
-
-_names = itertools.count()
-
-
-@pytest.fixture
-async def other_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
-    """A second fresh migrated database (for round trips)."""
-    name = f"fitrelay_test_{os.getpid()}_archive_{next(_names)}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        yield with_database(server_dsn, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 # -- helpers ---------------------------------------------------------------------------------
