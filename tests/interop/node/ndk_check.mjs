@@ -15,40 +15,14 @@ import NDK, { NDKEvent, NDKPrivateKeySigner, NDKSubscriptionCacheUsage } from "@
 import { verifyEvent } from "nostr-tools/pure";
 import WebSocket from "ws";
 
+import { STEP_MS, check, startCheck, withTimeout } from "./harness.mjs";
+
 // Node 20 has no global WebSocket; NDK uses the global one.
 globalThis.WebSocket ??= WebSocket;
 
-const STEP_MS = 10_000;
-const OVERALL_MS = 45_000;
 const EXERCISE_TEMPLATE = 33401;
 
-const url = process.argv[2];
-let step = "start";
-
-function fail(message) {
-  console.error(`FAIL [ndk] at step "${step}": ${message}`);
-  process.exit(1);
-}
-
-if (!url || !/^wss?:\/\//.test(url)) {
-  console.error("usage: node ndk_check.mjs ws://host:port");
-  process.exit(2);
-}
-
-setTimeout(() => fail(`did not finish within ${OVERALL_MS} ms`), OVERALL_MS).unref();
-process.on("unhandledRejection", (err) => fail(`unhandled rejection: ${err?.stack ?? err}`));
-
-function withTimeout(promise, what, ms = STEP_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
+const { url, progress, fail } = startCheck("ndk", "ndk_check.mjs");
 
 function wire(event) {
   const raw = event instanceof NDKEvent ? event.rawEvent() : event;
@@ -121,12 +95,12 @@ async function main() {
   const pubkey = signer.pubkey;
   const dTag = `back-squat-${pubkey.slice(0, 8)}`;
 
-  step = "connect";
+  progress.step = "connect";
   const writer = await open(signer);
   const reader = await open(undefined);
   const listener = await open(undefined);
 
-  step = "publish";
+  progress.step = "publish";
   const note = await publish(
     new NDKEvent(writer, { kind: 1, created_at: now, tags: [], content: "NDK interop note" }),
     "kind 1",
@@ -148,13 +122,13 @@ async function main() {
   );
   check(note.pubkey === pubkey && template.pubkey === pubkey, "signed by another key");
 
-  step = "query by id";
+  progress.step = "query by id";
   sameEvents(await query(reader, { ids: [note.id] }, "ids"), [note], "by id");
   const single = await withTimeout(reader.fetchEvent(note.id, fetchOpts), "fetchEvent by id");
   check(single !== null, "fetchEvent by id found nothing");
   sameEvents([verified(single)], [note], "fetchEvent by id");
 
-  step = "query by author and kind";
+  progress.step = "query by author and kind";
   sameEvents(
     await query(reader, { authors: [pubkey], kinds: [1] }, "authors+kinds"),
     [note],
@@ -166,7 +140,7 @@ async function main() {
     "two filters",
   );
 
-  step = "query by #d";
+  progress.step = "query by #d";
   sameEvents(
     await query(reader, { kinds: [EXERCISE_TEMPLATE], authors: [pubkey], "#d": [dTag] }, "#d"),
     [template],
@@ -178,7 +152,7 @@ async function main() {
     "by another #d",
   );
 
-  step = "count (NIP-45)";
+  progress.step = "count (NIP-45)";
   const counted = await withTimeout(
     reader.count([{ authors: [pubkey] }], { timeout: STEP_MS }),
     "COUNT",
@@ -186,7 +160,7 @@ async function main() {
   check(counted.relayResults.size === 1, "COUNT: no answer from the relay");
   check(counted.count === 2, `COUNT by author: expected 2, got ${counted.count}`);
 
-  step = "live subscription";
+  progress.step = "live subscription";
   let eosed;
   const eose = new Promise((resolve) => {
     eosed = resolve;

@@ -17,41 +17,15 @@ import { finalizeEvent, generateSecretKey, getPublicKey, verifyEvent } from "nos
 import { Relay, useWebSocketImplementation } from "nostr-tools/relay";
 import WebSocket from "ws";
 
+import { STEP_MS, check, startCheck, withTimeout } from "./harness.mjs";
+
 // Node 20 has no global WebSocket.
 useWebSocketImplementation(WebSocket);
 usePoolWebSocket(WebSocket);
 
-const STEP_MS = 10_000;
-const OVERALL_MS = 45_000;
 const EXERCISE_TEMPLATE = 33401;
 
-const url = process.argv[2];
-let step = "start";
-
-function fail(message) {
-  console.error(`FAIL [nostr-tools] at step "${step}": ${message}`);
-  process.exit(1);
-}
-
-if (!url || !/^wss?:\/\//.test(url)) {
-  console.error("usage: node nostr_tools_check.mjs ws://host:port");
-  process.exit(2);
-}
-
-setTimeout(() => fail(`did not finish within ${OVERALL_MS} ms`), OVERALL_MS).unref();
-process.on("unhandledRejection", (err) => fail(`unhandled rejection: ${err?.stack ?? err}`));
-
-function withTimeout(promise, what, ms = STEP_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
+const { url, progress, fail } = startCheck("nostr-tools", "nostr_tools_check.mjs");
 
 const wire = (event) => ({
   id: event.id,
@@ -106,18 +80,18 @@ async function main() {
   const pubkey = getPublicKey(secret);
   const dTag = `bench-press-${pubkey.slice(0, 8)}`;
 
-  step = "relay information (NIP-11)";
+  progress.step = "relay information (NIP-11)";
   const info = await withTimeout(fetchRelayInformation(url), "the NIP-11 document");
   for (const nip of [1, 9, 11, 45]) {
     const nips = info.supported_nips ?? [];
     check(nips.includes(nip), `NIP-11 supported_nips lacks ${nip}: ${JSON.stringify(info)}`);
   }
 
-  step = "connect";
+  progress.step = "connect";
   const relay = await withTimeout(Relay.connect(url), "connection");
   const other = await withTimeout(Relay.connect(url), "second connection");
 
-  step = "publish";
+  progress.step = "publish";
   const note = finalizeEvent(
     { kind: 1, created_at: now, tags: [], content: "nostr-tools interop note" },
     secret,
@@ -142,7 +116,7 @@ async function main() {
     await withTimeout(relay.publish(event), `OK for kind ${event.kind}`);
   }
 
-  step = "query by id";
+  progress.step = "query by id";
   sameEvents(await query(other, [{ ids: [note.id] }], "ids"), [note], "by id");
   sameEvents(
     await query(other, [{ ids: [note.id, template.id] }], "two ids"),
@@ -150,7 +124,7 @@ async function main() {
     "by two ids",
   );
 
-  step = "query by author and kind";
+  progress.step = "query by author and kind";
   sameEvents(
     await query(other, [{ authors: [pubkey], kinds: [1] }], "authors+kinds"),
     [note],
@@ -167,7 +141,7 @@ async function main() {
     "by author",
   );
 
-  step = "query by #d";
+  progress.step = "query by #d";
   sameEvents(
     await query(other, [{ kinds: [EXERCISE_TEMPLATE], "#d": [dTag] }], "#d"),
     [template],
@@ -179,7 +153,7 @@ async function main() {
     "by another #d",
   );
 
-  step = "query through SimplePool";
+  progress.step = "query through SimplePool";
   const pool = new SimplePool();
   try {
     const pooled = await withTimeout(
@@ -191,11 +165,11 @@ async function main() {
     pool.close([url]);
   }
 
-  step = "count (NIP-45)";
+  progress.step = "count (NIP-45)";
   const count = await withTimeout(other.count([{ authors: [pubkey] }], {}), "COUNT");
   check(count === 2, `COUNT by author: expected 2, got ${count}`);
 
-  step = "live subscription";
+  progress.step = "live subscription";
   let eosed;
   const eose = new Promise((resolve) => {
     eosed = resolve;
