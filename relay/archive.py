@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NoReturn, TypeAlias
+from typing import Any, BinaryIO, Literal, NoReturn, TypeAlias
 
 import asyncpg
 import msgspec
@@ -42,12 +42,10 @@ from relay.nostr.event import (
 from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
 from relay.nostr.session import check_event, claimed_id
-from relay.storage.migrate import migrate
-from relay.storage.postgres import IngestStatus, Store, create_pool
+from relay.storage.migrate import Conn, migrate
+from relay.storage.postgres import SESSION_SETTINGS, IngestStatus, Store, create_pool
+from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import compile_query
-
-if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
 
 __all__ = [
     "EPHEMERAL_REASON",
@@ -67,8 +65,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 EPHEMERAL_REASON = "ephemeral: not stored"
 SAMPLE_LINES = 5
@@ -432,24 +428,7 @@ async def import_events(
 
 # -- export -----------------------------------------------------------------------------------
 
-# One static statement for every page: a NULL parameter places no condition. With
-# plan_cache_mode = force_custom_plan the NULL tests fold away when the plan is made.
-_EXPORT_PAGE = """
-SELECT e.seq, e.raw FROM events e
-WHERE e.seq > $1::bigint
-  AND (e.expires_at IS NULL OR e.expires_at > $2::bigint)
-  AND ($3::integer[] IS NULL OR e.kind = ANY($3::integer[]))
-  AND ($4::bytea[] IS NULL OR e.pubkey = ANY($4::bytea[]))
-  AND ($5::bytea[] IS NULL OR e.id = ANY($5::bytea[]))
-  AND ($6::bigint IS NULL OR e.created_at >= $6::bigint)
-  AND ($7::bigint IS NULL OR e.created_at <= $7::bigint)
-  AND ($8::bigint IS NULL OR e.created_at > $8::bigint
-       OR (e.created_at = $8::bigint AND e.id <= $9::bytea))
-ORDER BY e.seq
-LIMIT $10
-"""
-
-_HEAD = "SELECT coalesce(max(seq), 0) FROM events"
+_Q = load_queries("events.sql")
 
 
 async def _cutoff(conn: Conn, flt: Filter, now: int, limit: int) -> tuple[int, bytes] | None:
@@ -505,7 +484,7 @@ async def iter_export(
     cut_args = (None, None) if cut is None else cut
     after = 0
     while True:
-        rows = await conn.fetch(_EXPORT_PAGE, after, *args, *cut_args, page_size)
+        rows = await conn.fetch(_Q["export_page"], after, *args, *cut_args, page_size)
         if not rows:
             return
         after = int(rows[-1][0])
@@ -567,17 +546,13 @@ async def export_events(
         now = int(time.time())
     conn = await asyncpg.connect(
         dsn,
-        server_settings={
-            "application_name": "fitrelay export",
-            "plan_cache_mode": "force_custom_plan",
-            "jit": "off",
-        },
+        server_settings={**SESSION_SETTINGS, "application_name": "fitrelay export"},
     )
     written = 0
     try:
         await migrate(conn)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            head = int(await conn.fetchval(_HEAD))
+            head = int(await conn.fetchval(_Q["head_seq"]))
             with _bar(progress, total=head, unit=" seq", desc="export") as bar:
 
                 def advance(seq: int) -> None:

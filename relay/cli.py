@@ -76,17 +76,20 @@ def database(config: Config) -> Iterator[str]:
         server.stop()
 
 
+_T = TypeVar("_T")
+
+
 def _terminate_as_exit(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` on uvloop (plain asyncio where uvloop is missing) and return its result."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        asyncio.run(coro)  # type: ignore[arg-type]
-    else:
-        uvloop.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 async def _serve(config: Config, dsn: str) -> None:
@@ -113,8 +116,6 @@ async def _migrate(dsn: str) -> None:
 
 
 # -- import / export ------------------------------------------------------------------------
-
-_T = TypeVar("_T")
 
 
 def _positive(text: str) -> int:
@@ -168,16 +169,6 @@ def _archive_commands(
     )
 
 
-def _run_result(coro: Coroutine[Any, Any, _T]) -> _T:
-    result: list[_T] = []
-
-    async def wrapper() -> None:
-        result.append(await coro)
-
-    _run(wrapper())
-    return result[0]
-
-
 def _failed(what: str, exc: BaseException) -> int:
     print(f"fitrelay: {what}: {exc}", file=sys.stderr)
     return 1
@@ -193,7 +184,7 @@ def _import_command(config: Config, args: argparse.Namespace) -> int:
     batch: int = args.batch or config.relay.max_batch
     try:
         with database(config) as dsn:
-            report = _run_result(
+            report = _run(
                 archive.import_events(
                     dsn,
                     source,
@@ -227,7 +218,7 @@ def _export_command(config: Config, args: argparse.Namespace) -> int:
             return 2
     try:
         with database(config) as dsn:
-            written = _run_result(
+            written = _run(
                 archive.export_events(dsn, sys.stdout.buffer, flt, progress=sys.stderr.isatty())
             )
     except archive.OutputError as exc:

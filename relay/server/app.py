@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import asyncpg
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -141,12 +141,3 @@ class Relay:
         self._tasks.clear()
         if self.pool is not None:
             await self.pool.close()
-
-
-async def run_until(relay: Relay, stopped: Callable[[], Awaitable[object]]) -> None:
-    """Start ``relay``, wait for ``stopped()``, then stop it."""
-    await relay.start()
-    try:
-        await stopped()
-    finally:
-        await relay.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,8 +55,6 @@ class Writer:
         self.on_commit = on_commit
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self._stopping = False
-        self.last_batch_size = 0
-        self.last_commit_seconds = 0.0
 
     async def submit(self, event: Event, raw: str) -> IngestStatus:
         """Queue one verified event and wait until its batch is committed.
@@ -83,7 +80,6 @@ class Writer:
         return batch
 
     async def _commit(self, batch: list[_Item]) -> None:
-        started = time.perf_counter()
         try:
             statuses = await self.store.ingest(
                 [item.event for item in batch], [item.raw for item in batch]
@@ -105,8 +101,6 @@ class Writer:
         except Exception as exc:
             self._fail(batch, exc)
             return
-        self.last_batch_size = len(batch)
-        self.last_commit_seconds = time.perf_counter() - started
         for item, status in zip(batch, statuses, strict=True):
             if not item.done.done():
                 item.done.set_result(status)

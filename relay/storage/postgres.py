@@ -16,7 +16,7 @@ from relay.nostr.filters import Filter
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import compile_count, compile_query, effective_limit, tag_key
 
-__all__ = ["IngestStatus", "Store", "Stored", "create_pool"]
+__all__ = ["SESSION_SETTINGS", "IngestStatus", "Store", "Stored", "create_pool"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _Q = load_queries("events.sql")
@@ -57,6 +57,11 @@ class Stored:
     raw: str
 
 
+SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
+"""Settings of every relay connection: custom plans for prepared filter queries (the generic
+plan of a tag query can be far slower), and no JIT compile time on short queries."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 10_000
 ) -> asyncpg.Pool:
@@ -66,9 +71,8 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         server_settings={
+            **SESSION_SETTINGS,
             "application_name": "fitrelay",
-            "plan_cache_mode": "force_custom_plan",
-            "jit": "off",
             "statement_timeout": str(statement_timeout_ms),
         },
     )

@@ -21,3 +21,21 @@ WITH gone AS (
     DELETE FROM event_tags WHERE event_id IN (SELECT id FROM gone)
 )
 SELECT count(*) FROM gone;
+
+-- name: export_page
+-- One page of an export, in log order after a position. A NULL parameter places no
+-- condition (with plan_cache_mode = force_custom_plan the NULL tests fold away when the
+-- plan is made). $8/$9 are the (created_at, id) cut-off of a filter's limit: rows at or
+-- after it in the REQ order (newest first, ties by lowest id) are kept.
+SELECT e.seq, e.raw FROM events e
+WHERE e.seq > $1::bigint
+  AND (e.expires_at IS NULL OR e.expires_at > $2::bigint)
+  AND ($3::integer[] IS NULL OR e.kind = ANY($3::integer[]))
+  AND ($4::bytea[] IS NULL OR e.pubkey = ANY($4::bytea[]))
+  AND ($5::bytea[] IS NULL OR e.id = ANY($5::bytea[]))
+  AND ($6::bigint IS NULL OR e.created_at >= $6::bigint)
+  AND ($7::bigint IS NULL OR e.created_at <= $7::bigint)
+  AND ($8::bigint IS NULL OR e.created_at > $8::bigint
+       OR (e.created_at = $8::bigint AND e.id <= $9::bytea))
+ORDER BY e.seq
+LIMIT $10;
