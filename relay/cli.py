@@ -41,6 +41,32 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 7447)")
     common(commands.add_parser("migrate", help="apply database migrations and exit"))
+    common(
+        commands.add_parser(
+            "index",
+            help="run the fitness indexer alone (serve runs it too unless indexer.enabled=false)",
+        )
+    )
+    common(
+        commands.add_parser(
+            "reindex",
+            help="rebuild every fitness table from the stored events and exit",
+            description=(
+                "Rebuild the fitness tables from the stored events in one transaction;"
+                " readers see the old tables until it commits. A running indexer is waited"
+                " for and continues from the rebuilt state afterwards."
+            ),
+        )
+    )
+    table = commands.add_parser(
+        "export-table",
+        help="write one fitness table or view as CSV or Parquet",
+        description="Write a table or view of schema fitness (docs/schema.md) for analysis.",
+    )
+    common(table)
+    table.add_argument("name", help="table or view name, e.g. workout_sets")
+    table.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    table.add_argument("--output", "-o", help="file to write (default: stdout; csv only)")
     common(commands.add_parser("check-config", help="validate the configuration and exit"))
     _archive_commands(commands, common)
     return parser
@@ -104,6 +130,58 @@ async def _serve(config: Config, dsn: str) -> None:
         log.info("stopping")
     finally:
         await relay.stop()
+
+
+async def _index(config: Config, dsn: str) -> None:
+    from indexer.follower import Indexer
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    indexer = Indexer(dsn, batch_size=config.indexer.batch_size)
+    task = asyncio.create_task(indexer.run())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping")
+    task.cancel()
+    stopping.cancel()
+    await asyncio.gather(task, stopping, return_exceptions=True)
+
+
+def _reindex_command(config: Config) -> int:
+    from indexer.follower import reindex
+
+    try:
+        with database(config) as dsn:
+            report = _run(reindex(dsn, progress=sys.stderr.isatty()))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    print(
+        f"reindexed {report.events} log entries up to position {report.head}"
+        f" in {report.seconds:.1f} s",
+        flush=True,
+    )
+    return 0
+
+
+def _export_table_command(config: Config, args: argparse.Namespace) -> int:
+    from indexer.export import export_table
+
+    if args.format == "parquet" and not args.output:
+        print("fitrelay: --format parquet needs --output FILE", file=sys.stderr)
+        return 2
+    target: Path | BinaryIO = Path(args.output) if args.output else sys.stdout.buffer
+    try:
+        with database(config) as dsn:
+            rows = _run(export_table(dsn, args.name, args.format, target))
+    except ValueError as exc:
+        print(f"fitrelay: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("export failed", exc)
+    print(f"exported {rows} row{'s' if rows != 1 else ''}", file=sys.stderr)
+    return 0
 
 
 async def _migrate(dsn: str) -> None:
@@ -257,9 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _import_command(config, args)
     if args.command == "export":
         return _export_command(config, args)
+    if args.command == "reindex":
+        return _reindex_command(config)
+    if args.command == "export-table":
+        return _export_table_command(config, args)
     with database(config) as dsn:
         if args.command == "serve":
             _run(_serve(config, dsn))
+        elif args.command == "index":
+            _run(_index(config, dsn))
         elif args.command == "migrate":
             _run(_migrate(dsn))
     return 0

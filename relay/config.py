@@ -18,7 +18,7 @@ import msgspec
 from relay.nostr.errors import RelayError
 from relay.nostr.limits import Limits
 
-__all__ = ["Config", "ConfigError", "DbConfig", "RelayConfig", "load"]
+__all__ = ["Config", "ConfigError", "DbConfig", "IndexerConfig", "RelayConfig", "load"]
 
 
 class ConfigError(RelayError):
@@ -60,8 +60,16 @@ class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pool_max: int = 10
 
 
+class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    """Run the fitness indexer inside ``fitrelay serve`` (``fitrelay index`` runs it alone)."""
+    batch_size: int = 500
+    """Log entries applied per indexer transaction."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     relay: RelayConfig = RelayConfig()
+    indexer: IndexerConfig = IndexerConfig()
     db: DbConfig = DbConfig()
 
     @property
@@ -141,5 +149,7 @@ def _check(config: Config) -> None:
         raise ConfigError("relay.limits.default_limit must not exceed max_limit")
     if config.relay.max_batch < 1 or config.relay.writer_queue < 1:
         raise ConfigError("relay.max_batch and relay.writer_queue must be at least 1")
+    if config.indexer.batch_size < 1:
+        raise ConfigError("indexer.batch_size must be at least 1")
     if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
         raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")

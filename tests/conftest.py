@@ -107,9 +107,10 @@ async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
         await conn.close()
 
 
-def relay_config(**relay: Any) -> Config:
-    """A config for tests: port 0 (any free port), overrides per key of [relay]."""
-    tree: dict[str, Any] = {"relay": {"port": 1, **relay}}
+def relay_config(*, indexer: bool = False, **relay: Any) -> Config:
+    """A config for tests: port 0 (any free port), overrides per key of [relay]; the
+    indexer runs only when asked for."""
+    tree: dict[str, Any] = {"relay": {"port": 1, **relay}, "indexer": {"enabled": indexer}}
     config = msgspec.convert(tree, Config)
     return msgspec.structs.replace(config, relay=msgspec.structs.replace(config.relay, port=0))
 

@@ -7,6 +7,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import asyncpg
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -18,6 +19,9 @@ from relay.server.nip11 import make_process_request
 from relay.server.writer import Writer
 from relay.storage.migrate import migrate
 from relay.storage.postgres import Store, create_pool
+
+if TYPE_CHECKING:
+    from indexer.follower import Indexer
 
 __all__ = ["Relay"]
 
@@ -41,6 +45,7 @@ class Relay:
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Server | None = None
+        self.indexer: Indexer | None = None
 
     @property
     def port(self) -> int:
@@ -71,6 +76,11 @@ class Relay:
         self._spawn(self.tail.run(), "live tail")
         self._spawn(listen_for_commits(self.dsn, self.tail.wake), "listener")
         self._spawn(self._sweep_expired(), "expiration sweep")
+        if cfg.indexer.enabled:
+            from indexer.follower import Indexer
+
+            self.indexer = Indexer(self.dsn, batch_size=cfg.indexer.batch_size)
+            self._spawn(self.indexer.run(), "indexer")
         self._server = await serve(
             self._serve_connection,
             cfg.relay.host,

@@ -206,5 +206,6 @@ class Store:
         return [Stored(row[0], row[1]) for row in rows]
 
     async def purge_expired(self, now: int) -> int:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_Q["lock_log"])
             return int(await conn.fetchval(_Q["purge_expired"], now))

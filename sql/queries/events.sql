@@ -13,8 +13,13 @@ SELECT coalesce(max(seq), 0) FROM events;
 -- Events appended after a position, in log order.
 SELECT seq, raw FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
+-- name: lock_log
+-- Taken by every transaction that changes events, so seq values become visible in order.
+SELECT pg_advisory_xact_lock(7447001);
+
 -- name: purge_expired
 -- Delete events whose NIP-40 expiration has passed, with their tags; returns how many.
+-- Run after lock_log in the same transaction.
 WITH gone AS (
     DELETE FROM events WHERE expires_at <= $1 RETURNING id
 ), gone_tags AS (

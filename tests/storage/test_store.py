@@ -67,3 +67,69 @@ async def test_log_positions_increase(store: Store) -> None:
     assert [r.seq for r in rows] == sorted(r.seq for r in rows)
     assert await store.head_seq() == rows[-1].seq
     assert await store.tail(rows[-1].seq, 100) == []
+
+
+async def _stored_ids(store: Store) -> set[str]:
+    async with store.pool.acquire() as conn:
+        return {r["id"].hex() for r in await conn.fetch("SELECT id FROM events")}
+
+
+@pytest.mark.parametrize("order", ["target_first", "deletion_first"])
+async def test_deleting_an_addressable_version_by_id_is_order_independent(
+    db_dsn: str, order: str
+) -> None:
+    alice = Keys(1)
+    v1 = alice.sign(33402, "v1", [["d", "plan"]], created_at=10)
+    v2 = alice.sign(33402, "v2", [["d", "plan"]], created_at=20)
+    v3 = alice.sign(33402, "v3", [["d", "plan"]], created_at=30)
+    deletion = alice.sign(5, "", [["e", v2["id"]]], created_at=40)
+    sequence = [v1, v2, deletion] if order == "target_first" else [v1, deletion, v2]
+    pool = await create_pool(db_dsn)
+    try:
+        store = Store(pool, default_limit=100)
+        for event in sequence:
+            await store.ingest(*parsed(event))
+        # Either way the deleted version took the older one with it, and it stays gone.
+        assert await _stored_ids(store) == {deletion["id"]}
+        assert await store.ingest(*parsed(v1)) == [IngestStatus.ADDRESS_DELETED]
+        # A newer version revives the address.
+        assert await store.ingest(*parsed(v3)) == [IngestStatus.STORED]
+        assert await _stored_ids(store) == {deletion["id"], v3["id"]}
+    finally:
+        await pool.close()
+
+
+async def test_a_late_deleted_version_leaves_a_newer_stored_one_alone(store: Store) -> None:
+    alice = Keys(1)
+    v2 = alice.sign(33402, "v2", [["d", "plan"]], created_at=20)
+    v3 = alice.sign(33402, "v3", [["d", "plan"]], created_at=30)
+    deletion = alice.sign(5, "", [["e", v2["id"]]], created_at=40)
+    for event in (v3, deletion, v2):
+        await store.ingest(*parsed(event))
+    assert await _stored_ids(store) == {v3["id"], deletion["id"]}
+
+
+async def test_every_removal_is_logged_in_seq_order(store: Store) -> None:
+    alice = Keys(1)
+    v1 = alice.sign(33401, "v1", [["d", "x"]], created_at=10)
+    v2 = alice.sign(33401, "v2", [["d", "x"]], created_at=20)
+    note = alice.sign(1, "n", created_at=10)
+    deletion = alice.sign(5, "", [["e", note["id"]]], created_at=30)
+    expiring = alice.sign(1, "e", [["expiration", "100"]], created_at=50)
+    for event in (v1, note, v2, deletion, expiring):
+        await store.ingest(*parsed(event))
+    assert await store.purge_expired(now=200) == 1
+    async with store.pool.acquire() as conn:
+        log = await conn.fetch(
+            "SELECT seq, id, 'stored' AS what FROM events"
+            " UNION ALL SELECT seq, id, 'removed' FROM removed_events ORDER BY seq"
+        )
+    kinds = {v1["id"]: "v1", v2["id"]: "v2", note["id"]: "note", deletion["id"]: "deletion"}
+    kinds[expiring["id"]] = "expiring"
+    assert [(kinds[r["id"].hex()], r["what"]) for r in log] == [
+        ("v1", "removed"),  # replaced when v2 arrived: its removal comes before v2
+        ("v2", "stored"),
+        ("deletion", "stored"),
+        ("note", "removed"),
+        ("expiring", "removed"),
+    ]

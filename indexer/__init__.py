@@ -1,0 +1,1 @@
+"""The fitness indexer: materializes workout events into research tables."""

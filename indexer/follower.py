@@ -1,0 +1,234 @@
+"""The indexer loop: read the log after the checkpoint, apply it, commit rows and checkpoint
+together; and the full rebuild.
+
+One transaction per batch (REPEATABLE READ, so the log head, the entries and the tables are
+read from one snapshot) holds the rows and the new checkpoint, so a crash or a re-run
+changes nothing. New commits are noticed through LISTEN/NOTIFY; one indexer writes at a
+time (a session advisory lock), a second one waits for the first to go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from indexer.model import Issue
+from indexer.store import FitnessStore
+from indexer.transform import FITNESS_KINDS, derive
+from relay.nostr.event import decode_event
+from relay.server.live import listen_for_commits
+from relay.storage.migrate import Conn, migrate
+from relay.storage.postgres import SESSION_SETTINGS
+from relay.storage.queries import load_queries
+
+__all__ = ["Indexer", "IndexerStats", "apply_entries", "reindex"]
+
+log = logging.getLogger(__name__)
+
+_Q = load_queries("indexer.sql")
+_KINDS = sorted(FITNESS_KINDS)
+_NAME = "main"
+# A value the database cannot store (class 22) or a constraint a row breaks (class 23):
+# a property of one event, not of the connection, so it is recorded and skipped.
+_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+@dataclass
+class IndexerStats:
+    """Counters and gauges for operators (exported as metrics by the relay)."""
+
+    events_indexed: int = 0
+    """Stored events turned into rows (or into index_errors)."""
+    removals_applied: int = 0
+    errors_by_reason: collections.Counter[str] = field(default_factory=collections.Counter)
+    checkpoint: int = 0
+    head: int = 0
+    lag_seconds: float = 0.0
+    """Age of the oldest stored event not indexed yet (0 when caught up)."""
+    unresolved_references: int = 0
+
+    @property
+    def lag_events(self) -> int:
+        """Log positions between the checkpoint and the head."""
+        return max(self.head - self.checkpoint, 0)
+
+
+async def _apply(store: FitnessStore, row: asyncpg.Record) -> list[Issue]:
+    event_id = row["id"].hex()
+    kind = row["kind"]
+    raw = row["raw"]
+    if raw is None:
+        await store.remove_event(event_id, kind)
+        return []
+    outcome = derive(decode_event(raw))
+    await store.write(event_id, kind, outcome.row)
+    await store.write_issues(event_id, kind, outcome.issues)
+    return list(outcome.issues)
+
+
+async def apply_entries(
+    conn: Conn, rows: list[asyncpg.Record], stats: IndexerStats | None = None
+) -> None:
+    """Apply log entries (``seq, id, kind, raw``; raw NULL for a removal) in order.
+
+    Runs inside the caller's transaction. When the database refuses a row (a value it cannot
+    store), the batch is re-applied one entry at a time and the refused event gets an
+    ``index_errors`` row instead, so one bad event never stalls the log.
+    """
+    store = FitnessStore(conn)
+    issues: list[Issue] = []
+    try:
+        async with conn.transaction():
+            for row in rows:
+                issues += await _apply(store, row)
+    except _REFUSED:
+        issues = []
+        for row in rows:
+            try:
+                async with conn.transaction():
+                    issues += await _apply(store, row)
+            except _REFUSED as exc:
+                refused = Issue("storage_error", f"{type(exc).__name__}: {exc}")
+                await store.write_issues(row["id"].hex(), row["kind"], [refused])
+                issues.append(refused)
+    if stats:
+        stats.removals_applied += sum(1 for row in rows if row["raw"] is None)
+        stats.events_indexed += sum(1 for row in rows if row["raw"] is not None)
+        stats.errors_by_reason.update(issue.reason for issue in issues)
+
+
+async def _connect(dsn: str) -> asyncpg.Connection[Any]:
+    return await asyncpg.connect(
+        dsn, server_settings={**SESSION_SETTINGS, "application_name": "fitrelay-indexer"}
+    )
+
+
+class Indexer:
+    """Follows the log and keeps the fitness tables current."""
+
+    def __init__(self, dsn: str, *, batch_size: int = 500) -> None:
+        self.dsn = dsn
+        self.batch_size = batch_size
+        self.stats = IndexerStats()
+        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection[Any] | None = None
+
+    async def step(self, conn: Conn) -> bool:
+        """Apply one batch; True when more entries may be waiting."""
+        async with conn.transaction(isolation="repeatable_read"):
+            head = int(await conn.fetchval(_Q["log_head"]))
+            checkpoint = int(await conn.fetchval(_Q["checkpoint"], _NAME) or 0)
+            rows = await conn.fetch(_Q["log_entries"], checkpoint, head, _KINDS, self.batch_size)
+            await apply_entries(conn, rows, self.stats)
+            full = len(rows) == self.batch_size
+            done = rows[-1]["seq"] if full else head
+            if done != checkpoint:
+                await conn.execute(_Q["save_checkpoint"], _NAME, done)
+                await conn.execute(_Q["prune_removals"], done)
+        self.stats.checkpoint, self.stats.head = done, head
+        return full
+
+    async def catch_up(self, conn: Conn) -> None:
+        """Apply batches until the log head seen at the start of the last one is reached."""
+        while await self.step(conn):
+            pass
+        await self._refresh_gauges(conn)
+
+    async def _refresh_gauges(self, conn: Conn) -> None:
+        received = await conn.fetchval(_Q["oldest_unindexed"], self.stats.checkpoint)
+        self.stats.lag_seconds = 0.0 if received is None else time.time() - received.timestamp()
+        self.stats.unresolved_references = int(await conn.fetchval(_Q["count_unresolved"]))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, on_caught_up: Callable[[], None] | None = None) -> None:
+        """Index forever: take the writer lock, catch up, then follow NOTIFY wake-ups.
+
+        Errors from the database are logged and retried (the batch rolls back whole); the
+        loop ends only when cancelled.
+        """
+        listener = asyncio.create_task(listen_for_commits(self.dsn, self.wake))
+        try:
+            while True:
+                try:
+                    await self._follow(on_caught_up)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("indexer: %s; retrying", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _follow(self, on_caught_up: Callable[[], None] | None) -> None:
+        conn = await _connect(self.dsn)
+        try:
+            await migrate(conn)
+            await conn.execute(_Q["lock_indexer"])
+            log.info("indexer: following the log")
+            while True:
+                self._wake.clear()
+                await self.catch_up(conn)
+                if on_caught_up:
+                    on_caught_up()
+                await self._wake.wait()
+        finally:
+            await conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexReport:
+    events: int
+    head: int
+    seconds: float
+
+
+async def reindex(dsn: str, *, batch_size: int = 1000, progress: bool = False) -> ReindexReport:
+    """Rebuild every fitness table from ``events`` in one transaction.
+
+    Readers see the old tables until the rebuild commits. Waits for a running indexer to
+    release the writer lock first.
+    """
+    started = time.monotonic()
+    conn = await _connect(dsn)
+    try:
+        await migrate(conn)
+        await conn.execute(_Q["lock_indexer"])
+        async with conn.transaction(isolation="repeatable_read"):
+            head = int(await conn.fetchval(_Q["log_head"]))
+            total = int(await conn.fetchval(_Q["count_events"], _KINDS))
+            await conn.execute(_Q["truncate_tables"])
+            bar = _progress_bar(total, progress)
+            done = 0
+            after = 0
+            while True:
+                rows = await conn.fetch(_Q["log_entries"], after, head, _KINDS, batch_size)
+                if not rows:
+                    break
+                await apply_entries(conn, rows)
+                after = rows[-1]["seq"]
+                done += len(rows)
+                if bar is not None:
+                    bar.update(len(rows))
+            if bar is not None:
+                bar.close()
+            await conn.execute(_Q["save_checkpoint"], _NAME, head)
+            await conn.execute(_Q["prune_removals"], head)
+    finally:
+        await conn.close()
+    return ReindexReport(done, head, time.monotonic() - started)
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="ev", desc="reindex", dynamic_ncols=True)

@@ -1,0 +1,150 @@
+"""Reading the values of one ``exercise`` tag: the trailing set_number and the set values.
+
+An ``exercise`` tag is ``["exercise", coord, relay, v1 … vN, set_number?]``. The values are
+written in the exercise's ``format`` order; the exercise may not be known yet, so the
+parsers keep them raw and these functions read them either way.
+
+set_number (v4) detection, for ``values`` = the elements after coord and relay:
+
+- with a known format: the element right after the format's N values when it is the last
+  one and an unsigned integer; or, when POWR left out undefined values and the format ends
+  in ``set_type``, an unsigned integer right after a set_type keyword at the end;
+- without one (the parsers' case): an unsigned integer that follows a set_type keyword at the
+  end, or that is the fifth and last value (one past the spec's default four).
+
+"Unsigned integer" means ASCII digits only, at most 2^31-1. Anything else stays a value.
+
+Value mapping: through the format when known (``mapped_by="format"``), else the spec's
+default ``weight,reps,rpe,set_type`` (``"default"``). When a set_type keyword sits somewhere
+other than where the format puts set_type (POWR RN leaves out an undefined rpe, so set_type
+lands one slot early) the keyword anchors the mapping: the values before it fill the fields
+before set_type in order, the values after it the fields after (``"keywords"``). A format
+without set_type still takes a keyword found among the values as the set_type.
+
+Value rules: ``""`` and non-numeric text give None (``weight_raw`` keeps the text), ``"0"``
+weight is 0 kg (bodyweight), negative weights stay negative (assisted), weight units follow
+``format_units`` (none means kg). A ``reps`` field whose unit is a time unit (``seconds``)
+holds a duration (§9.6) and fills ``duration_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from indexer.model import SetValues
+from indexer.units import (
+    distance_to_m,
+    duration_unit_factor,
+    normalise_set_type,
+    parse_count,
+    parse_duration,
+    parse_number,
+    weight_to_kg,
+)
+
+__all__ = ["DEFAULT_FORMAT", "map_set", "split_set_number"]
+
+DEFAULT_FORMAT: tuple[str, ...] = ("weight", "reps", "rpe", "set_type")
+
+_HEART_RATE = frozenset({"heartrate", "heart_rate", "hr"})
+_DURATION = frozenset({"duration", "time"})
+
+
+def _is_keyword(value: str) -> bool:
+    return normalise_set_type(value) is not None
+
+
+def _is_time_unit(unit: str | None) -> bool:
+    return bool(unit and unit.strip()) and duration_unit_factor(unit) is not None
+
+
+def split_set_number(
+    values: Sequence[str], format: Sequence[str] | None = None
+) -> tuple[tuple[str, ...], int | None]:
+    """``values`` without a trailing set_number, and that number (None when there is none)."""
+    items = tuple(values)
+    if not items:
+        return items, None
+    number = parse_count(items[-1])
+    if number is None:
+        return items, None
+    after_keyword = len(items) >= 2 and _is_keyword(items[-2])
+    if format:
+        fields = [f.strip().lower() for f in format]
+        given = len(items) == len(fields) + 1 or (
+            after_keyword and fields[-1] == "set_type" and len(items) <= len(fields)
+        )
+    else:
+        given = after_keyword or len(items) == len(DEFAULT_FORMAT) + 1
+    return (items[:-1], number) if given else (items, None)
+
+
+def _pairs(values: Sequence[str], fields: Sequence[str]) -> tuple[list[tuple[str, int]], bool]:
+    """(value, field index) pairs and whether a misplaced keyword decided them."""
+    positional = [(v, i) for i, v in enumerate(values) if i < len(fields)]
+    keyword_at = next((i for i, v in enumerate(values) if _is_keyword(v)), None)
+    if keyword_at is None:
+        return positional, False
+    if "set_type" not in fields:
+        pairs = [(v, i) for v, i in positional if i != keyword_at]
+        return [*pairs, (values[keyword_at], -1)], True
+    expected = fields.index("set_type")
+    if keyword_at == expected or (expected < len(values) and _is_keyword(values[expected])):
+        return positional, False
+    pairs = [(values[i], i) for i in range(min(keyword_at, expected))]
+    pairs.append((values[keyword_at], expected))
+    for offset, value in enumerate(values[keyword_at + 1 :]):
+        field = expected + 1 + offset
+        if field < len(fields):
+            pairs.append((value, field))
+    return pairs, True
+
+
+def map_set(
+    values_raw: Sequence[str],
+    format: Sequence[str] | None = None,
+    format_units: Sequence[str | None] | None = None,
+) -> SetValues:
+    """Map one set's raw values (set_number already removed) to research units."""
+    if not values_raw:
+        return SetValues()
+    fields = [f.strip().lower() for f in format] if format else list(DEFAULT_FORMAT)
+    units: Sequence[str | None] = (format_units or ()) if format else ()
+    pairs, by_keyword = _pairs(values_raw, fields)
+    nums: dict[str, float | None] = {}
+    texts: dict[str, str | None] = {}
+    for value, index in pairs:
+        name = "set_type" if index < 0 else fields[index]
+        unit = units[index] if 0 <= index < len(units) else None
+        if name == "weight":
+            texts.setdefault("weight_raw", value)
+            texts.setdefault("weight_unit", unit or None)
+            number = parse_number(value)
+            nums.setdefault("weight_kg", None if number is None else weight_to_kg(number, unit))
+        elif name == "reps" and _is_time_unit(unit):
+            nums.setdefault("duration_s", parse_duration(value, unit))
+        elif name in ("reps", "rpe"):
+            nums.setdefault(name, parse_number(value))
+        elif name == "set_type":
+            texts.setdefault("set_type_raw", value)
+            texts.setdefault("set_type", normalise_set_type(value))
+        elif name in _DURATION:
+            nums.setdefault("duration_s", parse_duration(value, unit))
+        elif name == "distance":
+            number = parse_number(value)
+            nums.setdefault("distance_m", None if number is None else distance_to_m(number, unit))
+        elif name in _HEART_RATE:
+            nums.setdefault("heart_rate", parse_number(value))
+    return SetValues(
+        weight_kg=nums.get("weight_kg"),
+        weight_raw=texts.get("weight_raw"),
+        weight_unit=texts.get("weight_unit"),
+        reps=nums.get("reps"),
+        rpe=nums.get("rpe"),
+        set_type=texts.get("set_type"),
+        set_type_raw=texts.get("set_type_raw"),
+        duration_s=nums.get("duration_s"),
+        distance_m=nums.get("distance_m"),
+        heart_rate=nums.get("heart_rate"),
+        mapped_by="keywords" if by_keyword else ("format" if format else "default"),
+    )

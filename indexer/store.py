@@ -1,0 +1,379 @@
+"""Writes what the transforms derive into the fitness tables, inside the caller's transaction.
+
+Every change is keyed by the event that caused it, so applying the log in order is enough
+to keep the tables equal to a rebuild: an insertion replaces whatever its address held, a
+removal deletes what its event produced. References are resolved by address when a row is
+written and re-linked (and their set values re-read through the new format) whenever the
+exercise or template they name is written or removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from indexer.model import (
+    Address,
+    Exercise,
+    FitnessList,
+    Issue,
+    NonWorkout,
+    SetValues,
+    Template,
+    Workout,
+)
+from indexer.sets import map_set
+from indexer.transform import Derived
+from relay.storage.migrate import Conn
+from relay.storage.queries import load_queries
+
+__all__ = ["EXERCISE_KIND", "TEMPLATE_KIND", "FitnessStore", "LinkedExercise"]
+
+EXERCISE_KIND = 33401
+TEMPLATE_KIND = 33402
+_RECORD_KINDS = frozenset({1301, 33403})
+_LIST_KINDS = frozenset({30003, 30004})
+
+_Q = load_queries("indexer.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedExercise:
+    """The indexed exercise a set reference resolves to."""
+
+    event_id: str
+    format: tuple[str, ...]
+    format_units: tuple[str | None, ...]
+
+
+def _values(values: SetValues) -> tuple[Any, ...]:
+    return (
+        values.weight_kg,
+        values.weight_raw,
+        values.weight_unit,
+        values.reps,
+        values.rpe,
+        values.set_type,
+        values.set_type_raw,
+        values.duration_s,
+        values.distance_m,
+        values.heart_rate,
+        values.mapped_by,
+    )
+
+
+def _target(ref: Address, kind: int) -> tuple[str | None, str | None]:
+    """The (pubkey, d) a reference can resolve to; (None, None) when it names another kind
+    or is malformed."""
+    if ref.kind != kind or ref.pubkey is None or ref.d is None:
+        return None, None
+    return ref.pubkey, ref.d
+
+
+def _mapped(values_raw: Sequence[str], linked: LinkedExercise | None) -> SetValues:
+    if linked is None:
+        return map_set(values_raw, None, None)
+    return map_set(values_raw, linked.format, linked.format_units)
+
+
+class FitnessStore:
+    """The fitness tables, written through one connection (the caller owns the transaction)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    # -- removal ---------------------------------------------------------------------------
+
+    async def remove_event(self, event_id: str, kind: int) -> None:
+        """Delete everything ``event_id`` produced and unlink what referenced it."""
+        conn = self.conn
+        await conn.execute(_Q["remove_errors"], event_id)
+        if kind == EXERCISE_KIND:
+            row = await conn.fetchrow(_Q["remove_exercise"], event_id)
+            if row is not None:
+                await self._relink_sets(row["pubkey"], row["d"], None)
+        elif kind == TEMPLATE_KIND:
+            row = await conn.fetchrow(_Q["remove_template"], event_id)
+            if row is not None:
+                await conn.execute(_Q["relink_workouts"], row["pubkey"], row["d"], None)
+        elif kind in _RECORD_KINDS:
+            await conn.execute(_Q["remove_workout"], event_id)
+            await conn.execute(_Q["remove_non_workout"], event_id)
+        elif kind in _LIST_KINDS:
+            await conn.execute(_Q["remove_list"], event_id)
+
+    # -- insertion -------------------------------------------------------------------------
+
+    async def write(self, event_id: str, kind: int, row: Derived | None) -> None:
+        """Write the rows derived from one stored event (replacing its address's rows)."""
+        if isinstance(row, Exercise):
+            await self._write_exercise(row)
+        elif isinstance(row, Template):
+            await self._write_template(row)
+        elif isinstance(row, Workout):
+            await self._write_workout(row)
+        elif isinstance(row, NonWorkout):
+            await self.conn.execute(
+                _Q["insert_non_workout"], row.event_id, row.pubkey, row.created_at, row.reason
+            )
+        elif isinstance(row, FitnessList):
+            await self._write_list(row)
+
+    async def write_issues(self, event_id: str, kind: int, issues: Iterable[Issue]) -> None:
+        await self.conn.executemany(
+            _Q["insert_error"],
+            [(event_id, kind, issue.tag_index, issue.reason, issue.detail) for issue in issues],
+        )
+
+    async def _forget(self, query: str, *address: object) -> None:
+        """Delete the rows an address held, and the errors of the version that held it."""
+        for row in await self.conn.fetch(query, *address):
+            await self.conn.execute(_Q["remove_errors"], row["event_id"])
+
+    async def _write_exercise(self, ex: Exercise) -> None:
+        conn = self.conn
+        await self._forget(_Q["remove_exercise_address"], ex.pubkey, ex.d)
+        await conn.execute(
+            _Q["insert_exercise"],
+            ex.pubkey,
+            ex.d,
+            ex.event_id,
+            ex.created_at,
+            ex.title,
+            ex.equipment,
+            ex.difficulty,
+            list(ex.format),
+            list(ex.format_units),
+            list(ex.format_units_raw),
+            ex.instructions,
+            ex.exercise_type,
+            ex.category,
+            [tag.tag for tag in ex.hashtags],
+        )
+        await conn.executemany(
+            _Q["insert_exercise_hashtag"],
+            [(ex.pubkey, ex.d, tag.tag, tag.raw) for tag in ex.hashtags],
+        )
+        await conn.executemany(
+            _Q["insert_exercise_media"],
+            [
+                (ex.pubkey, ex.d, i, m.url, m.mime_type, m.width, m.height, m.alt, m.raw)
+                for i, m in enumerate(ex.media)
+            ],
+        )
+        linked = LinkedExercise(ex.event_id, ex.format, ex.format_units)
+        await self._relink_sets(ex.pubkey, ex.d, linked)
+
+    async def _relink_sets(self, pubkey: str, d: str, linked: LinkedExercise | None) -> None:
+        """Point every set naming ``(pubkey, d)`` at ``linked`` and re-read its values."""
+        conn = self.conn
+        event_id = linked.event_id if linked else None
+        rows = await conn.fetch(_Q["template_sets_of_exercise"], pubkey, d)
+        await conn.executemany(
+            _Q["relink_template_set"],
+            [
+                (
+                    r["template_pubkey"],
+                    r["template_d"],
+                    r["position"],
+                    event_id,
+                    *_values(_mapped(r["values_raw"], linked)),
+                )
+                for r in rows
+            ],
+        )
+        rows = await conn.fetch(_Q["workout_sets_of_exercise"], pubkey, d)
+        await conn.executemany(
+            _Q["relink_workout_set"],
+            [
+                (
+                    r["workout_event_id"],
+                    r["position"],
+                    event_id,
+                    *_values(_mapped(r["values_raw"], linked)),
+                )
+                for r in rows
+            ],
+        )
+
+    async def _exercises(self, refs: Iterable[Address]) -> dict[tuple[str, str], LinkedExercise]:
+        """The indexed exercises among ``refs``, by address."""
+        keys = {_target(ref, EXERCISE_KIND) for ref in refs}
+        wanted = [(p, d) for p, d in keys if p is not None and d is not None]
+        if not wanted:
+            return {}
+        rows = await self.conn.fetch(
+            _Q["exercise_formats"], [p for p, _ in wanted], [d for _, d in wanted]
+        )
+        return {
+            (r["pubkey"], r["d"]): LinkedExercise(
+                r["event_id"], tuple(r["format"]), tuple(r["format_units"])
+            )
+            for r in rows
+        }
+
+    async def _write_template(self, t: Template) -> None:
+        conn = self.conn
+        await self._forget(_Q["remove_template_address"], t.pubkey, t.d)
+        await conn.execute(
+            _Q["insert_template"],
+            t.pubkey,
+            t.d,
+            t.event_id,
+            t.created_at,
+            t.title,
+            t.template_type,
+            t.rounds,
+            t.duration_s,
+            t.interval_s,
+            t.rest_between_rounds_s,
+            t.rest_between_sets_s,
+            t.difficulty,
+            t.notes,
+            t.client,
+            [tag.tag for tag in t.hashtags],
+        )
+        known = await self._exercises(s.exercise for s in t.sets)
+        rows = []
+        for s in t.sets:
+            pubkey, d = _target(s.exercise, EXERCISE_KIND)
+            linked = known.get((pubkey, d)) if pubkey is not None and d is not None else None
+            rows.append(
+                (
+                    t.pubkey,
+                    t.d,
+                    s.position,
+                    s.tag_index,
+                    s.exercise.raw,
+                    pubkey,
+                    d,
+                    s.exercise.relay,
+                    linked.event_id if linked else None,
+                    s.set_number,
+                    s.set_number_given,
+                    s.group_number,
+                    list(s.values_raw),
+                    *_values(_mapped(s.values_raw, linked)),
+                )
+            )
+        await conn.executemany(_Q["insert_template_set"], rows)
+        await conn.execute(_Q["relink_workouts"], t.pubkey, t.d, t.event_id)
+
+    async def _write_workout(self, w: Workout) -> None:
+        conn = self.conn
+        template_pubkey, template_d = (None, None)
+        template_event = None
+        if w.template is not None:
+            template_pubkey, template_d = _target(w.template, TEMPLATE_KIND)
+            if template_pubkey is not None:
+                template_event = await conn.fetchval(
+                    _Q["template_event"], template_pubkey, template_d
+                )
+        await conn.execute(
+            _Q["insert_workout"],
+            w.event_id,
+            w.kind,
+            w.pubkey,
+            w.d,
+            w.created_at,
+            w.dialect,
+            w.title,
+            w.workout_type,
+            w.activity,
+            w.activity_raw,
+            w.started_at,
+            w.ended_at,
+            w.start_raw,
+            w.end_raw,
+            w.duration_s,
+            w.duration_raw,
+            w.completed,
+            w.rounds_completed,
+            w.interval_s,
+            w.template.raw if w.template else None,
+            template_pubkey,
+            template_d,
+            w.template.relay if w.template else None,
+            template_event,
+            w.notes,
+            w.client,
+            w.source,
+            [tag.tag for tag in w.hashtags],
+            w.distance_m,
+            w.distance_raw,
+            w.distance_unit,
+            w.elevation_gain_m,
+            w.elevation_loss_m,
+            w.calories,
+            w.steps,
+            w.avg_heart_rate,
+            w.max_heart_rate,
+            w.avg_pace_s_per_km,
+            w.avg_pace_raw,
+            w.avg_pace_unit,
+        )
+        known = await self._exercises(s.exercise for s in w.sets)
+        rows = []
+        for s in w.sets:
+            pubkey, d = _target(s.exercise, EXERCISE_KIND)
+            linked = known.get((pubkey, d)) if pubkey is not None and d is not None else None
+            rows.append(
+                (
+                    w.event_id,
+                    s.position,
+                    s.tag_index,
+                    s.exercise.raw,
+                    pubkey,
+                    d,
+                    s.exercise.relay,
+                    linked.event_id if linked else None,
+                    s.set_number,
+                    s.set_number_given,
+                    list(s.values_raw),
+                    *_values(_mapped(s.values_raw, linked)),
+                )
+            )
+        await conn.executemany(_Q["insert_workout_set"], rows)
+        await conn.executemany(
+            _Q["insert_workout_split"],
+            [(w.event_id, s.number, s.elapsed_s, s.pace_s, s.distance_raw) for s in w.splits],
+        )
+        prs = []
+        for pr in w.prs:
+            pubkey, d = _target(pr.exercise, EXERCISE_KIND)
+            prs.append(
+                (w.event_id, pr.position, pr.exercise.raw, pubkey, d, pr.metric, pr.value, pr.raw)
+            )
+        await conn.executemany(_Q["insert_workout_pr"], prs)
+
+    async def _write_list(self, lst: FitnessList) -> None:
+        conn = self.conn
+        await self._forget(_Q["remove_list_address"], lst.kind, lst.pubkey, lst.d)
+        await conn.execute(
+            _Q["insert_list"],
+            lst.kind,
+            lst.pubkey,
+            lst.d,
+            lst.event_id,
+            lst.created_at,
+            lst.title,
+            lst.description,
+        )
+        await conn.executemany(
+            _Q["insert_list_item"],
+            [
+                (
+                    lst.kind,
+                    lst.pubkey,
+                    lst.d,
+                    item.position,
+                    item.member.raw,
+                    item.member.kind,
+                    item.member.pubkey,
+                    item.member.d,
+                    item.member.relay,
+                )
+                for item in lst.items
+            ],
+        )

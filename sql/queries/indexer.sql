@@ -1,0 +1,200 @@
+-- Named queries of the fitness indexer (tables in schema fitness, see 0002_fitness.sql).
+-- Hex ids and pubkeys throughout; created_at parameters are unix seconds.
+
+-- name: lock_indexer
+-- Held for a whole indexer session: one indexer writes the tables at a time.
+SELECT pg_advisory_lock(7447002);
+
+-- name: unlock_indexer
+SELECT pg_advisory_unlock(7447002);
+
+-- name: log_head
+-- The newest committed position of the log (insertions and removals).
+SELECT greatest(
+    (SELECT coalesce(max(seq), 0) FROM events),
+    (SELECT coalesce(max(seq), 0) FROM removed_events)
+);
+
+-- name: checkpoint
+SELECT last_seq FROM fitness.indexer_state WHERE name = $1;
+
+-- name: save_checkpoint
+INSERT INTO fitness.indexer_state (name, last_seq, updated_at) VALUES ($1, $2, now())
+ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, updated_at = now();
+
+-- name: log_entries
+-- Insertions and removals of the given kinds in (after, head], in log order. raw is NULL
+-- for a removal.
+SELECT seq, id, kind, raw FROM (
+    SELECT seq, id, kind, raw FROM events
+    WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+    UNION ALL
+    SELECT seq, id, kind, NULL FROM removed_events
+    WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+) log
+ORDER BY seq
+LIMIT $4;
+
+-- name: prune_removals
+-- Removals the indexer has applied are not needed again.
+DELETE FROM removed_events WHERE seq <= $1;
+
+-- name: count_events
+-- How many stored events of the given kinds a reindex reads.
+SELECT count(*) FROM events WHERE kind = ANY($1::integer[]);
+
+-- name: oldest_unindexed
+-- When the oldest event the indexer has not read yet was received (NULL: caught up).
+SELECT received_at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1;
+
+-- name: truncate_tables
+TRUNCATE fitness.exercises, fitness.exercise_hashtags, fitness.exercise_media,
+    fitness.templates, fitness.template_sets, fitness.workouts, fitness.workout_sets,
+    fitness.workout_splits, fitness.workout_prs, fitness.non_workouts, fitness.lists,
+    fitness.list_items, fitness.index_errors;
+
+-- name: count_unresolved
+SELECT count(*) FROM fitness.unresolved_references;
+
+-- Removing what one event produced ------------------------------------------------------
+
+-- name: remove_exercise
+DELETE FROM fitness.exercises WHERE event_id = $1 RETURNING pubkey, d;
+
+-- name: remove_exercise_address
+DELETE FROM fitness.exercises WHERE pubkey = $1 AND d = $2 RETURNING event_id;
+
+-- name: remove_template
+DELETE FROM fitness.templates WHERE event_id = $1 RETURNING pubkey, d;
+
+-- name: remove_template_address
+DELETE FROM fitness.templates WHERE pubkey = $1 AND d = $2 RETURNING event_id;
+
+-- name: remove_workout
+DELETE FROM fitness.workouts WHERE event_id = $1;
+
+-- name: remove_non_workout
+DELETE FROM fitness.non_workouts WHERE event_id = $1;
+
+-- name: remove_list
+DELETE FROM fitness.lists WHERE event_id = $1;
+
+-- name: remove_list_address
+DELETE FROM fitness.lists WHERE kind = $1 AND pubkey = $2 AND d = $3 RETURNING event_id;
+
+-- name: remove_errors
+DELETE FROM fitness.index_errors WHERE event_id = $1;
+
+-- Writing rows --------------------------------------------------------------------------
+
+-- name: insert_exercise
+INSERT INTO fitness.exercises (pubkey, d, event_id, created_at, title, equipment, difficulty,
+    format, format_units, format_units_raw, instructions, exercise_type, category, hashtags)
+VALUES ($1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14);
+
+-- name: insert_exercise_hashtag
+INSERT INTO fitness.exercise_hashtags (pubkey, d, tag, raw) VALUES ($1, $2, $3, $4);
+
+-- name: insert_exercise_media
+INSERT INTO fitness.exercise_media (pubkey, d, position, url, mime_type, width, height, alt, raw)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: insert_template
+INSERT INTO fitness.templates (pubkey, d, event_id, created_at, title, template_type, rounds,
+    duration_s, interval_s, rest_between_rounds_s, rest_between_sets_s, difficulty, notes,
+    client, hashtags)
+VALUES ($1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);
+
+-- name: insert_template_set
+INSERT INTO fitness.template_sets (template_pubkey, template_d, position, tag_index,
+    exercise_ref, exercise_pubkey, exercise_d, relay_hint, exercise_event_id, set_number,
+    set_number_given, group_number, values_raw, weight_kg, weight_raw, weight_unit, reps, rpe,
+    set_type, set_type_raw, duration_s, distance_m, heart_rate, mapped_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, $21, $22, $23, $24);
+
+-- name: insert_workout
+INSERT INTO fitness.workouts (event_id, kind, pubkey, d, created_at, dialect, title,
+    workout_type, activity, activity_raw, started_at, ended_at, start_raw, end_raw, duration_s,
+    duration_raw, completed, rounds_completed, interval_s, template_ref, template_pubkey,
+    template_d, template_relay, template_event_id, notes, client, source, hashtags,
+    distance_m, distance_raw, distance_unit, elevation_gain_m, elevation_loss_m, calories,
+    steps, avg_heart_rate, max_heart_rate, avg_pace_s_per_km, avg_pace_raw, avg_pace_unit)
+VALUES ($1, $2, $3, $4, to_timestamp($5), $6, $7, $8, $9, $10, to_timestamp($11),
+    to_timestamp($12), $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,
+    $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40);
+
+-- name: insert_workout_set
+INSERT INTO fitness.workout_sets (workout_event_id, position, tag_index, exercise_ref,
+    exercise_pubkey, exercise_d, relay_hint, exercise_event_id, set_number, set_number_given,
+    values_raw, weight_kg, weight_raw, weight_unit, reps, rpe, set_type, set_type_raw,
+    duration_s, distance_m, heart_rate, mapped_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+    $20, $21, $22);
+
+-- name: insert_workout_split
+INSERT INTO fitness.workout_splits (workout_event_id, split_number, elapsed_s, pace_s,
+    distance_raw)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (workout_event_id, split_number) DO UPDATE
+SET elapsed_s = coalesce(fitness.workout_splits.elapsed_s, excluded.elapsed_s),
+    pace_s = coalesce(fitness.workout_splits.pace_s, excluded.pace_s),
+    distance_raw = coalesce(fitness.workout_splits.distance_raw, excluded.distance_raw);
+
+-- name: insert_workout_pr
+INSERT INTO fitness.workout_prs (workout_event_id, position, exercise_ref, exercise_pubkey,
+    exercise_d, metric, value, raw)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- name: insert_non_workout
+INSERT INTO fitness.non_workouts (event_id, pubkey, created_at, reason)
+VALUES ($1, $2, to_timestamp($3), $4);
+
+-- name: insert_list
+INSERT INTO fitness.lists (kind, pubkey, d, event_id, created_at, title, description)
+VALUES ($1, $2, $3, $4, to_timestamp($5), $6, $7);
+
+-- name: insert_list_item
+INSERT INTO fitness.list_items (list_kind, list_pubkey, list_d, position, member_ref,
+    member_kind, member_pubkey, member_d, relay_hint)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- name: insert_error
+INSERT INTO fitness.index_errors (event_id, kind, tag_index, reason, detail)
+VALUES ($1, $2, $3, $4, $5);
+
+-- Resolving references ------------------------------------------------------------------
+
+-- name: exercise_formats
+-- The indexed exercises among the given addresses (parallel arrays), with their formats.
+SELECT e.pubkey, e.d, e.event_id, e.format, e.format_units
+FROM fitness.exercises e
+JOIN unnest($1::text[], $2::text[]) AS a (pubkey, d) ON e.pubkey = a.pubkey AND e.d = a.d;
+
+-- name: template_event
+SELECT event_id FROM fitness.templates WHERE pubkey = $1 AND d = $2;
+
+-- name: template_sets_of_exercise
+SELECT template_pubkey, template_d, position, values_raw FROM fitness.template_sets
+WHERE exercise_pubkey = $1 AND exercise_d = $2;
+
+-- name: workout_sets_of_exercise
+SELECT workout_event_id, position, values_raw FROM fitness.workout_sets
+WHERE exercise_pubkey = $1 AND exercise_d = $2;
+
+-- name: relink_template_set
+UPDATE fitness.template_sets SET exercise_event_id = $4, weight_kg = $5, weight_raw = $6,
+    weight_unit = $7, reps = $8, rpe = $9, set_type = $10, set_type_raw = $11,
+    duration_s = $12, distance_m = $13, heart_rate = $14, mapped_by = $15
+WHERE template_pubkey = $1 AND template_d = $2 AND position = $3;
+
+-- name: relink_workout_set
+UPDATE fitness.workout_sets SET exercise_event_id = $3, weight_kg = $4, weight_raw = $5,
+    weight_unit = $6, reps = $7, rpe = $8, set_type = $9, set_type_raw = $10,
+    duration_s = $11, distance_m = $12, heart_rate = $13, mapped_by = $14
+WHERE workout_event_id = $1 AND position = $2;
+
+-- name: relink_workouts
+-- Point the records naming a template address at its current version (NULL: none).
+UPDATE fitness.workouts SET template_event_id = $3
+WHERE template_pubkey = $1 AND template_d = $2;
