@@ -125,3 +125,21 @@ def msgspec_line(event: dict[str, Any]) -> str:
     import msgspec
 
     return msgspec.json.encode(event).decode() + "\n"
+
+
+async def test_export_table_command(db_dsn: str, tmp_path: Path) -> None:
+    backlog = tmp_path / "events.jsonl"
+    backlog.write_text("".join(msgspec_line(EVENTS[n]) for n in ("run", "record_1", "mail")))
+    code, _, err = await _cli("import", "--db-dsn", db_dsn, str(backlog), cwd=tmp_path)
+    assert code == 0, err
+    code, _, err = await _cli("reindex", "--db-dsn", db_dsn, cwd=tmp_path)
+    assert code == 0, err
+    code, out, err = await _cli("export-table", "cardio_totals", "--db-dsn", db_dsn, cwd=tmp_path)
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split(",")[:3] == ["pubkey", "activity", "workouts"]
+    assert [row.split(",")[1:3] for row in rows] == [["running", "1"]]
+    assert "exported 1 row" in err
+    code, _, err = await _cli("export-table", "events", "--db-dsn", db_dsn, cwd=tmp_path)
+    assert code == 2
+    assert "workouts" in err  # the error lists the tables that can be exported
