@@ -63,35 +63,6 @@ CREATE TABLE deleted_addresses (
     PRIMARY KEY (pubkey, kind, d_tag)
 );
 
--- The other half of the log: every event removed from events (replaced, deleted, expired)
--- gets a row here with a seq drawn from the same sequence, so a reader of the log (the
--- indexer) learns of removals in order with insertions. The indexer prunes what it has read.
--- Writers hold advisory lock 7447001 while they change events, which keeps seq values
--- visible in order.
-CREATE TABLE removed_events (
-    seq        bigint  PRIMARY KEY,
-    id         bytea   NOT NULL,
-    pubkey     bytea   NOT NULL,
-    kind       integer NOT NULL,
-    d_tag      text,
-    removed_at timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE FUNCTION fitrelay_log_removals() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO removed_events (seq, id, pubkey, kind, d_tag)
-    SELECT nextval(pg_get_serial_sequence('events', 'seq')), g.id, g.pubkey, g.kind, g.d_tag
-    FROM gone g;
-    PERFORM pg_notify('fitrelay_events', '');
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER events_log_removals AFTER DELETE ON events
-    REFERENCING OLD TABLE AS gone
-    FOR EACH STATEMENT EXECUTE FUNCTION fitrelay_log_removals();
-
 -- Store a batch of verified events in arrival order, applying the NIP-01 replace rules and
 -- NIP-09 deletions exactly; returns one status per event:
 --   0 stored, 1 duplicate, 2 deleted by id, 3 address deleted up to a later time,
@@ -123,29 +94,6 @@ BEGIN
         END IF;
         IF EXISTS (SELECT 1 FROM deleted_events WHERE id = p_ids[i] AND pubkey = p_pubkeys[i]) THEN
             status[i] := 2;
-            IF p_dtags[i] IS NOT NULL THEN
-                -- A version deleted by id before it arrived: had it arrived first, it would
-                -- have replaced the older versions and its deletion would have raised the
-                -- address mark to its created_at. Do the same now, unless a version that
-                -- beats it is stored, so the outcome does not depend on arrival order.
-                SELECT id, created_at INTO cur FROM events
-                WHERE pubkey = p_pubkeys[i] AND kind = p_kinds[i] AND d_tag = p_dtags[i];
-                IF NOT FOUND OR cur.created_at < p_created[i]
-                   OR (cur.created_at = p_created[i] AND cur.id > p_ids[i]) THEN
-                    INSERT INTO deleted_addresses AS da
-                        (pubkey, kind, d_tag, deleted_up_to, deletion_id)
-                    SELECT p_pubkeys[i], p_kinds[i], p_dtags[i], p_created[i], deletion_id
-                    FROM deleted_events WHERE id = p_ids[i] AND pubkey = p_pubkeys[i]
-                    ON CONFLICT (pubkey, kind, d_tag) DO UPDATE
-                    SET deleted_up_to = excluded.deleted_up_to,
-                        deletion_id = excluded.deletion_id
-                    WHERE da.deleted_up_to < excluded.deleted_up_to;
-                    IF FOUND THEN
-                        DELETE FROM event_tags WHERE event_id = cur.id;
-                        DELETE FROM events WHERE id = cur.id;
-                    END IF;
-                END IF;
-            END IF;
             CONTINUE;
         END IF;
         IF p_dtags[i] IS NOT NULL THEN

@@ -1,4 +1,4 @@
--- Named queries of the fitness indexer (tables in schema fitness, see 0002_fitness.sql).
+-- Named queries of the fitness indexer (tables in schema fitness, see 0003_fitness.sql).
 -- Hex ids and pubkeys throughout; created_at parameters are unix seconds.
 
 -- name: lock_indexer

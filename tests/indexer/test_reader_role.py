@@ -240,7 +240,7 @@ async def test_migrating_without_createrole_grants_without_failing(
                     await conn.execute(f"GRANT CREATE ON SCHEMA public TO {user}")
                     await conn.execute(f"SET ROLE {user}")
                     applied = await migrate(conn)
-                    assert applied[-1] == "0003_research.sql"
+                    assert applied[-1] == "0004_research.sql"
                     granted = await conn.fetchval(
                         "SELECT has_table_privilege($1, 'fitness.workouts', 'SELECT')"
                         " AND has_table_privilege($1, 'public.events', 'SELECT')"
@@ -264,7 +264,7 @@ async def test_migrating_without_createrole_grants_without_failing(
 def role_block(name: str) -> str:
     """The migration's role setup with the role renamed, to run it where the real role
     already exists (roles are cluster-wide, so the real one cannot be dropped to test)."""
-    sql = next(sql for file, sql in available_migrations() if file == "0003_research.sql")
+    sql = next(sql for file, sql in available_migrations() if file == "0004_research.sql")
     block = sql[sql.index("DO $role$") :]
     return block.replace(READER, name)
 

@@ -84,3 +84,46 @@ async def test_long_tag_values_never_break_an_insert(db_dsn: str) -> None:
         assert await store.query([parse_filter({"#t": [long_value[:-1]]}, Limits())], 0) == []
     finally:
         await pool.close()
+
+
+async def test_a_database_from_the_first_release_upgrades_in_place(server_dsn: str) -> None:
+    """Events stored under migration 0001 alone survive the later migrations and are
+    indexed by the first indexer run."""
+    import msgspec
+
+    from indexer.follower import Indexer
+    from relay.nostr.event import decode_event
+    from relay.storage.postgres import Store, create_pool
+    from tests.conftest import with_database
+    from tests.signer import Keys
+
+    name = "fitrelay_upgrade_test"
+    admin = await asyncpg.connect(server_dsn)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = with_database(server_dsn, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        first_name, first_sql = available_migrations()[0]
+        await conn.execute(first_sql)
+        await conn.execute(
+            "CREATE TABLE schema_migrations (name text PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now());"
+            f"INSERT INTO schema_migrations (name) VALUES ('{first_name}')"
+        )
+        keys = Keys(5)
+        exercise = keys.sign(33401, "", [["d", "row"], ["title", "Row"]], created_at=10)
+        raw = msgspec.json.encode(exercise)
+        pool = await create_pool(dsn)
+        try:
+            await Store(pool, default_limit=10).ingest([decode_event(raw)], [raw.decode()])
+        finally:
+            await pool.close()
+        applied = await migrate(conn)
+        assert applied == [name for name, _ in available_migrations()[1:]]
+        await Indexer(dsn).catch_up(conn)
+        assert await conn.fetchval("SELECT event_id FROM fitness.exercises") == exercise["id"]
+    finally:
+        await conn.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
