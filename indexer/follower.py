@@ -53,6 +53,8 @@ class IndexerStats:
     lag_seconds: float = 0.0
     """Age of the oldest stored event not indexed yet (0 when caught up)."""
     unresolved_references: int = 0
+    oldest_unresolved_seconds: float = 0.0
+    """Time since the oldest event waiting for a resolvable dependency arrived."""
 
     @property
     def lag_events(self) -> int:
@@ -145,6 +147,10 @@ class Indexer:
         received = await conn.fetchval(_Q["oldest_unindexed"], self.stats.checkpoint)
         self.stats.lag_seconds = 0.0 if received is None else time.time() - received.timestamp()
         self.stats.unresolved_references = int(await conn.fetchval(_Q["count_unresolved"]))
+        oldest = await conn.fetchval(_Q["oldest_unresolved"])
+        self.stats.oldest_unresolved_seconds = (
+            0.0 if oldest is None else max(time.time() - oldest.timestamp(), 0.0)
+        )
 
     def wake(self) -> None:
         self._wake.set()

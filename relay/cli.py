@@ -17,9 +17,13 @@ import asyncpg
 
 from relay import archive
 from relay.config import Config, ConfigError, load
+from relay.logs import redact_dsn, setup_logging
 from relay.nostr.errors import NostrError
-from relay.server.app import Relay
+from relay.server.app import Relay, database_problems
+from relay.server.metrics import Metrics
+from relay.server.monitor import MonitorServer
 from relay.storage.migrate import migrate
+from relay.storage.postgres import create_pool
 
 __all__ = ["main"]
 
@@ -28,7 +32,10 @@ log = logging.getLogger("relay")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fitrelay", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level", help="DEBUG, INFO, WARNING or ERROR (default: logging.level)"
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], help="default: logging.format")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
@@ -83,6 +90,8 @@ def _config(args: argparse.Namespace) -> Config:
             ("db", "data_dir"): args.data_dir,
             ("relay", "host"): getattr(args, "host", None),
             ("relay", "port"): getattr(args, "port", None),
+            ("logging", "level"): args.log_level,
+            ("logging", "format"): args.log_format,
         },
     )
 
@@ -119,6 +128,7 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
 
 
 async def _serve(config: Config, dsn: str) -> None:
+    log.info("database %s", redact_dsn(dsn))
     relay = Relay(config, dsn)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -135,18 +145,42 @@ async def _serve(config: Config, dsn: str) -> None:
 async def _index(config: Config, dsn: str) -> None:
     from indexer.follower import Indexer
 
+    log.info("database %s", redact_dsn(dsn))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     indexer = Indexer(dsn, batch_size=config.indexer.batch_size)
+    monitor = None
+    pool = None
+    if config.metrics.listen:
+        # The standalone indexer is scraped like the relay: its counters and readiness.
+        pool = await create_pool(dsn, min_size=1, max_size=1)
+        metrics = Metrics()
+        metrics.watch_indexer(lambda: indexer.stats)
+
+        async def readiness() -> list[str]:
+            return await database_problems(
+                pool,
+                indexer_lag=indexer.stats.lag_seconds,
+                max_lag=config.metrics.ready_max_indexer_lag_seconds,
+            )
+
+        monitor = MonitorServer(metrics, readiness, config.metrics.listen)
+        await monitor.start()
     task = asyncio.create_task(indexer.run())
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping")
-    task.cancel()
-    stopping.cancel()
-    await asyncio.gather(task, stopping, return_exceptions=True)
+    try:
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping")
+    finally:
+        task.cancel()
+        stopping.cancel()
+        await asyncio.gather(task, stopping, return_exceptions=True)
+        if monitor is not None:
+            await monitor.stop()
+        if pool is not None:
+            await pool.close()
 
 
 def _reindex_command(config: Config) -> int:
@@ -316,15 +350,12 @@ def _export_command(config: Config, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         config = _config(args)
     except ConfigError as exc:
         print(f"fitrelay: configuration error: {exc}", file=sys.stderr)
         return 2
+    setup_logging(config.logging.level, config.logging.format)
     if args.command == "check-config":
         print("configuration is valid")
         return 0

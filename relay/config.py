@@ -18,7 +18,16 @@ import msgspec
 from relay.nostr.errors import RelayError
 from relay.nostr.limits import Limits
 
-__all__ = ["Config", "ConfigError", "DbConfig", "IndexerConfig", "RelayConfig", "load"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DbConfig",
+    "IndexerConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "RelayConfig",
+    "load",
+]
 
 
 class ConfigError(RelayError):
@@ -48,6 +57,9 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How often expired events (NIP-40) are deleted; they are never served meanwhile."""
     compression: bool = False
     """Offer permessage-deflate (costs CPU per message)."""
+    tls_cert: str = ""
+    """PEM certificate chain; with tls_key, the relay serves wss:// itself."""
+    tls_key: str = ""
     limits: Limits = Limits()
     info: Nip11Config = Nip11Config()
 
@@ -67,9 +79,24 @@ class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Log entries applied per indexer transaction."""
 
 
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    listen: str = "127.0.0.1:9477"
+    """host:port of the HTTP server for /metrics, /healthz and /readyz; empty turns it off."""
+    ready_max_indexer_lag_seconds: float = 300.0
+    """/readyz fails while the indexer is further behind the log than this."""
+
+
+class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    level: str = "INFO"
+    format: str = "text"
+    """text, or json for one JSON object per line."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     relay: RelayConfig = RelayConfig()
     indexer: IndexerConfig = IndexerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
     db: DbConfig = DbConfig()
 
     @property
@@ -82,6 +109,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "FITRELAY_DATA_DIR": ("db", "data_dir"),
     "FITRELAY_HOST": ("relay", "host"),
     "FITRELAY_PORT": ("relay", "port"),
+    "FITRELAY_METRICS_LISTEN": ("metrics", "listen"),
+    "FITRELAY_LOG_FORMAT": ("logging", "format"),
 }
 
 
@@ -151,5 +180,15 @@ def _check(config: Config) -> None:
         raise ConfigError("relay.max_batch and relay.writer_queue must be at least 1")
     if config.indexer.batch_size < 1:
         raise ConfigError("indexer.batch_size must be at least 1")
+    if bool(config.relay.tls_cert) != bool(config.relay.tls_key):
+        raise ConfigError("relay.tls_cert and relay.tls_key must be set together")
+    if config.metrics.listen:
+        host, sep, port = config.metrics.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65_535:
+            raise ConfigError("metrics.listen must be host:port (port 0 picks a free one)")
+    if config.logging.format not in ("text", "json"):
+        raise ConfigError("logging.format must be text or json")
+    if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("logging.level must be DEBUG, INFO, WARNING or ERROR")
     if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
         raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")

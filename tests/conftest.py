@@ -107,10 +107,14 @@ async def db(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
         await conn.close()
 
 
-def relay_config(*, indexer: bool = False, **relay: Any) -> Config:
+def relay_config(*, indexer: bool = False, metrics: bool = False, **relay: Any) -> Config:
     """A config for tests: port 0 (any free port), overrides per key of [relay]; the
-    indexer runs only when asked for."""
-    tree: dict[str, Any] = {"relay": {"port": 1, **relay}, "indexer": {"enabled": indexer}}
+    indexer and the metrics endpoint (on a free port) run only when asked for."""
+    tree: dict[str, Any] = {
+        "relay": {"port": 1, **relay},
+        "indexer": {"enabled": indexer},
+        "metrics": {"listen": "127.0.0.1:0" if metrics else ""},
+    }
     config = msgspec.convert(tree, Config)
     return msgspec.structs.replace(config, relay=msgspec.structs.replace(config.relay, port=0))
 

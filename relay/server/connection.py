@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
+import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -31,7 +34,9 @@ from relay.nostr.messages import (
 )
 from relay.nostr.session import Count, Send, Session, Store, Subscribe, Unsubscribe
 from relay.server.live import LiveIndex
+from relay.server.metrics import Metrics, kind_label, reason_label
 from relay.server.writer import Writer, WriterUnavailable
+from relay.storage.postgres import IngestStatus
 from relay.storage.postgres import Store as EventStore
 
 __all__ = ["Connection"]
@@ -39,6 +44,29 @@ __all__ = ["Connection"]
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_IN_FLIGHT = 1_000
+
+_VERB = re.compile(r'\s*\[\s*"([A-Z]{1,8})"')
+
+
+def _verb_in(message: str) -> str:
+    """The verb of a client message, read cheaply from its start (``invalid`` if none)."""
+    match = _VERB.match(message, 0, 64)
+    return match.group(1) if match else "invalid"
+
+
+def _event_kind(message: str) -> int | None:
+    """The kind of the event in an EVENT message, if it can be read (rejections only)."""
+    try:
+        frame = msgspec.json.decode(message)
+        kind = frame[1].get("kind") if isinstance(frame[1], dict) else None
+    except (msgspec.DecodeError, IndexError, TypeError):
+        return None
+    return kind if isinstance(kind, int) and not isinstance(kind, bool) else None
+
+
+def _frame(data: bytes) -> list[Any]:
+    decoded = msgspec.json.decode(data)
+    return decoded if isinstance(decoded, list) else []
 
 
 @dataclass(slots=True)
@@ -59,8 +87,11 @@ class Connection:
         writer: Writer,
         index: LiveIndex,
         conn_id: int,
+        metrics: Metrics,
     ) -> None:
         self.ws = ws
+        self.metrics = metrics
+        self.close_reason: str | None = None
         self.config = config
         self.store = store
         self.writer = writer
@@ -82,11 +113,21 @@ class Connection:
     def send(self, data: bytes) -> None:
         if self.closing:
             return
+        verb = data[2 : data.find(b'"', 2)]
+        counter = self.metrics.sent.get(verb)
+        if counter is not None:
+            counter.inc()
+        if verb == b"NOTICE" or verb == b"CLOSED":
+            frame = _frame(data)
+            reason = reason_label(str(frame[-1])) if frame else "other"
+            family = self.metrics.notices if verb == b"NOTICE" else self.metrics.closed
+            family.labels(reason).inc()
         self.outbound.append(data)
         self.outbound_bytes += len(data)
         if self.outbound_bytes > self.config.relay.max_pending_outbound_bytes:
             log.info("conn %d: disconnecting slow client", self.conn_id)
-            self._abort(1008, "slow client: too much unsent data")
+            self.metrics.slow_disconnects.inc()
+            self._abort(1008, "slow client: too much unsent data", "slow_client")
             return
         self.wakeup.set()
 
@@ -98,9 +139,11 @@ class Connection:
         if sub.buffer is not None:
             sub.buffer.append((event_id, data))
         else:
+            self.metrics.live_events.inc()
             self.send(data)
 
-    def _abort(self, code: int, reason: str) -> None:
+    def _abort(self, code: int, reason: str, label: str) -> None:
+        self.close_reason = label
         self.closing = True
         self.outbound.clear()
         self.outbound_bytes = 0
@@ -151,8 +194,16 @@ class Connection:
             await asyncio.gather(sender, return_exceptions=True)
 
     async def _handle(self, message: str) -> None:
+        verb = _verb_in(message)
+        self.metrics.received.get(verb, self.metrics.received["invalid"]).inc()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("conn %d: received %s (%d bytes)", self.conn_id, verb, len(message))
         for action in self.session.receive(message, int(time.time())):
             if isinstance(action, Send):
+                if verb == "EVENT" and action.data.startswith(b'["OK"'):
+                    reason = reason_label(str(_frame(action.data)[-1]))
+                    kind = kind_label(_event_kind(message))
+                    self.metrics.events_rejected.labels(reason, kind).inc()
                 self.send(action.data)
             elif isinstance(action, Store):
                 await self._store(action.event, action.raw)
@@ -168,7 +219,8 @@ class Connection:
 
     async def _store(self, event: Event, raw: bytes) -> None:
         if kind_class(event.kind) is KindClass.EPHEMERAL:
-            self.index.dispatch(event, raw)
+            self.index.dispatch(event, raw, time.monotonic())
+            self.metrics.events_accepted.labels("ephemeral").inc()
             self.send(encode_ok(event.id, True, ""))
             return
         await self.in_flight.acquire()
@@ -177,12 +229,20 @@ class Connection:
         task.add_done_callback(self.writes.discard)
 
     async def _commit(self, event: Event, raw: str) -> None:
+        kind = kind_label(event.kind)
         try:
             status = await self.writer.submit(event, raw)
         except WriterUnavailable:
+            self.metrics.events_rejected.labels("error", kind).inc()
             self.send(encode_ok(event.id, False, "error: could not store the event; try again"))
         else:
             accepted, message = status.reply
+            if status is IngestStatus.STORED:
+                self.metrics.events_accepted.labels(kind).inc()
+            elif status is IngestStatus.DUPLICATE:
+                self.metrics.events_duplicate.labels(kind).inc()
+            else:
+                self.metrics.events_rejected.labels(reason_label(message), kind).inc()
             self.send(encode_ok(event.id, accepted, message))
         finally:
             self.in_flight.release()
@@ -213,11 +273,13 @@ class Connection:
         self.send(self.session.end(sub_id, message).data)
 
     async def _initial(self, sub_id: str, sub: _Sub, filters: tuple[Filter, ...]) -> None:
+        started = time.monotonic()
         await self._own_writes()
         try:
             async with asyncio.timeout(self.query_timeout):
                 rows = await self.store.query(filters, int(time.time()))
         except (TimeoutError, asyncpg.QueryCanceledError):
+            self.metrics.queries_cancelled.inc()
             self._fail(sub_id, "error: query took too long; narrow the filter")
             return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -227,6 +289,8 @@ class Connection:
         for _event_id, raw in rows:
             self.send(encode_event(sub_id, raw.encode()))
         self.send(encode_eose(sub_id))
+        self.metrics.req_events.inc(len(rows))
+        self.metrics.req_eose.observe(time.monotonic() - started)
         held, sub.buffer = sub.buffer or [], None
         if held:
             sent = {event_id.hex() for event_id, _raw in rows}
@@ -240,15 +304,18 @@ class Connection:
         task.add_done_callback(self.counts.discard)
 
     async def _count(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
+        started = time.monotonic()
         await self._own_writes()
         try:
             async with asyncio.timeout(self.query_timeout):
                 total = await self.store.count(filters, int(time.time()))
         except (TimeoutError, asyncpg.QueryCanceledError):
+            self.metrics.queries_cancelled.inc()
             self.send(encode_closed(sub_id, "error: count took too long; narrow the filter"))
             return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             log.exception("conn %d: count failed", self.conn_id)
             self.send(encode_closed(sub_id, "error: could not run the count"))
             return
+        self.metrics.count_seconds.observe(time.monotonic() - started)
         self.send(encode_count(sub_id, total))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -70,7 +71,10 @@ class _Sub:
 class LiveIndex:
     """Open subscriptions, looked up by id, author, tag value or kind instead of scanned."""
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[float], None] | None = None) -> None:
+        """``observe`` receives the delay of each delivery (seconds since the event was
+        committed, or received for an ephemeral one)."""
+        self.observe = observe
         self._by_key: defaultdict[_Key, set[_Sub]] = defaultdict(set)
         self._subs: dict[tuple[int, str], tuple[_Sub, list[_Key]]] = {}
 
@@ -101,8 +105,11 @@ class LiveIndex:
         for sub_id in sub_ids:
             self.remove(subscriber, sub_id)
 
-    def dispatch(self, event: Event, raw: bytes) -> int:
-        """Deliver ``event`` to every matching subscription; returns how many matched."""
+    def dispatch(self, event: Event, raw: bytes, since: float | None = None) -> int:
+        """Deliver ``event`` to every matching subscription; returns how many matched.
+
+        ``since`` is the ``time.monotonic()`` at which the event became visible.
+        """
         candidates: set[_Sub] = set()
         for key in _event_keys(event):
             bucket = self._by_key.get(key)
@@ -113,6 +120,10 @@ class LiveIndex:
             if matches_any(sub.filters, event):
                 sub.subscriber.deliver(sub.sub_id, event.id, encode_event(sub.sub_id, raw))
                 delivered += 1
+        if delivered and since is not None and self.observe is not None:
+            delay = time.monotonic() - since
+            for _ in range(delivered):
+                self.observe(delay)
         return delivered
 
 
@@ -125,14 +136,18 @@ class LogTail:
         self.page = page
         self.position = 0
         self._wake = asyncio.Event()
+        self._woken_at = time.monotonic()
 
     async def start(self) -> None:
         self.position = await self.store.head_seq()
 
     def wake(self) -> None:
+        if not self._wake.is_set():
+            self._woken_at = time.monotonic()
         self._wake.set()
 
     async def catch_up(self) -> None:
+        since = self._woken_at
         while True:
             rows = await self.store.tail(self.position, self.page)
             for row in rows:
@@ -142,7 +157,7 @@ class LogTail:
                 except Exception:
                     log.exception("live: stored event at seq %d does not decode", row.seq)
                 else:
-                    self.index.dispatch(event, raw)
+                    self.index.dispatch(event, raw, since)
                 self.position = row.seq
             if len(rows) < self.page:
                 return

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
 
 from relay.nostr.event import Event
+from relay.server.metrics import Metrics
 from relay.storage.postgres import IngestStatus, Store
 
 __all__ = ["Writer", "WriterUnavailable"]
@@ -49,12 +51,20 @@ class Writer:
         max_batch: int,
         queue_size: int,
         on_commit: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
+        summary_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.max_batch = max_batch
         self.on_commit = on_commit
+        self.metrics = metrics
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self._stopping = False
+        # An INFO line at most every summary_seconds: batches and events since the last one.
+        self._summary_seconds = summary_seconds
+        self._summary_at = time.monotonic()
+        self._batches = 0
+        self._stored = 0
 
     async def submit(self, event: Event, raw: str) -> IngestStatus:
         """Queue one verified event and wait until its batch is committed.
@@ -80,6 +90,7 @@ class Writer:
         return batch
 
     async def _commit(self, batch: list[_Item]) -> None:
+        started = time.monotonic()
         try:
             statuses = await self.store.ingest(
                 [item.event for item in batch], [item.raw for item in batch]
@@ -101,11 +112,28 @@ class Writer:
         except Exception as exc:
             self._fail(batch, exc)
             return
+        stored = sum(1 for status in statuses if status is IngestStatus.STORED)
+        if stored:
+            # Before any OK goes out: live fan-out and caches learn of the commit first.
+            self.on_commit()
         for item, status in zip(batch, statuses, strict=True):
             if not item.done.done():
                 item.done.set_result(status)
-        if any(status is IngestStatus.STORED for status in statuses):
-            self.on_commit()
+        self._account(len(batch), stored, time.monotonic() - started)
+
+    def _account(self, size: int, stored: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.writer_batch.observe(size)
+            self.metrics.writer_commit.observe(seconds)
+        self._batches += 1
+        self._stored += stored
+        now = time.monotonic()
+        if now - self._summary_at >= self._summary_seconds:
+            log.info(
+                "writer: stored %d events in %d batches in the last %.0f s; %d queued",
+                self._stored, self._batches, now - self._summary_at, self.queue.qsize(),
+            )  # fmt: skip
+            self._summary_at, self._batches, self._stored = now, 0, 0
 
     def _fail(self, batch: list[_Item], exc: BaseException) -> None:
         log.error("writer: batch of %d events failed, none stored: %r", len(batch), exc)

@@ -56,6 +56,22 @@ TRUNCATE fitness.exercises, fitness.exercise_hashtags, fitness.exercise_media,
 -- name: count_unresolved
 SELECT count(*) FROM fitness.unresolved_references;
 
+-- name: oldest_unresolved
+-- When the oldest event still waiting for a resolvable dependency arrived (NULL: none).
+-- Malformed references never resolve, so they are not waited for.
+SELECT min(e.received_at) FROM events e
+WHERE e.id IN (
+    SELECT decode(s.workout_event_id, 'hex') FROM fitness.workout_sets s
+    WHERE s.exercise_event_id IS NULL AND s.exercise_pubkey IS NOT NULL
+    UNION
+    SELECT decode(t.event_id, 'hex') FROM fitness.template_sets s
+    JOIN fitness.templates t ON t.pubkey = s.template_pubkey AND t.d = s.template_d
+    WHERE s.exercise_event_id IS NULL AND s.exercise_pubkey IS NOT NULL
+    UNION
+    SELECT decode(w.event_id, 'hex') FROM fitness.workouts w
+    WHERE w.template_event_id IS NULL AND w.template_pubkey IS NOT NULL
+);
+
 -- Removing what one event produced ------------------------------------------------------
 
 -- name: remove_exercise

@@ -52,7 +52,9 @@ async def test_events_published_over_websocket_reach_the_tables(
 
 
 def _cli_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("FITRELAY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FITRELAY_")}
+    env["FITRELAY_METRICS_LISTEN"] = "127.0.0.1:0"
+    return env
 
 
 async def _cli(*args: str, cwd: Path) -> tuple[int, str, str]:

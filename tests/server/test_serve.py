@@ -19,6 +19,7 @@ LISTENING = re.compile(rb"listening on (ws://[\d.]+:\d+)")
 
 async def start_serve(data_dir: Path, cwd: Path) -> tuple[asyncio.subprocess.Process, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FITRELAY_")}
+    env["FITRELAY_METRICS_LISTEN"] = "127.0.0.1:0"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "relay", "serve", "--data-dir", str(data_dir), "--port", "0",
         cwd=cwd, env=env, stderr=asyncio.subprocess.PIPE,

@@ -1,0 +1,256 @@
+"""Prometheus metrics, on a registry the relay owns (never the global default one).
+
+Labels are bounded: kinds appear by fitness name or NIP-01 class, reasons by their NIP-01
+prefix; never a raw kind number, a pubkey or a subscription id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from relay.nostr.event import kind_class
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from indexer.follower import IndexerStats
+
+__all__ = ["Metrics", "kind_label", "reason_label"]
+
+_FITNESS_KINDS = {
+    33401: "exercise",
+    33402: "workout_template",
+    1301: "workout_record",
+    33403: "workout_record_legacy",
+    30003: "fitness_list",
+    30004: "fitness_list",
+    5: "deletion",
+}
+
+_REASONS = frozenset(
+    {"invalid", "blocked", "duplicate", "restricted", "rate-limited", "error", "unsupported", "pow"}
+)
+
+_IN_VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH")
+_OUT_VERBS = ("EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT")
+
+_LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_BATCH = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def kind_label(kind: int | None) -> str:
+    """A bounded label for a kind: its fitness name, else its NIP-01 class."""
+    if kind is None:
+        return "unknown"
+    name = _FITNESS_KINDS.get(kind)
+    return name if name is not None else kind_class(kind).value
+
+
+def reason_label(message: str) -> str:
+    """The NIP-01 prefix of a machine-readable message, or ``other``."""
+    prefix, sep, _ = message.partition(":")
+    return prefix if sep and prefix in _REASONS else "other"
+
+
+def _version() -> str:
+    try:
+        return version("fitrelay")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+class _Callback(Collector):
+    """Metrics read at scrape time from a function (pool sizes, indexer stats, cache)."""
+
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterable[Metric]:
+        return self._collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class Metrics:
+    """Every metric of one relay process."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        # connections and messages
+        self.connections_opened = Counter(
+            "fitrelay_connections_opened", "WebSocket connections accepted", registry=r
+        )
+        self.connections_closed = Counter(
+            "fitrelay_connections_closed",
+            "WebSocket connections closed, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.messages_in = Counter(
+            "fitrelay_messages_received", "Client messages, by verb", ["verb"], registry=r
+        )
+        self.messages_out = Counter(
+            "fitrelay_messages_sent", "Relay messages, by verb", ["verb"], registry=r
+        )
+        self.notices = Counter(
+            "fitrelay_notices", "NOTICE messages sent, by reason", ["reason"], registry=r
+        )
+        self.closed = Counter(
+            "fitrelay_subscriptions_closed",
+            "CLOSED messages sent (subscriptions ended by the relay), by reason",
+            ["reason"],
+            registry=r,
+        )
+        # events
+        self.events_accepted = Counter(
+            "fitrelay_events_accepted",
+            "Events stored (OK true, first time), by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.events_duplicate = Counter(
+            "fitrelay_events_duplicate", "Events already stored (OK true)", ["kind"], registry=r
+        )
+        self.events_rejected = Counter(
+            "fitrelay_events_rejected",
+            "Events refused (OK false), by reason and kind",
+            ["reason", "kind"],
+            registry=r,
+        )
+        # writer
+        self.writer_batch = Histogram(
+            "fitrelay_writer_batch_events", "Events per writer transaction", buckets=_BATCH,
+            registry=r,
+        )  # fmt: skip
+        self.writer_commit = Histogram(
+            "fitrelay_writer_commit_seconds", "Time to store and commit one batch",
+            buckets=_LATENCY, registry=r,
+        )  # fmt: skip
+        # queries
+        self.req_eose = Histogram(
+            "fitrelay_req_eose_seconds", "Time from REQ to EOSE", buckets=_LATENCY, registry=r
+        )
+        self.req_events = Counter(
+            "fitrelay_req_events", "Stored events sent in answer to REQ", registry=r
+        )
+        self.count_seconds = Histogram(
+            "fitrelay_count_seconds", "Time to answer COUNT", buckets=_LATENCY, registry=r
+        )
+        self.queries_cancelled = Counter(
+            "fitrelay_queries_cancelled",
+            "REQ or COUNT queries cancelled for running past query_timeout_ms",
+            registry=r,
+        )
+        # live fan-out
+        self.live_delivery = Histogram(
+            "fitrelay_live_delivery_seconds",
+            "Time from commit (or arrival, for ephemeral events) to queueing for a subscriber",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.live_events = Counter(
+            "fitrelay_live_events", "Events delivered to live subscriptions", registry=r
+        )
+        self.slow_disconnects = Counter(
+            "fitrelay_slow_client_disconnects",
+            "Connections closed because too much outbound data was unsent",
+            registry=r,
+        )
+        # label children looked up once: the hot paths only call inc()
+        self.received = {v: self.messages_in.labels(v) for v in (*_IN_VERBS, "invalid")}
+        self.sent = {v.encode(): self.messages_out.labels(v) for v in _OUT_VERBS}
+        # database pool (waiting is counted by the store around acquire)
+        self.pool_waiting = Gauge(
+            "fitrelay_db_pool_waiting", "Tasks waiting for a pooled connection", registry=r
+        )
+
+        build = Gauge("fitrelay_build", "The running fitrelay version", ["version"], registry=r)
+        build.labels(_version()).set(1)
+
+    def add_callback(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        """Register metrics computed at scrape time."""
+        self.registry.register(_Callback(collect))
+
+    def watch_pool(self, pool: asyncpg.Pool) -> None:
+        def collect() -> Iterator[Metric]:
+            size, idle = pool.get_size(), pool.get_idle_size()
+            family = GaugeMetricFamily(
+                "fitrelay_db_pool_connections", "Pooled connections by state", labels=["state"]
+            )
+            family.add_metric(["in_use"], size - idle)
+            family.add_metric(["idle"], idle)
+            yield family
+            yield gauge("fitrelay_db_pool_max", "Most pooled connections", pool.get_max_size())
+
+        self.add_callback(collect)
+
+    def watch_indexer(self, stats: Callable[[], IndexerStats | None]) -> None:
+        """Export the indexer's counters (read when scraped)."""
+
+        def collect() -> Iterator[Metric]:
+            s = stats()
+            if s is None:
+                return
+            yield counter(
+                "fitrelay_indexer_events", "Stored fitness events indexed", {(): s.events_indexed}
+            )
+            yield counter(
+                "fitrelay_indexer_removals",
+                "Removals (replaced, deleted, expired events) applied to the tables",
+                {(): s.removals_applied},
+            )
+            yield counter(
+                "fitrelay_indexer_errors",
+                "Things the indexer could not understand, by reason (index_errors rows)",
+                {(reason,): n for reason, n in s.errors_by_reason.items()},
+                ["reason"],
+            )
+            yield gauge(
+                "fitrelay_indexer_lag_events", "Log positions not indexed yet", s.lag_events
+            )
+            yield gauge(
+                "fitrelay_indexer_lag_seconds",
+                "Age of the oldest stored event not indexed yet (0: caught up)",
+                s.lag_seconds,
+            )
+            yield gauge(
+                "fitrelay_indexer_unresolved_references",
+                "References to exercises or templates that are not indexed",
+                s.unresolved_references,
+            )
+            yield gauge(
+                "fitrelay_indexer_oldest_unresolved_seconds",
+                "Time since the oldest event with a resolvable but missing dependency arrived",
+                s.oldest_unresolved_seconds,
+            )
+
+        self.add_callback(collect)
+
+
+def gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:
+    """One gauge sample for a scrape-time callback."""
+    family = GaugeMetricFamily(name, doc, labels=list(labels) if labels else None)
+    family.add_metric(list(labels.values()) if labels else [], value)
+    return family
+
+
+def counter(
+    name: str,
+    doc: str,
+    samples: Mapping[tuple[str, ...], float],
+    labels: list[str] | None = None,
+) -> Metric:
+    """One counter family (labelled samples) for a scrape-time callback."""
+    family = CounterMetricFamily(name, doc, labels=labels or [])
+    for values, value in samples.items():
+        family.add_metric(list(values), value)
+    return family
