@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import asyncpg
+import msgspec
 
 from relay import archive
 from relay.config import Config, ConfigError, load
@@ -47,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     common(serve)
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 7447)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        help="relay processes sharing the port (default relay.workers, 1)",
+    )
     common(commands.add_parser("migrate", help="apply database migrations and exit"))
     common(
         commands.add_parser(
@@ -90,6 +98,7 @@ def _config(args: argparse.Namespace) -> Config:
             ("db", "data_dir"): args.data_dir,
             ("relay", "host"): getattr(args, "host", None),
             ("relay", "port"): getattr(args, "port", None),
+            ("relay", "workers"): getattr(args, "workers", None),
             ("logging", "level"): args.log_level,
             ("logging", "format"): args.log_format,
         },
@@ -140,6 +149,57 @@ async def _serve(config: Config, dsn: str) -> None:
         log.info("stopping")
     finally:
         await relay.stop()
+
+
+def _worker_config(config: Config, number: int) -> Config:
+    """Worker ``number``'s configuration: metrics on the configured port plus its number
+    (each worker is scraped on its own), and the indexer started by every worker but
+    running in one at a time (the others wait on its lock, ready to take over)."""
+    metrics = config.metrics
+    if metrics.listen:
+        host, _, port = metrics.listen.rpartition(":")
+        listen = f"{host}:{int(port) + number if int(port) else 0}"
+        metrics = msgspec.structs.replace(metrics, listen=listen)
+    return msgspec.structs.replace(config, metrics=metrics)
+
+
+def _worker_main(config: Config, dsn: str, number: int) -> None:
+    setup_logging(config.logging.level, config.logging.format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    log.info("worker %d: pid %d", number, os.getpid())
+    _run(_serve(_worker_config(config, number), dsn))
+
+
+def _serve_workers(config: Config, dsn: str) -> None:
+    """Run ``relay.workers`` relay processes on one port; stop them all on SIGINT/SIGTERM."""
+    _run(_migrate(dsn, quiet=True))  # once, before the workers race for it
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_main, args=(config, dsn, n), name=f"fitrelay-{n}")
+        for n in range(config.relay.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    stopping = False
+
+    def stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.is_alive() and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # A worker that dies on its own takes the others down: a half relay is worse.
+        while not stopping and all(worker.is_alive() for worker in workers):
+            multiprocessing.connection.wait([w.sentinel for w in workers])
+        stop()
+        for worker in workers:
+            worker.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 async def _index(config: Config, dsn: str) -> None:
@@ -218,13 +278,14 @@ def _export_table_command(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate(dsn: str) -> None:
+async def _migrate(dsn: str, *, quiet: bool = False) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         applied = await migrate(conn)
     finally:
         await conn.close()
-    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+    if not quiet:
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
 
 
 # -- import / export ------------------------------------------------------------------------
@@ -371,7 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export-table":
         return _export_table_command(config, args)
     with database(config) as dsn:
-        if args.command == "serve":
+        if args.command == "serve" and config.relay.workers > 1:
+            _serve_workers(config, dsn)
+        elif args.command == "serve":
             _run(_serve(config, dsn))
         elif args.command == "index":
             _run(_index(config, dsn))

@@ -57,6 +57,8 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How often expired events (NIP-40) are deleted; they are never served meanwhile."""
     compression: bool = False
     """Offer permessage-deflate (costs CPU per message)."""
+    workers: int = 1
+    """Relay processes sharing the port (SO_REUSEPORT); live events cross them by the log."""
     tls_cert: str = ""
     """PEM certificate chain; with tls_key, the relay serves wss:// itself."""
     tls_key: str = ""
@@ -178,6 +180,10 @@ def _check(config: Config) -> None:
         raise ConfigError("relay.limits.default_limit must not exceed max_limit")
     if config.relay.max_batch < 1 or config.relay.writer_queue < 1:
         raise ConfigError("relay.max_batch and relay.writer_queue must be at least 1")
+    if not 1 <= config.relay.workers <= 64:
+        raise ConfigError("relay.workers must be between 1 and 64")
+    if config.relay.workers > 1 and config.relay.port == 0:
+        raise ConfigError("relay.workers > 1 needs a fixed relay.port to share")
     if config.indexer.batch_size < 1:
         raise ConfigError("indexer.batch_size must be at least 1")
     if bool(config.relay.tls_cert) != bool(config.relay.tls_key):

@@ -98,6 +98,7 @@ class Relay:
             cfg.relay.host,
             cfg.relay.port,
             ssl=tls_context(cfg.relay.tls_cert, cfg.relay.tls_key),
+            reuse_port=cfg.relay.workers > 1,
             process_request=make_process_request(cfg),
             max_size=cfg.relay.limits.max_message_bytes * _FRAME_SLACK,
             compression="deflate" if cfg.relay.compression else None,
