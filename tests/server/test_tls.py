@@ -54,5 +54,5 @@ async def test_wss_with_a_verified_certificate(
 def test_certificate_and_key_go_together(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[relay]\ntls_cert = "/etc/cert.pem"\n')
-    with pytest.raises(ConfigError, match="tls_cert and relay.tls_key"):
+    with pytest.raises(ConfigError, match=r"tls_cert and relay\.tls_key"):
         load(path, env={})
