@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import sys
-from typing import Any
 
 import pytest
 
