@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from relay.nostr.event import kind_class
+from relay.nostr.event import KindClass, kind_class
 
 if TYPE_CHECKING:
     import asyncpg
@@ -34,8 +34,12 @@ _FITNESS_KINDS = {
     5: "deletion",
 }
 
-_REASONS = frozenset(
-    {"invalid", "blocked", "duplicate", "restricted", "rate-limited", "error", "unsupported", "pow"}
+_REASONS = ("invalid", "blocked", "duplicate", "restricted", "rate-limited", "error", "unsupported")
+_CLOSE_REASONS = ("client", "slow_client", "shutdown", "protocol_error", "server_error")
+_KINDS = (
+    *dict.fromkeys(_FITNESS_KINDS.values()),
+    *(c.value for c in KindClass),
+    "unknown",
 )
 
 _IN_VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH")
@@ -165,6 +169,17 @@ class Metrics:
             "Connections closed because too much outbound data was unsent",
             registry=r,
         )
+        # Every bounded label value exists from the start, so series do not appear late.
+        for reason in _CLOSE_REASONS:
+            self.connections_closed.labels(reason)
+        for reason in (*_REASONS, "other"):
+            self.notices.labels(reason)
+            self.closed.labels(reason)
+            for kind in _KINDS:
+                self.events_rejected.labels(reason, kind)
+        for kind in _KINDS:
+            self.events_accepted.labels(kind)
+            self.events_duplicate.labels(kind)
         # label children looked up once: the hot paths only call inc()
         self.received = {v: self.messages_in.labels(v) for v in (*_IN_VERBS, "invalid")}
         self.sent = {v.encode(): self.messages_out.labels(v) for v in _OUT_VERBS}
@@ -173,7 +188,9 @@ class Metrics:
             "fitrelay_db_pool_waiting", "Tasks waiting for a pooled connection", registry=r
         )
 
-        build = Gauge("fitrelay_build", "The running fitrelay version", ["version"], registry=r)
+        build = Gauge(
+            "fitrelay_build_info", "The running fitrelay version", ["version"], registry=r
+        )
         build.labels(_version()).set(1)
 
     def add_callback(self, collect: Callable[[], Iterable[Metric]]) -> None:

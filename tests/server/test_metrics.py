@@ -119,7 +119,7 @@ async def test_counters_move_by_exactly_the_workload(start_relay: Any) -> None:
         assert value(after, "fitrelay_subscriptions") == 1  # the listener's
         assert value(after, "fitrelay_writer_queue_events") == 0
         assert value(after, "fitrelay_db_pool_max") == relay.config.db.pool_max
-        assert value(after, "fitrelay_build", version=_version()) == 1
+        assert value(after, "fitrelay_build_info", version=_version()) == 1
         assert value(after, "process_resident_memory_bytes") > 0
     finally:
         await listener.close()
