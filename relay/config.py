@@ -19,6 +19,7 @@ from relay.nostr.errors import RelayError
 from relay.nostr.limits import Limits
 
 __all__ = [
+    "CacheConfig",
     "Config",
     "ConfigError",
     "DbConfig",
@@ -40,6 +41,17 @@ class Nip11Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pubkey: str = ""
     contact: str = ""
     icon: str = ""
+
+
+class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    """Answer repeated REQ/COUNT over replaceable and addressable kinds from memory."""
+    max_bytes: int = 67_108_864
+    max_entries: int = 50_000
+    max_result_events: int = 2_000
+    """Larger answers are not kept."""
+    max_age_seconds: int = 300
+    """Longest an answer is kept (a backstop; writes invalidate answers exactly)."""
 
 
 class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -64,6 +76,7 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tls_key: str = ""
     limits: Limits = Limits()
     info: Nip11Config = Nip11Config()
+    cache: CacheConfig = CacheConfig()
 
 
 class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -180,6 +193,9 @@ def _check(config: Config) -> None:
         raise ConfigError("relay.limits.default_limit must not exceed max_limit")
     if config.relay.max_batch < 1 or config.relay.writer_queue < 1:
         raise ConfigError("relay.max_batch and relay.writer_queue must be at least 1")
+    cache = config.relay.cache
+    if min(cache.max_bytes, cache.max_entries, cache.max_result_events) < 1:
+        raise ConfigError("relay.cache sizes must be at least 1")
     if not 1 <= config.relay.workers <= 64:
         raise ConfigError("relay.workers must be between 1 and 64")
     if config.relay.workers > 1 and config.relay.port == 0:

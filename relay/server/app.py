@@ -21,6 +21,7 @@ from relay.server.metrics import Metrics, gauge
 from relay.server.monitor import MonitorServer
 from relay.server.nip11 import make_process_request
 from relay.server.writer import Writer
+from relay.storage.cache import CachedStore, QueryCache, QueryStore
 from relay.storage.migrate import applied_migrations, available_migrations, migrate
 from relay.storage.postgres import Store, create_pool
 
@@ -71,14 +72,29 @@ class Relay:
         async with self.pool.acquire() as conn:
             await migrate(conn)
         self.store = Store(self.pool, default_limit=cfg.relay.limits.default_limit)
-        self.tail = LogTail(self.store, self.index)
+        cache_cfg = cfg.relay.cache
+        self.cache = (
+            QueryCache(
+                max_bytes=cache_cfg.max_bytes,
+                max_entries=cache_cfg.max_entries,
+                max_result_events=cache_cfg.max_result_events,
+                max_age=cache_cfg.max_age_seconds,
+            )
+            if cache_cfg.enabled
+            else None
+        )
+        self.queries: QueryStore = (
+            CachedStore(self.store, self.cache) if self.cache is not None else self.store
+        )
+        self.tail = LogTail(self.store, self.index, cache=self.cache)
         await self.tail.start()
         self.writer = Writer(
             self.store,
             max_batch=cfg.relay.max_batch,
             queue_size=cfg.relay.writer_queue,
-            on_commit=self.tail.wake,
+            on_commit=self.tail.committed,
             metrics=self.metrics,
+            cache=self.cache,
         )
         self._spawn(self.writer.run(), "writer")
         self._spawn(self.tail.run(), "live tail")
@@ -127,6 +143,7 @@ class Relay:
 
         self.metrics.add_callback(now)
         self.metrics.watch_indexer(lambda: self.indexer.stats if self.indexer else None)
+        self.metrics.watch_cache(lambda: self.cache)
 
     async def readiness(self) -> list[str]:
         """Why this relay cannot serve now (empty when it can)."""
@@ -150,7 +167,7 @@ class Relay:
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         conn = Connection(
-            ws, self.config, self.store, self.writer, self.index, next(self._ids), self.metrics
+            ws, self.config, self.queries, self.writer, self.index, next(self._ids), self.metrics
         )
         self.connections.add(conn)
         self.metrics.connections_opened.inc()
@@ -195,6 +212,8 @@ class Relay:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if isinstance(self.queries, CachedStore):
+            await self.queries.close()
         if self.monitor is not None:
             await self.monitor.stop()
         self._tasks.clear()

@@ -36,8 +36,8 @@ from relay.nostr.session import Count, Send, Session, Store, Subscribe, Unsubscr
 from relay.server.live import LiveIndex
 from relay.server.metrics import Metrics, kind_label, reason_label
 from relay.server.writer import Writer, WriterUnavailable
+from relay.storage.cache import QueryStore
 from relay.storage.postgres import IngestStatus
-from relay.storage.postgres import Store as EventStore
 
 __all__ = ["Connection"]
 
@@ -83,7 +83,7 @@ class Connection:
         self,
         ws: ServerConnection,
         config: Config,
-        store: EventStore,
+        store: QueryStore,
         writer: Writer,
         index: LiveIndex,
         conn_id: int,

@@ -20,6 +20,7 @@ import asyncpg
 from relay.nostr.event import Event, decode_event
 from relay.nostr.filters import Filter, matches_any
 from relay.nostr.messages import encode_event
+from relay.storage.cache import QueryCache
 from relay.storage.postgres import Store
 
 __all__ = ["LiveIndex", "LogTail", "Subscriber"]
@@ -130,16 +131,35 @@ class LiveIndex:
 class LogTail:
     """Reads the log after the last position seen and dispatches each new event."""
 
-    def __init__(self, store: Store, index: LiveIndex, *, page: int = 1_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        index: LiveIndex,
+        *,
+        page: int = 1_000,
+        cache: QueryCache | None = None,
+    ) -> None:
         self.store = store
         self.index = index
         self.page = page
+        self.cache = cache
         self.position = 0
+        self.removals_position = 0
+        self._local: set[str] = set()
+        """Ids stored by this process's writer and not yet read back from the log: the
+        writer already invalidated the cache for them."""
         self._wake = asyncio.Event()
         self._woken_at = time.monotonic()
 
     async def start(self) -> None:
         self.position = await self.store.head_seq()
+        self.removals_position = await self.store.removals_head()
+
+    def committed(self, ids: list[str]) -> None:
+        """The local writer stored these events (and invalidated the cache for them)."""
+        if self.cache is not None:
+            self._local.update(ids)
+        self.wake()
 
     def wake(self) -> None:
         if not self._wake.is_set():
@@ -148,6 +168,8 @@ class LogTail:
 
     async def catch_up(self) -> None:
         since = self._woken_at
+        if self.cache is not None:
+            await self._removals(self.cache)
         while True:
             rows = await self.store.tail(self.position, self.page)
             for row in rows:
@@ -156,10 +178,32 @@ class LogTail:
                     event = decode_event(raw)
                 except Exception:
                     log.exception("live: stored event at seq %d does not decode", row.seq)
+                    if self.cache is not None:
+                        self.cache.invalidate_all()
                 else:
+                    if self.cache is not None and not self._was_local(event.id):
+                        # Written by another process: this is its first sign here.
+                        self.cache.invalidate_event(event.kind, event.pubkey)
                     self.index.dispatch(event, raw, since)
                 self.position = row.seq
             if len(rows) < self.page:
+                return
+
+    def _was_local(self, event_id: str) -> bool:
+        if event_id in self._local:
+            self._local.discard(event_id)
+            return True
+        return False
+
+    async def _removals(self, cache: QueryCache) -> None:
+        """Removals by other processes that no insertion announces (a version removed by
+        the late arrival of its deleted successor): drop the answers they touch."""
+        while True:
+            removals = await self.store.removals(self.removals_position, self.page)
+            for removal in removals:
+                cache.invalidate_event(removal.kind, removal.pubkey)
+                self.removals_position = removal.seq
+            if len(removals) < self.page:
                 return
 
     async def run(self) -> None:

@@ -10,7 +10,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from indexer.follower import IndexerStats
+    from relay.storage.cache import QueryCache
 
 __all__ = ["Metrics", "kind_label", "reason_label"]
 
@@ -41,6 +48,9 @@ _KINDS = (
     *(c.value for c in KindClass),
     "unknown",
 )
+
+# The *_created series double the series count and tell an operator nothing here.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _IN_VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH")
 _OUT_VERBS = ("EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT")
@@ -207,6 +217,35 @@ class Metrics:
             family.add_metric(["idle"], idle)
             yield family
             yield gauge("fitrelay_db_pool_max", "Most pooled connections", pool.get_max_size())
+
+        self.add_callback(collect)
+
+    def watch_cache(self, cache: Callable[[], QueryCache | None]) -> None:
+        """Export the query cache's counters (read when scraped)."""
+
+        def collect() -> Iterator[Metric]:
+            c = cache()
+            hits, misses, evictions, invalidations, size, entries = (
+                (c.hits, c.misses, c.evictions, c.invalidations, c.bytes, len(c))
+                if c is not None
+                else (0, 0, 0, 0, 0, 0)
+            )
+            yield counter("fitrelay_cache_hits", "REQ and COUNT answered from memory", {(): hits})
+            yield counter(
+                "fitrelay_cache_misses", "Cacheable REQ and COUNT sent to the database",
+                {(): misses},
+            )  # fmt: skip
+            yield counter(
+                "fitrelay_cache_evictions", "Answers dropped to stay within the bound",
+                {(): evictions},
+            )  # fmt: skip
+            yield counter(
+                "fitrelay_cache_invalidations",
+                "Answers dropped because a write could change them",
+                {(): invalidations},
+            )
+            yield gauge("fitrelay_cache_bytes", "Estimated memory held by cached answers", size)
+            yield gauge("fitrelay_cache_entries", "Cached answers", entries)
 
         self.add_callback(collect)
 

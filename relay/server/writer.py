@@ -17,6 +17,7 @@ import asyncpg
 
 from relay.nostr.event import Event
 from relay.server.metrics import Metrics
+from relay.storage.cache import QueryCache
 from relay.storage.postgres import IngestStatus, Store
 
 __all__ = ["Writer", "WriterUnavailable"]
@@ -50,14 +51,16 @@ class Writer:
         *,
         max_batch: int,
         queue_size: int,
-        on_commit: Callable[[], None] = lambda: None,
+        on_commit: Callable[[list[str]], None] = lambda _ids: None,
         metrics: Metrics | None = None,
+        cache: QueryCache | None = None,
         summary_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.max_batch = max_batch
         self.on_commit = on_commit
         self.metrics = metrics
+        self.cache = cache
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self._stopping = False
         # An INFO line at most every summary_seconds: batches and events since the last one.
@@ -92,9 +95,17 @@ class Writer:
     async def _commit(self, batch: list[_Item]) -> None:
         started = time.monotonic()
         try:
-            statuses = await self.store.ingest(
-                [item.event for item in batch], [item.raw for item in batch]
-            )
+            try:
+                statuses = await self.store.ingest(
+                    [item.event for item in batch], [item.raw for item in batch]
+                )
+            finally:
+                # Before any OK, and even when the outcome is unknown (a lost connection may
+                # have committed): every event, whatever its status, since one refused as
+                # deleted can still remove the version it had replaced.
+                if self.cache is not None:
+                    for item in batch:
+                        self.cache.invalidate_event(item.event.kind, item.event.pubkey)
         except asyncio.CancelledError:
             for item in batch:
                 if not item.done.done():
@@ -112,14 +123,18 @@ class Writer:
         except Exception as exc:
             self._fail(batch, exc)
             return
-        stored = sum(1 for status in statuses if status is IngestStatus.STORED)
+        stored = [
+            item.event.id
+            for item, status in zip(batch, statuses, strict=True)
+            if status is IngestStatus.STORED
+        ]
         if stored:
-            # Before any OK goes out: live fan-out and caches learn of the commit first.
-            self.on_commit()
+            # Before any OK goes out: live fan-out learns of the commit first.
+            self.on_commit(stored)
         for item, status in zip(batch, statuses, strict=True):
             if not item.done.done():
                 item.done.set_result(status)
-        self._account(len(batch), stored, time.monotonic() - started)
+        self._account(len(batch), len(stored), time.monotonic() - started)
 
     def _account(self, size: int, stored: int, seconds: float) -> None:
         if self.metrics is not None:

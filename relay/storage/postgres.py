@@ -16,7 +16,7 @@ from relay.nostr.filters import Filter
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import compile_count, compile_query, effective_limit, tag_key
 
-__all__ = ["SESSION_SETTINGS", "IngestStatus", "Store", "Stored", "create_pool"]
+__all__ = ["SESSION_SETTINGS", "IngestStatus", "Removed", "Store", "Stored", "create_pool"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _Q = load_queries("events.sql")
@@ -55,6 +55,15 @@ class Stored:
 
     seq: int
     raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """One row of the removal log."""
+
+    seq: int
+    kind: int
+    pubkey: str
 
 
 SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
@@ -96,14 +105,18 @@ def _address_targets(event: Event) -> Iterable[tuple[int, str]]:
             yield kind, tag_key(parts[2])
 
 
+_TAG_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+"""Tag names that are indexed: one ASCII letter."""
+_STATUSES = {status.value: status for status in IngestStatus}
+"""IngestStatus by code, cheaper than calling the enum once per event."""
+
+
 def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
-    """The fifteen arrays fitrelay_ingest takes, for events in arrival order."""
-    ids: list[bytes] = []
-    pubkeys: list[bytes] = []
-    kinds: list[int] = []
-    created: list[int] = []
+    """The fifteen arrays fitrelay_ingest takes, for events in arrival order.
+
+    One pass over each event's tags; a batch of a thousand events costs a few milliseconds.
+    """
     dtags: list[str | None] = []
-    expires: list[int | None] = []
     tag_ev: list[int] = []
     tag_names: list[str] = []
     tag_values: list[str] = []
@@ -113,10 +126,6 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
     adel_kinds: list[int] = []
     adel_dtags: list[str] = []
     for position, event in enumerate(events, start=1):
-        ids.append(bytes.fromhex(event.id))
-        pubkeys.append(bytes.fromhex(event.pubkey))
-        kinds.append(event.kind)
-        created.append(event.created_at)
         cls = kind_class(event.kind)
         if cls is KindClass.REPLACEABLE:
             dtags.append("")
@@ -124,10 +133,9 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
             dtags.append(tag_key(d_tag(event)))
         else:
             dtags.append(None)
-        expires.append(expiration(event))
         seen: set[tuple[str, str]] = set()
         for tag in event.tags:
-            if len(tag) >= 2 and len(tag[0]) == 1 and tag[0].isascii() and tag[0].isalpha():
+            if len(tag) >= 2 and tag[0] in _TAG_LETTERS:
                 pair = (tag[0], tag_key(tag[1]))
                 if pair not in seen:
                     seen.add(pair)
@@ -144,7 +152,13 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
                 adel_kinds.append(kind)
                 adel_dtags.append(d)
     return [
-        ids, pubkeys, kinds, created, dtags, expires, list(raws),
+        [bytes.fromhex(event.id) for event in events],
+        [bytes.fromhex(event.pubkey) for event in events],
+        [event.kind for event in events],
+        [event.created_at for event in events],
+        dtags,
+        [expiration(event) for event in events],
+        list(raws),
         tag_ev, tag_names, tag_values, del_ev, del_ids, adel_ev, adel_kinds, adel_dtags,
     ]  # fmt: skip
 
@@ -173,7 +187,7 @@ class Store:
         args = ingest_args(events, raws)
         async with self.pool.acquire() as conn:
             codes = await conn.fetchval(_Q["ingest"], *args)
-        return [IngestStatus(code) for code in codes]
+        return [_STATUSES[code] for code in codes]
 
     async def query(self, filters: Sequence[Filter], now: int) -> list[tuple[bytes, str]]:
         """``(id, raw)`` of stored events matching any filter: newest first, ties by lowest
@@ -204,6 +218,16 @@ class Store:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(_Q["tail"], after, limit)
         return [Stored(row[0], row[1]) for row in rows]
+
+    async def removals_head(self) -> int:
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval(_Q["removals_head"]))
+
+    async def removals(self, after: int, limit: int) -> list[Removed]:
+        """Removal log entries after ``after``, in order."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_Q["removals"], after, limit)
+        return [Removed(row[0], row[1], row[2].hex()) for row in rows]
 
     async def purge_expired(self, now: int) -> int:
         async with self.pool.acquire() as conn, conn.transaction():

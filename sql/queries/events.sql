@@ -13,6 +13,14 @@ SELECT coalesce(max(seq), 0) FROM events;
 -- Events appended after a position, in log order.
 SELECT seq, raw FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
+-- name: removals_head
+-- The newest position of the removal log (0 when empty).
+SELECT coalesce(max(seq), 0) FROM removed_events;
+
+-- name: removals
+-- Removals logged after a position, in log order (the indexer prunes what it has applied).
+SELECT seq, kind, pubkey FROM removed_events WHERE seq > $1 ORDER BY seq LIMIT $2;
+
 -- name: lock_log
 -- Taken by every transaction that changes events, so seq values become visible in order.
 SELECT pg_advisory_xact_lock(7447001);

@@ -240,7 +240,7 @@ async def test_migrating_without_createrole_grants_without_failing(
                     await conn.execute(f"GRANT CREATE ON SCHEMA public TO {user}")
                     await conn.execute(f"SET ROLE {user}")
                     applied = await migrate(conn)
-                    assert applied[-1] == "0004_research.sql"
+                    assert "0004_research.sql" in applied
                     granted = await conn.fetchval(
                         "SELECT has_table_privilege($1, 'fitness.workouts', 'SELECT')"
                         " AND has_table_privilege($1, 'public.events', 'SELECT')"

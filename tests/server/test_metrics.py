@@ -206,3 +206,25 @@ async def test_health_and_readiness_follow_the_database(tmp_path: Path) -> None:
     finally:
         await relay.stop()
         server.stop()
+
+
+def contract() -> dict[str, str]:
+    """deploy/metrics.txt: family name → type."""
+    path = Path(__file__).resolve().parents[2] / "deploy" / "metrics.txt"
+    families = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, kind, *_ = line.split()
+            families[name] = kind
+    return families
+
+
+async def test_exported_families_are_the_documented_contract(start_relay: Any) -> None:
+    relay: Relay = await start_relay(relay_config(metrics=True, indexer=True))
+    assert relay.monitor is not None
+    _, text = await http_get(relay.monitor.port, "/metrics")
+    exported = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert exported == contract()
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    missing = [name for name in exported if f"`{name}" not in documented]
+    assert missing == []
