@@ -98,7 +98,10 @@ class Relay:
         )
         self._spawn(self.writer.run(), "writer")
         self._spawn(self.tail.run(), "live tail")
-        self._spawn(listen_for_commits(self.dsn, self.tail.wake), "listener")
+        self._spawn(
+            listen_for_commits(self.dsn, self.tail.wake, on_payload=self.tail.notified),
+            "listener",
+        )
         self._spawn(self._sweep_expired(), "expiration sweep")
         if cfg.indexer.enabled:
             from indexer.follower import Indexer
@@ -167,7 +170,14 @@ class Relay:
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         conn = Connection(
-            ws, self.config, self.queries, self.writer, self.index, next(self._ids), self.metrics
+            ws,
+            self.config,
+            self.queries,
+            self.writer,
+            self.index,
+            next(self._ids),
+            self.metrics,
+            self.tail,
         )
         self.connections.add(conn)
         self.metrics.connections_opened.inc()

@@ -33,7 +33,7 @@ from relay.nostr.messages import (
     encode_ok,
 )
 from relay.nostr.session import Count, Send, Session, Store, Subscribe, Unsubscribe
-from relay.server.live import LiveIndex
+from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics, kind_label, reason_label
 from relay.server.writer import Writer, WriterUnavailable
 from relay.storage.cache import QueryStore
@@ -74,6 +74,10 @@ class _Sub:
     task: asyncio.Task[None] | None = None
     buffer: list[tuple[str, bytes]] | None = field(default_factory=list)
     """Live matches held back until EOSE; None once the stored events are sent."""
+    seen_upto: int = 0
+    """Log positions up to this one were committed before the query: not live news."""
+    answered: set[str] = field(default_factory=set)
+    """Ids in the stored answer that the log tail had not dispatched yet."""
 
 
 class Connection:
@@ -88,7 +92,9 @@ class Connection:
         index: LiveIndex,
         conn_id: int,
         metrics: Metrics,
+        tail: LogTail,
     ) -> None:
+        self.tail = tail
         self.ws = ws
         self.metrics = metrics
         self.close_reason: str | None = None
@@ -131,10 +137,13 @@ class Connection:
             return
         self.wakeup.set()
 
-    def deliver(self, sub_id: str, event_id: str, data: bytes) -> None:
+    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> None:
         """Called by the live index for a matching event."""
         sub = self.subs.get(sub_id)
         if sub is None:
+            return
+        if seq is not None and (seq <= sub.seen_upto or event_id in sub.answered):
+            sub.answered.discard(event_id)  # in the stored answer already: not sent twice
             return
         if sub.buffer is not None:
             sub.buffer.append((event_id, data))
@@ -275,6 +284,7 @@ class Connection:
     async def _initial(self, sub_id: str, sub: _Sub, filters: tuple[Filter, ...]) -> None:
         started = time.monotonic()
         await self._own_writes()
+        sub.seen_upto = self.tail.known_committed()
         try:
             async with asyncio.timeout(self.query_timeout):
                 rows = await self.store.query(filters, int(time.time()))
@@ -289,6 +299,7 @@ class Connection:
         for _event_id, raw in rows:
             self.send(encode_event(sub_id, raw.encode()))
         self.send(encode_eose(sub_id))
+        sub.answered = self.tail.undispatched_local(event_id.hex() for event_id, _ in rows)
         self.metrics.req_events.inc(len(rows))
         self.metrics.req_eose.observe(time.monotonic() - started)
         held, sub.buffer = sub.buffer or [], None

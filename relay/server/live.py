@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import asyncpg
@@ -33,7 +33,7 @@ _Key = tuple[str, object]
 class Subscriber(Protocol):
     """What the index delivers to: a connection."""
 
-    def deliver(self, sub_id: str, event_id: str, data: bytes) -> None: ...
+    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> None: ...
 
 
 def _index_keys(flt: Filter) -> list[_Key]:
@@ -106,10 +106,13 @@ class LiveIndex:
         for sub_id in sub_ids:
             self.remove(subscriber, sub_id)
 
-    def dispatch(self, event: Event, raw: bytes, since: float | None = None) -> int:
+    def dispatch(
+        self, event: Event, raw: bytes, since: float | None = None, seq: int | None = None
+    ) -> int:
         """Deliver ``event`` to every matching subscription; returns how many matched.
 
-        ``since`` is the ``time.monotonic()`` at which the event became visible.
+        ``since`` is the ``time.monotonic()`` at which the event became visible, ``seq`` its
+        log position (None for an ephemeral event).
         """
         candidates: set[_Sub] = set()
         for key in _event_keys(event):
@@ -119,7 +122,7 @@ class LiveIndex:
         delivered = 0
         for sub in candidates:
             if matches_any(sub.filters, event):
-                sub.subscriber.deliver(sub.sub_id, event.id, encode_event(sub.sub_id, raw))
+                sub.subscriber.deliver(sub.sub_id, event.id, encode_event(sub.sub_id, raw), seq)
                 delivered += 1
         if delivered and since is not None and self.observe is not None:
             delay = time.monotonic() - since
@@ -144,6 +147,9 @@ class LogTail:
         self.page = page
         self.cache = cache
         self.position = 0
+        """The last log position dispatched."""
+        self.announced = 0
+        """The highest log position announced committed (NOTIFY payloads, this tail)."""
         self.removals_position = 0
         self._local: set[str] = set()
         """Ids stored by this process's writer and not yet read back from the log: the
@@ -152,8 +158,22 @@ class LogTail:
         self._woken_at = time.monotonic()
 
     async def start(self) -> None:
-        self.position = await self.store.head_seq()
+        self.position = self.announced = await self.store.head_seq()
         self.removals_position = await self.store.removals_head()
+
+    def notified(self, payload: str) -> None:
+        """A NOTIFY from a committing process (payload: its highest seq, may be empty)."""
+        if payload.isdigit():
+            self.announced = max(self.announced, int(payload))
+        self.wake()
+
+    def known_committed(self) -> int:
+        """Every log position up to this one is committed and visible to a new query."""
+        return max(self.announced, self.position)
+
+    def undispatched_local(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` this process stored and the tail has not dispatched yet."""
+        return {i for i in ids if i in self._local}
 
     def committed(self, ids: list[str]) -> None:
         """The local writer stored these events (and invalidated the cache for them)."""
@@ -184,7 +204,7 @@ class LogTail:
                     if self.cache is not None and not self._was_local(event.id):
                         # Written by another process: this is its first sign here.
                         self.cache.invalidate_event(event.kind, event.pubkey)
-                    self.index.dispatch(event, raw, since)
+                    self.index.dispatch(event, raw, since, row.seq)
                 self.position = row.seq
             if len(rows) < self.page:
                 return
@@ -219,12 +239,20 @@ class LogTail:
 
 
 async def listen_for_commits(
-    dsn: str, on_notify: Callable[[], None], *, channel: str = "fitrelay_events"
+    dsn: str,
+    on_notify: Callable[[], None],
+    *,
+    channel: str = "fitrelay_events",
+    on_payload: Callable[[str], None] | None = None,
 ) -> None:
-    """Keep a LISTEN connection open (reconnecting as needed) and call ``on_notify``."""
+    """Keep a LISTEN connection open (reconnecting as needed) and call ``on_notify`` (or
+    ``on_payload`` with the notification's payload)."""
 
-    def callback(*_args: object) -> None:
-        on_notify()
+    def callback(_conn: object, _pid: object, _channel: object, payload: object) -> None:
+        if on_payload is not None:
+            on_payload(str(payload))
+        else:
+            on_notify()
 
     delay = 0.5
     while True:

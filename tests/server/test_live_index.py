@@ -15,7 +15,7 @@ class Inbox:
     def __init__(self) -> None:
         self.got: list[tuple[str, str, bytes]] = []
 
-    def deliver(self, sub_id: str, event_id: str, data: bytes) -> None:
+    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> None:
         self.got.append((sub_id, event_id, data))
 
 

@@ -399,3 +399,30 @@ async def test_nul_characters_in_tags_are_stored_and_found(client: RawClient) ->
     newer = keys.sign(33401, "v2", [["d", "x\u0000y"]], created_at=exercise["created_at"] + 1)
     assert (await client.publish(newer))[2] is True
     assert await client.req("e", {"authors": [keys.pubkey], "kinds": [33401]}) == [newer]
+
+
+async def test_a_stored_answer_is_not_repeated_as_live(client: RawClient) -> None:
+    """An event committed before the REQ is in its stored answer only: the log tail, which
+    may dispatch it after EOSE, does not send it again as news."""
+    keys = Keys(77)
+    for round_ in range(20):
+        base = int(time.time()) - 100 + 2 * round_
+        old = keys.sign(1, f"old {round_}", created_at=base)
+        assert (await client.publish(old))[2] is True
+        sub = f"s{round_}"
+        stored = await client.req(sub, {"authors": [keys.pubkey], "limit": 1})
+        assert [e["id"] for e in stored] == [old["id"]]
+        new = keys.sign(1, f"new {round_}", created_at=base + 1)
+        await client.send(["EVENT", new])
+        # Until both the OK and the live copy arrive (in either order), the only event for
+        # this subscription is the new one, never the old one again.
+        ok = live = False
+        while not (ok and live):
+            frame = await client.recv()
+            if frame[0] == "OK":
+                assert frame[1:3] == [new["id"], True]
+                ok = True
+            elif frame[0] == "EVENT" and frame[1] == sub:
+                assert frame[2]["id"] == new["id"] and not live
+                live = True
+        await client.send(["CLOSE", sub])

@@ -1,0 +1,71 @@
+"""The query cache inside running relays: repeated reads are served from memory, and a write
+(on this relay or another process on the same database) is never hidden by a cached answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from relay.server.app import Relay
+from tests.client import RawClient
+from tests.conftest import relay_config, url_of
+from tests.signer import Keys
+
+LIBRARY = {"kinds": [33401], "authors": [Keys(11).pubkey]}
+
+
+def _exercise(title: str, at: int) -> dict[str, Any]:
+    return Keys(11).sign(33401, "", [["d", "squat"], ["title", title]], created_at=at)
+
+
+async def test_library_reads_hit_and_writes_invalidate(start_relay: Any) -> None:
+    relay: Relay = await start_relay(relay_config())
+    assert relay.cache is not None
+    client = await RawClient.open(url_of(relay))
+    try:
+        v1, v2 = _exercise("Squat", 100), _exercise("Back squat", 200)
+        assert (await client.publish(v1))[2] is True
+        for _ in range(3):
+            assert [e["id"] for e in await client.req("lib", LIBRARY)] == [v1["id"]]
+        assert (relay.cache.misses, relay.cache.hits) == (1, 2)
+        assert (await client.publish(v2))[2] is True
+        assert [e["id"] for e in await client.req("lib", LIBRARY)] == [v2["id"]]
+        deletion = Keys(11).sign(5, "", [["a", f"33401:{Keys(11).pubkey}:squat"]], created_at=300)
+        assert (await client.publish(deletion))[2] is True
+        assert await client.req("lib", LIBRARY) == []
+        await client.send(["COUNT", "n", LIBRARY])
+        assert (await client.expect("COUNT"))[2] == {"count": 0}
+    finally:
+        await client.close()
+
+
+async def test_a_write_through_another_relay_reaches_the_cache(start_relay: Any) -> None:
+    reader_relay: Relay = await start_relay(relay_config())
+    writer_relay: Relay = await start_relay(relay_config())
+    reader = await RawClient.open(url_of(reader_relay))
+    writer = await RawClient.open(url_of(writer_relay))
+    try:
+        v1, v2 = _exercise("Squat", 100), _exercise("Back squat", 200)
+        assert (await writer.publish(v1))[2] is True
+        # Let the reading relay read v1 from the log first (it invalidates on remote writes).
+        head = await reader_relay.store.head_seq()
+        async with asyncio.timeout(10):
+            while reader_relay.tail.position < head:
+                await asyncio.sleep(0.01)
+        watcher = await RawClient.open(url_of(reader_relay))
+        try:
+            assert await watcher.req("watch", LIBRARY) == [v1]
+            assert [e["id"] for e in await reader.req("a", LIBRARY)] == [v1["id"]]
+            assert [e["id"] for e in await reader.req("b", LIBRARY)] == [v1["id"]]
+            cache = reader_relay.cache
+            assert cache is not None and (cache.misses, cache.hits) == (1, 2)  # watch, a, b
+            assert (await writer.publish(v2))[2] is True
+            # Once the reading relay has seen v2 in the log (its live subscriber gets it),
+            # no answer of its cache may still hold v1.
+            assert (await watcher.expect("EVENT"))[2]["id"] == v2["id"]
+            assert [e["id"] for e in await reader.req("c", LIBRARY)] == [v2["id"]]
+        finally:
+            await watcher.close()
+    finally:
+        await reader.close()
+        await writer.close()
