@@ -132,7 +132,7 @@ class Relay:
     def _watch(self) -> None:
         """Metrics read when scraped: pool, queue, subscriptions, the indexer."""
         assert self.pool is not None
-        self.metrics.watch_pool(self.pool)
+        self.metrics.watch_pool(self.pool, lambda: self.store.waiting)
 
         def now() -> list[Metric]:
             return [

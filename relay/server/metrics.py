@@ -193,10 +193,6 @@ class Metrics:
         # label children looked up once: the hot paths only call inc()
         self.received = {v: self.messages_in.labels(v) for v in (*_IN_VERBS, "invalid")}
         self.sent = {v.encode(): self.messages_out.labels(v) for v in _OUT_VERBS}
-        # database pool (waiting is counted by the store around acquire)
-        self.pool_waiting = Gauge(
-            "fitrelay_db_pool_waiting", "Tasks waiting for a pooled connection", registry=r
-        )
 
         build = Gauge(
             "fitrelay_build_info", "The running fitrelay version", ["version"], registry=r
@@ -207,7 +203,7 @@ class Metrics:
         """Register metrics computed at scrape time."""
         self.registry.register(_Callback(collect))
 
-    def watch_pool(self, pool: asyncpg.Pool) -> None:
+    def watch_pool(self, pool: asyncpg.Pool, waiting: Callable[[], int]) -> None:
         def collect() -> Iterator[Metric]:
             size, idle = pool.get_size(), pool.get_idle_size()
             family = GaugeMetricFamily(
@@ -217,6 +213,9 @@ class Metrics:
             family.add_metric(["idle"], idle)
             yield family
             yield gauge("fitrelay_db_pool_max", "Most pooled connections", pool.get_max_size())
+            yield gauge(
+                "fitrelay_db_pool_waiting", "Tasks waiting for a pooled connection", waiting()
+            )
 
         self.add_callback(collect)
 

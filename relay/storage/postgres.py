@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import heapq
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import asyncpg
 
 from relay.nostr.event import Event, KindClass, d_tag, expiration, kind_class
 from relay.nostr.filters import Filter
+from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import compile_count, compile_query, effective_limit, tag_key
 
@@ -181,11 +183,26 @@ class Store:
     def __init__(self, pool: asyncpg.Pool, *, default_limit: int) -> None:
         self.pool = pool
         self.default_limit = default_limit
+        self.waiting = 0
+        """Tasks waiting for a pooled connection right now."""
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; counts the wait for it (pool exhaustion shows up there)."""
+        self.waiting += 1
+        try:
+            conn = await self.pool.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
 
     async def ingest(self, events: Sequence[Event], raws: Sequence[str]) -> list[IngestStatus]:
         """Store a batch in one transaction; one status per event, in order."""
         args = ingest_args(events, raws)
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             codes = await conn.fetchval(_Q["ingest"], *args)
         return [_STATUSES[code] for code in codes]
 
@@ -193,7 +210,7 @@ class Store:
         """``(id, raw)`` of stored events matching any filter: newest first, ties by lowest
         id, each once."""
         results: list[Sequence[Any]] = []
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             for flt in filters:
                 limit = effective_limit(flt, self.default_limit)
                 if limit == 0:
@@ -206,30 +223,30 @@ class Store:
 
     async def count(self, filters: Sequence[Filter], now: int) -> int:
         sql, args = compile_count(filters, now)
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             value = await conn.fetchval(sql, *args)
         return int(value)
 
     async def head_seq(self) -> int:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             return int(await conn.fetchval(_Q["head_seq"]))
 
     async def tail(self, after: int, limit: int) -> list[Stored]:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(_Q["tail"], after, limit)
         return [Stored(row[0], row[1]) for row in rows]
 
     async def removals_head(self) -> int:
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             return int(await conn.fetchval(_Q["removals_head"]))
 
     async def removals(self, after: int, limit: int) -> list[Removed]:
         """Removal log entries after ``after``, in order."""
-        async with self.pool.acquire() as conn:
+        async with self._connection() as conn:
             rows = await conn.fetch(_Q["removals"], after, limit)
         return [Removed(row[0], row[1], row[2].hex()) for row in rows]
 
     async def purge_expired(self, now: int) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await conn.execute(_Q["lock_log"])
             return int(await conn.fetchval(_Q["purge_expired"], now))

@@ -228,3 +228,26 @@ async def test_exported_families_are_the_documented_contract(start_relay: Any) -
     documented = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
     missing = [name for name in exported if f"`{name}" not in documented]
     assert missing == []
+
+
+async def test_pool_exhaustion_shows_as_waiting(start_relay: Any) -> None:
+    relay: Relay = await start_relay(relay_config(metrics=True))
+    assert relay.pool is not None
+    size = relay.config.db.pool_max
+    held = [await relay.pool.acquire() for _ in range(size)]  # every pooled connection
+    client = await RawClient.open(url_of(relay))
+    try:
+        await client.send(["REQ", "q", {"kinds": [1]}])
+        samples = await wait_until(relay, lambda s: value(s, "fitrelay_db_pool_waiting") == 1)
+        assert value(samples, "fitrelay_db_pool_connections", state="in_use") == size
+        assert value(samples, "fitrelay_db_pool_connections", state="idle") == 0
+        for conn in held:
+            await relay.pool.release(conn)
+        held = []
+        assert (await client.expect("EOSE"))[1] == "q"
+        samples = await scrape(relay)
+        assert value(samples, "fitrelay_db_pool_waiting") == 0
+    finally:
+        for conn in held:
+            await relay.pool.release(conn)
+        await client.close()
