@@ -68,9 +68,14 @@ class Removed:
     pubkey: str
 
 
-SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
+SESSION_SETTINGS = {
+    "plan_cache_mode": "force_custom_plan",
+    "jit": "off",
+    "max_parallel_workers_per_gather": "0",
+}
 """Settings of every relay connection: custom plans for prepared filter queries (the generic
-plan of a tag query can be far slower), and no JIT compile time on short queries."""
+plan of a tag query can be far slower), no JIT compile time and no parallel workers on short
+queries (starting workers costs more than a relay query takes)."""
 
 
 async def create_pool(

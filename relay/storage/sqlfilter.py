@@ -47,7 +47,9 @@ class _Params:
         return f"${len(self.values)}"
 
 
-def _where(flt: Filter, now: int, params: _Params) -> str:
+def _where(flt: Filter, now: int, params: _Params, *, skip_tags: int = 0) -> str:
+    """The conditions on ``events e``; the first ``skip_tags`` tag conditions are left out
+    (the caller applies them through a join)."""
     conds: list[str] = []
     if flt.ids is not None:
         conds.append(f"e.id = ANY({params.add([bytes.fromhex(v) for v in sorted(flt.ids)])})")
@@ -61,7 +63,7 @@ def _where(flt: Filter, now: int, params: _Params) -> str:
     if flt.until is not None:
         conds.append(f"e.created_at <= {params.add(flt.until)}::bigint")
     conds.append(f"(e.expires_at IS NULL OR e.expires_at > {params.add(now)}::bigint)")
-    for letter, values in flt.tags:
+    for letter, values in flt.tags[skip_tags:]:
         keys = sorted({tag_key(v) for v in values})
         name = params.add(letter)
         conds.append(
@@ -72,8 +74,40 @@ def _where(flt: Filter, now: int, params: _Params) -> str:
 
 
 def compile_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]:
-    """``SELECT created_at, id, raw`` of the newest ``limit`` matches, ties by lowest id."""
+    """``SELECT created_at, id, raw`` of the newest ``limit`` matches, ties by lowest id.
+
+    A filter led by one tag value (``{"#t":["running"]}``, an address's ``#d``) is driven
+    from ``event_tags``: its index is already in ``(created_at DESC, event_id)`` order for
+    one value, so the scan stops after ``limit`` matches instead of collecting every event
+    with a popular tag and sorting them. ``event_tags`` holds one row per (event, letter,
+    value), so the join yields each event once.
+    """
     params = _Params()
+    if flt.ids is None and flt.tags and len({tag_key(v) for v in flt.tags[0][1]}) == 1:
+        letter, values = flt.tags[0]
+        drive = [
+            f"t.name = {params.add(letter)}::text",
+            f"t.value = {params.add(tag_key(next(iter(values))))}::text",
+        ]
+        if flt.kinds is not None and len(flt.kinds) == 1:
+            # Equality, so the (name, value, kind, created_at DESC) index gives the order.
+            drive.append(f"t.kind = {params.add(next(iter(flt.kinds)))}::integer")
+        elif flt.kinds is not None:
+            drive.append(f"t.kind = ANY({params.add(sorted(flt.kinds))}::integer[])")
+        if flt.authors is not None:
+            authors = [bytes.fromhex(v) for v in sorted(flt.authors)]
+            drive.append(f"t.pubkey = ANY({params.add(authors)}::bytea[])")
+        if flt.since is not None:
+            drive.append(f"t.created_at >= {params.add(flt.since)}::bigint")
+        if flt.until is not None:
+            drive.append(f"t.created_at <= {params.add(flt.until)}::bigint")
+        where = _where(flt, now, params, skip_tags=1)
+        sql = (
+            "SELECT e.created_at, e.id, e.raw FROM event_tags t"
+            f" JOIN events e ON e.id = t.event_id WHERE {' AND '.join(drive)} AND {where}"
+            f" ORDER BY t.created_at DESC, t.event_id LIMIT {params.add(limit)}"
+        )
+        return sql, params.values
     where = _where(flt, now, params)
     sql = (
         f"SELECT e.created_at, e.id, e.raw FROM events e WHERE {where}"
