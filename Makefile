@@ -40,6 +40,13 @@ types: $(VENV)/.installed-test
 pytest: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Benchmark fitrelay beside nostr-relay 1.14 on the local PostgreSQL; results land in
+## docs/benchmarks.md. Options: BENCH_ARGS='--quick', '--large', '--against none' (see --help).
+.PHONY: bench
+bench: $(VENV)/.installed-run
+	BENCH_MAKE_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+		$(BIN)/python -m bench $(BENCH_ARGS)
+
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .

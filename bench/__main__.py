@@ -1,0 +1,510 @@
+"""python -m bench: benchmark fitrelay (and nostr-relay 1.14 beside it) on local PostgreSQL.
+
+One run: generate (or reuse) signed events; build the expected-answer model and the queries;
+then for each relay under test: [fitrelay only] time `fitrelay import` of the main file into a
+scratch database; create a fresh database, start the relay, and measure in turn
+
+  ingest    every main event published by P connections with W in flight (this also loads
+            the database for the queries); then VACUUM ANALYZE
+  stopwait  stream events published by connections with one EVENT in flight, for T seconds
+  query     9 REQ shapes, C connections, time to EOSE and queries/s, every answer checked
+  fanout    S live subscriptions, a publisher, publish-to-delivery latency
+  idle      N idle connections, the relay's RSS before and after
+
+and stop it and drop its database. Results go to bench/results/<timestamp>.json and, as
+tables, to docs/benchmarks.md between markers for the event count (reruns replace them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.common import cpu_seconds, process_cpu, raise_nofile, rss_kb
+from bench.fanout import run_fanout
+from bench.generate import ensure_dataset, stream_size
+from bench.idle import run_idle
+from bench.ingest import partition_by_author, publish
+from bench.model import Model, decode_events
+from bench.query import SHAPES, expected_answers, make_queries, run_shape
+from bench.relays import (
+    RelayProcess,
+    RelayUnavailable,
+    backend_pids,
+    create_database,
+    database_size,
+    drop_database,
+    ensure_nostr_relay_venv,
+    run_fitrelay_import,
+    start_fitrelay,
+    start_nostr_relay,
+    vacuum_analyze,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("import", "ingest", "stopwait", "query", "fanout", "idle")
+DEFAULTS: dict[str, Any] = {
+    "events": 100_000,
+    "stopwait_seconds": 20.0,
+    "query_seconds": 20.0,
+    "queries_per_shape": 200,
+    "subscribers": 1_000,
+    "fanout_events": 100,
+    "fanout_workers": 2,
+    "idle": 5_000,
+}
+QUICK: dict[str, Any] = {
+    "events": 5_000,
+    "stopwait_seconds": 3.0,
+    "query_seconds": 2.0,
+    "queries_per_shape": 40,
+    "subscribers": 100,
+    "fanout_events": 20,
+    "fanout_workers": 1,
+    "idle": 500,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    size = p.add_argument_group("scale")
+    size.add_argument("--events", type=int, help="main events to generate and load (100000)")
+    size.add_argument(
+        "--large",
+        action="store_true",
+        help="1,000,000 events; nostr-relay loads ~300 events/s, so add --against none"
+        " unless an hour for it is fine",
+    )
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (about a minute once nostr-relay is installed): 5k events, 100"
+        " subscribers, 500 idle connections, a few seconds per phase; explicit flags win",
+    )
+    size.add_argument("--seed", type=int, default=1, help="generator and query seed (1)")
+    size.add_argument("--authors", type=int, default=2_000, help="distinct authors (2000)")
+    size.add_argument("--gen-workers", type=int, help="signing processes (default: number of CPUs)")
+    size.add_argument(
+        "--generate-only", action="store_true", help="generate (or check) the cache and exit"
+    )
+
+    who = p.add_argument_group("relays and database")
+    who.add_argument(
+        "--dsn",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL DSN with permission to create databases; each relay gets a fresh"
+        " database fitrelay_bench_<run>_<relay> on that server (default: %(default)s)",
+    )
+    who.add_argument(
+        "--against",
+        choices=["nostr-relay", "none"],
+        default="nostr-relay",
+        help="the relay to compare with: nostr-relay 1.14 from PyPI, installed with pip into"
+        " bench/.cache/nostr-relay-venv on first use (default), or none",
+    )
+    who.add_argument(
+        "--indexer",
+        choices=["off", "on", "both"],
+        default="off",
+        help="fitrelay's fitness indexer: off for pure relay figures (default), on, or both"
+        " (two fitrelay runs)",
+    )
+    who.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)} (default: all); query needs ingest",
+    )
+    who.add_argument(
+        "--keep-databases", action="store_true", help="leave the benchmark databases behind"
+    )
+    who.add_argument(
+        "--fitrelay-src",
+        type=Path,
+        default=ROOT,
+        metavar="DIR",
+        help="run fitrelay from this checkout, e.g. a `git worktree` of another commit for a"
+        " before/after comparison (default: this one, uncommitted changes included)",
+    )
+
+    ing = p.add_argument_group("ingest")
+    ing.add_argument("--publishers", type=int, default=8, help="publisher connections (8)")
+    ing.add_argument("--window", type=int, default=16, help="EVENTs in flight per publisher (16)")
+    ing.add_argument(
+        "--stopwait-publishers", type=int, default=8, help="stop-and-wait publishers (8)"
+    )
+    ing.add_argument(
+        "--stopwait-seconds",
+        type=float,
+        help="stop-and-wait duration (20); it also ends when the stream events (a fifth of"
+        " --events, at least 2000) run out",
+    )
+
+    q = p.add_argument_group("queries")
+    q.add_argument("--query-concurrency", type=int, default=8, help="query connections (8)")
+    q.add_argument("--queries-per-shape", type=int, help="distinct queries per shape (200)")
+    q.add_argument("--query-seconds", type=float, help="time limit per shape (20)")
+
+    f = p.add_argument_group("fan-out and idle connections")
+    f.add_argument("--subscribers", type=int, help="live subscriptions (1000)")
+    f.add_argument(
+        "--subs-per-conn",
+        type=int,
+        default=1,
+        help="subscriptions per subscriber connection (1); raise it when file limits bite",
+    )
+    f.add_argument("--fanout-events", type=int, help="events published to the subscribers (100)")
+    f.add_argument(
+        "--fanout-interval", type=float, default=0.05, help="pause after each OK, seconds (0.05)"
+    )
+    f.add_argument("--fanout-workers", type=int, help="subscriber processes (2)")
+    f.add_argument("--idle", type=int, help="idle connections to open (5000)")
+
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=ROOT / "bench" / ".cache",
+        help="generated events and nostr-relay's virtual environment (bench/.cache)",
+    )
+    out.add_argument(
+        "--results-dir",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="<timestamp>.json per run, and <timestamp>/ with the relays' logs and configs",
+    )
+    out.add_argument(
+        "--doc",
+        type=Path,
+        default=ROOT / "docs" / "benchmarks.md",
+        help="the Markdown file whose tables a run replaces (docs/benchmarks.md)",
+    )
+    out.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
+    out.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS.json",
+        help="only re-render the tables of a saved run into --doc (and print them)",
+    )
+    return p
+
+
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    preset = QUICK if args.quick else DEFAULTS
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.large:
+        args.events = 1_000_000
+    phases = [x.strip() for x in args.phases.split(",") if x.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"unknown phase(s): {', '.join(sorted(unknown))}")
+    args.phase_list = phases
+    args.fitrelay_src = args.fitrelay_src.resolve()
+    return args
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Workload:
+    """What every relay gets: the events, their partitioning, the queries and answers."""
+
+    def __init__(self, args: argparse.Namespace, main: Path, stream: Path) -> None:
+        started = time.perf_counter()
+        self.lines = main.read_bytes().splitlines()
+        events = decode_events(self.lines)
+        self.ids = [e.id for e in events]
+        self.parts = partition_by_author([e.pubkey for e in events], args.publishers)
+        self.stream_lines = stream.read_bytes().splitlines()
+        stream_events = decode_events(self.stream_lines)
+        self.stream_ids = [e.id for e in stream_events]
+        self.stream_parts = partition_by_author(
+            [e.pubkey for e in stream_events], args.stopwait_publishers
+        )
+        self.model = Model(events)
+        self.queries = make_queries(events, args.seed, args.queries_per_shape)
+        self._answers: dict[tuple[int, int], dict[str, list[list[str]]]] = {}
+        self.seconds = time.perf_counter() - started
+        self.stored = len(self.model)
+
+    def answers(self, default_limit: int, max_limit: int) -> dict[str, list[list[str]]]:
+        key = (default_limit, max_limit)
+        if key not in self._answers:
+            self._answers[key] = expected_answers(self.model, self.queries, *key)
+        return self._answers[key]
+
+
+async def _phase(
+    relay: RelayProcess,
+    out: dict[str, Any],
+    name: str,
+    body: Callable[[], Awaitable[Any]],
+    admin_dsn: str,
+) -> Any:
+    """Run one measurement, adding the CPU seconds spent meanwhile by the relay (process
+    and children), by the PostgreSQL backends serving its database, and by this client's
+    main process (not the fan-out workers)."""
+    log(f"{relay.name}: {name}")
+    pg0 = process_cpu(await backend_pids(admin_dsn, relay.database))
+    cpu0, client0, started = cpu_seconds(relay.pid), time.process_time(), time.perf_counter()
+    value = await body()
+    out.setdefault("phase_seconds", {})[name] = round(time.perf_counter() - started, 1)
+    if isinstance(value, dict):
+        value["relay_cpu_s"] = round(cpu_seconds(relay.pid) - cpu0, 2)
+        value["client_cpu_s"] = round(time.process_time() - client0, 2)
+        pg1 = process_cpu(await backend_pids(admin_dsn, relay.database))
+        value["postgres_cpu_s"] = round(sum(v - pg0.get(p, 0.0) for p, v in pg1.items()), 2)
+        value["relay_rss_mb_after"] = round(rss_kb(relay.pid) / 1024, 1)
+    return value
+
+
+async def bench_relay(
+    kind: str, args: argparse.Namespace, work: Workload, run_id: str, run_dir: Path, main: Path
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    slug = kind.replace("+", "_").replace("-", "_")
+    phases = args.phase_list
+    if kind.startswith("fitrelay") and "import" in phases:
+        name = f"fitrelay_bench_{run_id}_{slug}_import"
+        log(f"{kind}: import ({len(work.lines):,} events with `fitrelay import`)")
+        dsn = await create_database(args.dsn, name)
+        started = time.perf_counter()
+        try:
+            out["import"] = run_fitrelay_import(
+                dsn, main, run_dir / f"{slug}-import.log", args.fitrelay_src
+            )
+        finally:
+            if not args.keep_databases:
+                await drop_database(args.dsn, name)
+        out.setdefault("phase_seconds", {})["import"] = round(time.perf_counter() - started, 1)
+        log(f"{kind}: import {out['import']['events_per_s']:,} events/s")
+
+    venv = None
+    if kind == "nostr-relay":
+        log("nostr-relay: preparing its virtual environment")
+        venv, versions = ensure_nostr_relay_venv(args.cache_dir, run_dir / "nostr-relay-pip.log")
+        out["version"] = versions.get("nostr-relay")
+        out["packages"] = versions
+    name = f"fitrelay_bench_{run_id}_{slug}"
+    dsn = await create_database(args.dsn, name)
+    started = time.perf_counter()
+    if venv is not None:
+        relay = start_nostr_relay(venv, dsn, name, run_dir)
+    else:
+        relay = start_fitrelay(
+            dsn, name, run_dir, indexer=kind.endswith("indexer"), src=args.fitrelay_src
+        )
+    out["start_seconds"] = round(time.perf_counter() - started, 2)
+    out["relay"] = {"url": relay.url, "pid": relay.pid, **relay.info}
+    out["limits"] = {"default_limit": relay.default_limit, "max_limit": relay.max_limit}
+    out["rss_mb_at_start"] = round(rss_kb(relay.pid) / 1024, 1)
+    log(f"{kind}: listening on {relay.url} (pid {relay.pid})")
+    try:
+        if "ingest" in phases:
+
+            async def ingest() -> dict[str, Any]:
+                r = await publish(relay.url, work.lines, work.ids, work.parts, window=args.window)
+                return {**r.summary(), "answered": r.answered}
+
+            out["ingest"] = await _phase(relay, out, "ingest", ingest, args.dsn)
+            log(
+                f"{kind}: ingest {out['ingest']['events_per_s']:,} events/s,"
+                f" p50 {out['ingest']['ok_latency'].get('p50_ms')} ms"
+            )
+            out["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
+            out["database_bytes"] = await database_size(dsn)
+        if "stopwait" in phases:
+
+            async def stopwait() -> dict[str, Any]:
+                r = await publish(
+                    relay.url,
+                    work.stream_lines,
+                    work.stream_ids,
+                    work.stream_parts,
+                    window=1,
+                    time_limit=args.stopwait_seconds,
+                )
+                return r.summary()
+
+            out["stopwait"] = await _phase(relay, out, "stopwait", stopwait, args.dsn)
+            log(f"{kind}: stop-and-wait {out['stopwait']['events_per_s']:,} events/s")
+        if "query" in phases and "ingest" in phases:
+            answers = work.answers(relay.default_limit, relay.max_limit)
+
+            async def queries() -> dict[str, Any]:
+                shapes: dict[str, Any] = {}
+                for shape in SHAPES:
+                    r = await run_shape(
+                        relay.url,
+                        shape,
+                        work.queries[shape],
+                        answers[shape],
+                        concurrency=args.query_concurrency,
+                        time_limit=args.query_seconds,
+                        explain=work.model.explain,
+                        cause=work.model.cause,
+                    )
+                    shapes[shape] = r.summary()
+                    s = shapes[shape]
+                    log(
+                        f"{kind}: {shape}: {s['queries_per_s']} q/s,"
+                        f" p50 {s['eose_latency'].get('p50_ms')} ms,"
+                        f" exact {s['exact']}/{s['queries']}"
+                    )
+                return shapes
+
+            out["query"] = await _phase(relay, out, "query", queries, args.dsn)
+        if "fanout" in phases:
+
+            async def fanout() -> dict[str, Any]:
+                r = await run_fanout(
+                    relay.url,
+                    subscriptions=args.subscribers,
+                    subs_per_conn=args.subs_per_conn,
+                    events=args.fanout_events,
+                    interval=args.fanout_interval,
+                    workers=args.fanout_workers,
+                    tag=f"benchfanout{run_id}",
+                )
+                return r.summary()
+
+            out["fanout"] = await _phase(relay, out, "fanout", fanout, args.dsn)
+            f = out["fanout"]
+            log(
+                f"{kind}: fan-out p50 {f['publish_to_delivery'].get('p50_ms')} ms,"
+                f" delivered {f['delivered_pct']} %"
+            )
+        if "idle" in phases:
+
+            async def idle() -> dict[str, Any]:
+                return (await run_idle(relay.url, args.idle, relay.pid)).summary()
+
+            out["idle"] = await _phase(relay, out, "idle", idle, args.dsn)
+            log(f"{kind}: idle {out['idle']['kb_per_connection']} KB per connection")
+    finally:
+        relay.stop()
+        if not args.keep_databases:
+            await drop_database(args.dsn, name)
+    return out
+
+
+async def run(args: argparse.Namespace, dataset: Any, stamp: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    run_id = stamp.replace("-", "").replace("T", "")[4:12]
+    run_dir = args.results_dir / stamp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    machine = await report.machine_info(args.dsn, args.fitrelay_src)
+    log("building the expected-answer model and the queries")
+    work = Workload(args, dataset.path, dataset.stream_path)
+    log(f"model: {work.stored:,} events stored by the rules, built in {work.seconds:.1f} s")
+    kinds = {"off": ["fitrelay"], "on": ["fitrelay+indexer"]}.get(
+        args.indexer, ["fitrelay", "fitrelay+indexer"]
+    )
+    if args.against == "nostr-relay":
+        kinds.append("nostr-relay")
+    targets: dict[str, Any] = {}
+    for kind in kinds:
+        try:
+            targets[kind] = await bench_relay(kind, args, work, run_id, run_dir, dataset.path)
+        except RelayUnavailable as exc:
+            log(f"{kind}: unavailable: {exc}")
+            targets[kind] = {"error": str(exc)}
+        except Exception as exc:
+            log(f"{kind}: failed: {traceback.format_exc()}")
+            targets[kind] = {"error": f"{type(exc).__name__}: {exc}"}
+    via_make = os.environ.get("BENCH_MAKE_COMMAND")
+    command = "python -m bench " + shlex.join(sys.argv[1:])
+    return {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command.strip(),
+            "make_command": via_make,
+            "machine": machine,
+            "args": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in vars(args).items()
+                if k != "phase_list"
+            },
+            "model_seconds": round(work.seconds, 1),
+            "model_stored_events": work.stored,
+            "logs": str(run_dir),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+        "generation": {**dataset.meta, "cached": dataset.cached},
+        "targets": targets,
+    }
+
+
+def _render_only(args: argparse.Namespace) -> int:
+    results = json.loads(args.render.read_text())
+    markdown = report.render_markdown(results)
+    print(markdown)
+    if not args.no_doc:
+        report.update_doc(args.doc, f"n={results['generation']['events']}", markdown)
+        log(f"updated {args.doc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _resolve(_parser().parse_args(argv))
+    if args.render is not None:
+        return _render_only(args)
+    soft, hard = raise_nofile(max(args.idle, args.subscribers) + 4_096)
+    need = max(args.idle, -(-args.subscribers // args.subs_per_conn)) + 256
+    if soft < need:
+        log(
+            f"open-file limit {soft} (hard {hard}) is below the {need} this run needs; lower"
+            " --idle, or raise --subs-per-conn for fan-out"
+        )
+    dataset = ensure_dataset(
+        args.events,
+        args.seed,
+        args.authors,
+        args.cache_dir,
+        workers=args.gen_workers,
+        log=log,
+    )
+    log(
+        f"events: {dataset.path} ({args.events:,} + {stream_size(args.events):,} stream;"
+        f" {'cached' if dataset.cached else 'generated'}"
+        f" in {dataset.meta['generation_seconds']} s)"
+    )
+    if args.generate_only:
+        return 0
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S")
+    try:
+        import uvloop
+
+        results = uvloop.run(run(args, dataset, stamp))
+    except ImportError:  # pragma: no cover
+        results = asyncio.run(run(args, dataset, stamp))
+    path = report.write_json(results, args.results_dir, stamp)
+    log(f"results: {path}")
+    markdown = report.render_markdown(results)
+    print(markdown)
+    if not args.no_doc:
+        report.update_doc(args.doc, f"n={args.events}", markdown)
+        log(f"updated {args.doc}")
+    failed = [k for k, t in results["targets"].items() if t.get("error")]
+    return 1 if failed and len(failed) == len(results["targets"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""REQ benchmarks: time to EOSE and queries/s per filter shape, every answer checked.
+
+Query parameters are drawn from the generated main set with a fixed seed, so every relay
+gets the same queries; their expected answers come from :class:`bench.model.Model`. An
+answer is *exact* when it is the expected list in the expected order, *order* when it holds
+the right events in another order, and *wrong* otherwise (missing, extra or repeated
+events); *errors* are CLOSED, NOTICE instead of EOSE, timeouts and dropped connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from bench.common import latency_summary, open_ws
+from bench.generate import END_TIME
+from bench.model import Ev, Model
+
+__all__ = ["SHAPES", "ShapeResult", "expected_answers", "make_queries", "run_shape"]
+
+_decode = msgspec.json.Decoder().decode
+
+SHAPES: dict[str, str] = {
+    "ids": "ids (1-20 ids)",
+    "authors_kinds": "authors + kinds, limit",
+    "e_tag": "#e (replies/reactions to an event)",
+    "p_tag": "#p (mentions of a pubkey)",
+    "t_tag": "#t (hashtag)",
+    "d_tag": "#d",
+    "kind_window": "kind + since/until + limit",
+    "address": "addressable: kind + author + #d",
+    "library": "exercise library: kinds [33401] + author",
+}
+
+_ADDRESSABLE = (33401, 33402, 30003, 30004)
+
+
+Filters = dict[str, list[dict[str, Any]]]
+
+
+def make_queries(events: Sequence[Ev], seed: int, per_shape: int) -> Filters:
+    """``per_shape`` filters of each shape with parameters taken from ``events``."""
+    rng = random.Random(seed * 7919 + 17)
+    ids = [ev.id for ev in events]
+    authors = [ev.pubkey for ev in events if ev.kind != 7] or [ev.pubkey for ev in events]
+    e_refs = [t[1] for ev in events if ev.kind in (1, 7) for t in ev.tags if t[:1] == ["e"]]
+    p_refs = [t[1] for ev in events if ev.kind in (1, 3, 7) for t in ev.tags if t[:1] == ["p"]]
+    t_refs = [t[1] for ev in events for t in ev.tags if t[:1] == ["t"] and len(t) > 1]
+    addressable = [ev for ev in events if ev.kind in _ADDRESSABLE]
+    by_kind: dict[int, list[int]] = {}
+    for ev in events:
+        by_kind.setdefault(ev.kind, []).append(ev.created_at)
+    exercise_authors = [ev.pubkey for ev in events if ev.kind == 33401] or authors
+
+    def d_of(ev: Ev) -> str:
+        return next((t[1] for t in ev.tags if len(t) > 1 and t[0] == "d"), "")
+
+    def one(shape: str) -> dict[str, Any]:
+        if shape == "ids":
+            return {"ids": rng.sample(ids, min(len(ids), rng.randint(1, 20)))}
+        if shape == "authors_kinds":
+            return {
+                "authors": list(dict.fromkeys(rng.choices(authors, k=rng.randint(1, 5)))),
+                "kinds": rng.choice([[1], [1301], [1, 1301], [1, 6, 7], [0, 3], [33401, 33402]]),
+                "limit": rng.choice([20, 50, 100]),
+            }
+        if shape == "e_tag":
+            return {"#e": [rng.choice(e_refs or ids)], "limit": 100}
+        if shape == "p_tag":
+            pk = rng.choice(p_refs) if p_refs and rng.random() < 0.5 else rng.choice(authors)
+            flt: dict[str, Any] = {"#p": [pk], "limit": 100}
+            if rng.random() < 0.3:
+                flt["kinds"] = [1, 7]
+            return flt
+        if shape == "t_tag":
+            tags = list(dict.fromkeys(rng.choices(t_refs or ["fitness"], k=rng.randint(1, 2))))
+            return {"#t": tags, "limit": rng.choice([50, 100, 200])}
+        if shape == "d_tag":
+            return {"#d": [d_of(rng.choice(addressable))] if addressable else [""], "limit": 50}
+        if shape == "kind_window":
+            kind = rng.choice([1, 1, 1301, 1301, 7])
+            times = by_kind.get(kind) or [0]
+            window = rng.choice([3_600, 6 * 3_600, 86_400, 7 * 86_400])
+            # Never past the main set's end: the stream events (newer) must not match.
+            until = min(rng.choice(times) + rng.randint(0, window), END_TIME - 1)
+            return {"kinds": [kind], "since": until - window, "until": until, "limit": 100}
+        if shape == "address":
+            if not addressable:
+                return {"kinds": [33401], "authors": [rng.choice(authors)], "#d": [""]}
+            ev = rng.choice(addressable)
+            return {"kinds": [ev.kind], "authors": [ev.pubkey], "#d": [d_of(ev)]}
+        if shape == "library":
+            pk = rng.choice(exercise_authors) if rng.random() < 0.8 else rng.choice(authors)
+            return {"kinds": [33401], "authors": [pk]}
+        raise ValueError(shape)
+
+    return {shape: [one(shape) for _ in range(per_shape)] for shape in SHAPES}
+
+
+@dataclass
+class ShapeResult:
+    shape: str
+    queries: int = 0
+    seconds: float = 0.0
+    exact: int = 0
+    order: int = 0
+    wrong: int = 0
+    errors: int = 0
+    events: int = 0
+    latencies: list[float] = field(default_factory=list, repr=False)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    causes: dict[str, int] = field(default_factory=dict)
+    """For every wrong answer, its extra and missing events counted by what the model says
+    of them (e.g. ``extra: address deleted``, ``missing: stored``)."""
+
+    def summary(self) -> dict[str, Any]:
+        done = self.exact + self.order + self.wrong
+        return {
+            "queries": self.queries,
+            "seconds": round(self.seconds, 3),
+            "queries_per_s": round(self.queries / self.seconds, 1) if self.seconds > 0 else 0.0,
+            "eose_latency": latency_summary(self.latencies),
+            "events_per_query": round(self.events / done, 1) if done else 0.0,
+            "exact": self.exact,
+            "order_only": self.order,
+            "wrong": self.wrong,
+            "errors": self.errors,
+            "mismatch_causes": dict(sorted(self.causes.items())),
+            "examples": self.examples,
+        }
+
+
+class _QueryError(Exception):
+    pass
+
+
+async def _req(ws: Any, sub: str, flt: dict[str, Any], timeout: float) -> list[str]:
+    await ws.send(msgspec.json.encode(["REQ", sub, flt]), text=True)
+    got: list[str] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            reply = _decode(await ws.recv())
+            verb = reply[0]
+            if verb == "EVENT" and reply[1] == sub:
+                got.append(reply[2]["id"])
+            elif verb == "EOSE" and reply[1] == sub:
+                break
+            elif verb == "CLOSED" and reply[1] == sub:
+                raise _QueryError(f"CLOSED {reply[2] if len(reply) > 2 else ''}")
+            elif verb == "NOTICE":
+                raise _QueryError(f"NOTICE {reply[1] if len(reply) > 1 else ''}")
+    await ws.send(msgspec.json.encode(["CLOSE", sub]), text=True)
+    return got
+
+
+def _judge(
+    result: ShapeResult,
+    flt: dict[str, Any],
+    want: list[str],
+    got: list[str],
+    explain: Callable[[str], str] | None,
+    cause: Callable[[str], str] | None = None,
+) -> None:
+    result.events += len(got)
+    if got == want:
+        result.exact += 1
+        return
+    if len(got) == len(want) and set(got) == set(want):
+        result.order += 1
+        kind = "order"
+    else:
+        result.wrong += 1
+        kind = "wrong"
+    missing = [i for i in want if i not in set(got)]
+    extra = [i for i in got if i not in set(want)]
+    if cause is not None:
+        for what, ids in (("extra", extra), ("missing", missing)):
+            for i in ids:
+                key = f"{what}: {cause(i)}"
+                result.causes[key] = result.causes.get(key, 0) + 1
+    if len(result.examples) < 3:
+        result.examples.append(
+            {
+                "kind": kind,
+                "filter": flt,
+                "expected": len(want),
+                "got": len(got),
+                "missing": {i: explain(i) if explain else "" for i in missing[:3]},
+                "extra": {i: explain(i) if explain else "" for i in extra[:3]},
+            }
+        )
+
+
+async def run_shape(
+    url: str,
+    shape: str,
+    filters: Sequence[dict[str, Any]],
+    expected: Sequence[list[str]],
+    *,
+    concurrency: int,
+    time_limit: float,
+    timeout: float = 30.0,
+    explain: Callable[[str], str] | None = None,
+    cause: Callable[[str], str] | None = None,
+) -> ShapeResult:
+    """Run ``filters`` over ``concurrency`` connections until done or ``time_limit`` passes."""
+    result = ShapeResult(shape)
+    conns = [await open_ws(url) for _ in range(concurrency)]
+    next_index = [0]
+    start = time.perf_counter()
+    deadline = start + time_limit
+
+    async def worker(slot: int) -> None:
+        ws = conns[slot]
+        n = 0
+        while time.perf_counter() < deadline:
+            i = next_index[0]
+            if i >= len(filters):
+                break
+            next_index[0] += 1
+            n += 1
+            sent = time.perf_counter()
+            try:
+                got = await _req(ws, f"q{slot}-{n}", filters[i], timeout)
+            except Exception as exc:
+                result.errors += 1
+                result.queries += 1
+                if len(result.examples) < 3:
+                    error = repr(exc)[:200]
+                    result.examples.append({"kind": "error", "filter": filters[i], "error": error})
+                await ws.close()
+                ws = conns[slot] = await open_ws(url)
+                continue
+            result.latencies.append(time.perf_counter() - sent)
+            result.queries += 1
+            _judge(result, filters[i], expected[i], got, explain, cause)
+
+    await asyncio.gather(*(worker(s) for s in range(concurrency)))
+    result.seconds = time.perf_counter() - start
+    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+    return result
+
+
+def expected_answers(
+    model: Model, queries: Filters, default_limit: int, max_limit: int
+) -> dict[str, list[list[str]]]:
+    return {
+        shape: [model.answer(flt, default_limit, max_limit) for flt in filters]
+        for shape, filters in queries.items()
+    }
