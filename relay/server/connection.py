@@ -137,19 +137,20 @@ class Connection:
             return
         self.wakeup.set()
 
-    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> None:
-        """Called by the live index for a matching event."""
+    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> bool:
+        """Called by the live index for a matching event; True when sent now as live."""
         sub = self.subs.get(sub_id)
         if sub is None:
-            return
+            return False
         if seq is not None and (seq <= sub.seen_upto or event_id in sub.answered):
             sub.answered.discard(event_id)  # in the stored answer already: not sent twice
-            return
+            return False
         if sub.buffer is not None:
             sub.buffer.append((event_id, data))
-        else:
-            self.metrics.live_events.inc()
-            self.send(data)
+            return False
+        self.metrics.live_events.inc()
+        self.send(data)
+        return True
 
     def _abort(self, code: int, reason: str, label: str) -> None:
         self.close_reason = label

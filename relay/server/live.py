@@ -33,7 +33,9 @@ _Key = tuple[str, object]
 class Subscriber(Protocol):
     """What the index delivers to: a connection."""
 
-    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> None: ...
+    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> bool:
+        """Queue a live event; False when it was held back or already sent as stored."""
+        ...
 
 
 def _index_keys(flt: Filter) -> list[_Key]:
@@ -119,16 +121,17 @@ class LiveIndex:
             bucket = self._by_key.get(key)
             if bucket:
                 candidates.update(bucket)
-        delivered = 0
+        matched = sent = 0
         for sub in candidates:
             if matches_any(sub.filters, event):
-                sub.subscriber.deliver(sub.sub_id, event.id, encode_event(sub.sub_id, raw), seq)
-                delivered += 1
-        if delivered and since is not None and self.observe is not None:
+                matched += 1
+                data = encode_event(sub.sub_id, raw)
+                sent += sub.subscriber.deliver(sub.sub_id, event.id, data, seq)
+        if sent and since is not None and self.observe is not None:
             delay = time.monotonic() - since
-            for _ in range(delivered):
+            for _ in range(sent):
                 self.observe(delay)
-        return delivered
+        return matched
 
 
 class LogTail:

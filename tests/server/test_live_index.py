@@ -15,8 +15,9 @@ class Inbox:
     def __init__(self) -> None:
         self.got: list[tuple[str, str, bytes]] = []
 
-    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> None:
+    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> bool:
         self.got.append((sub_id, event_id, data))
+        return True
 
 
 def event(**kw: object) -> tuple[Event, bytes]:
