@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 
 from indexer.model import Exercise, Issue, Media
-from indexer.tags import hashtags, singleton
+from indexer.tags import hashtags, lowered, singleton, stripped
 from indexer.units import INT32_MAX, SET_TYPES
 from relay.nostr.event import Event
 
@@ -140,19 +140,6 @@ def _instructions(content: str) -> str:
     return content
 
 
-def _stripped(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return value.strip() or None
-
-
-def _lower(value: str | None) -> str | None:
-    if value is None:
-        return None
-    text = value.strip().lower()
-    return text or None
-
-
 def parse_exercise(event: Event) -> tuple[Exercise | None, list[Issue]]:
     """Read a kind 33401 event; the row is always produced, gaps become issues."""
     issues: list[Issue] = []
@@ -198,14 +185,14 @@ def parse_exercise(event: Event) -> tuple[Exercise | None, list[Issue]]:
         event_id=event.id,
         created_at=event.created_at,
         title=title,
-        equipment=_lower(equipment),
-        difficulty=_lower(singleton(tags, "difficulty", issues)),
+        equipment=lowered(equipment),
+        difficulty=lowered(singleton(tags, "difficulty", issues)),
         format=format,
         format_units=units,
         format_units_raw=units_raw,
         instructions=_instructions(event.content),
-        exercise_type=_lower(singleton(tags, "type", issues)),
-        category=_stripped(singleton(tags, "category", issues)),
+        exercise_type=lowered(singleton(tags, "type", issues)),
+        category=stripped(singleton(tags, "category", issues)),
         hashtags=hashtags(tags),
         media=tuple(media),
     )

@@ -50,7 +50,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from indexer.address import AddressKey, address_issue, address_key, parse_address
+from indexer.address import address_issue, parse_address
 from indexer.model import (
     Address,
     Issue,
@@ -60,15 +60,17 @@ from indexer.model import (
     Split,
     Workout,
 )
-from indexer.sets import split_set_number
+from indexer.sets import read_set_tags
 from indexer.tags import (
     client,
     first_value,
     hashtags,
     index_of,
+    lowered,
     read_duration,
     read_number,
     singleton,
+    stripped,
 )
 from indexer.units import (
     distance_to_m,
@@ -209,18 +211,6 @@ def _activity(value: str) -> str | None:
     return _VERB_ACTIVITY.get(text, text) or None
 
 
-def _lower(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return value.strip().lower() or None
-
-
-def _text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return value.strip() or None
-
-
 @dataclass(frozen=True, slots=True)
 class _Times:
     started_at: float | None
@@ -257,32 +247,17 @@ def _times(tags: Tags, issues: list[Issue]) -> _Times:
 
 
 def _sets(tags: Tags, issues: list[Issue]) -> tuple[PerformedSet, ...]:
-    sets: list[PerformedSet] = []
-    counts: dict[AddressKey, int] = {}
-    for index, tag in enumerate(tags):
-        if not tag or tag[0] != "exercise":
-            continue
-        if len(tag) < 2:
-            issues.append(Issue("empty_exercise_tag", "exercise tag without a value", index))
-            continue
-        address = parse_address(tag[1], tag[2] if len(tag) > 2 else None)
-        problem = address_issue(address, EXERCISE_KIND, index)
-        if problem is not None:
-            issues.append(problem)
-        values, given = split_set_number(tag[3:])
-        key = address_key(address)
-        counts[key] = counts.get(key, 0) + 1
-        sets.append(
-            PerformedSet(
-                position=len(sets),
-                tag_index=index,
-                exercise=address,
-                values_raw=values,
-                set_number=given if given is not None else counts[key],
-                set_number_given=given is not None,
-            )
+    return tuple(
+        PerformedSet(
+            position=position,
+            tag_index=s.tag_index,
+            exercise=s.exercise,
+            values_raw=s.values_raw,
+            set_number=s.set_number,
+            set_number_given=s.set_number_given,
         )
-    return tuple(sets)
+        for position, s in enumerate(read_set_tags(tags, issues))
+    )
 
 
 def _pr(tag: Sequence[str], index: int, position: int, issues: list[Issue]) -> PersonalRecordClaim:
@@ -310,7 +285,7 @@ def _pr(tag: Sequence[str], index: int, position: int, issues: list[Issue]) -> P
     return PersonalRecordClaim(
         position=position,
         exercise=address,
-        metric=_lower(metric),
+        metric=lowered(metric),
         value=value,
         raw=",".join(values),
     )
@@ -463,7 +438,7 @@ def parse_record(event: Event) -> tuple[Workout | NonWorkout, list[Issue]]:
         created_at=event.created_at,
         dialect=dialect,
         title=title,
-        workout_type=_lower(workout_type),
+        workout_type=lowered(workout_type),
         activity=activity,
         activity_raw=activity_raw,
         started_at=times.started_at,
@@ -478,7 +453,7 @@ def parse_record(event: Event) -> tuple[Workout | NonWorkout, list[Issue]]:
         template=_template(tags, issues),
         notes=event.content,
         client=client(tags),
-        source=_text(singleton(tags, "source", issues)),
+        source=stripped(singleton(tags, "source", issues)),
         hashtags=hashtags(tags),
         distance_m=distance.value,
         distance_raw=distance.raw,

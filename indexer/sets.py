@@ -30,8 +30,10 @@ holds a duration (§9.6) and fills ``duration_s``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from indexer.model import SetValues
+from indexer.address import AddressKey, address_issue, address_key, parse_address
+from indexer.model import Address, Issue, SetValues
 from indexer.units import (
     distance_to_m,
     duration_unit_factor,
@@ -148,3 +150,37 @@ def map_set(
         heart_rate=nums.get("heart_rate"),
         mapped_by="keywords" if by_keyword else ("format" if format else "default"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SetTag:
+    """One ``exercise`` tag of a template or a record, read as a set."""
+
+    tag_index: int
+    exercise: Address
+    values_raw: tuple[str, ...]
+    set_number: int
+    """The tag's set_number when given, else the count of this coordinate so far (1, 2 …)."""
+    set_number_given: bool
+
+
+def read_set_tags(tags: Sequence[Sequence[str]], issues: list[Issue]) -> list[SetTag]:
+    """Every ``exercise`` tag in order, one set each (identical tags are never merged)."""
+    sets: list[SetTag] = []
+    counts: dict[AddressKey, int] = {}
+    for index, tag in enumerate(tags):
+        if not tag or tag[0] != "exercise":
+            continue
+        if len(tag) < 2:
+            issues.append(Issue("empty_exercise_tag", "exercise tag without a value", index))
+            continue
+        address = parse_address(tag[1], tag[2] if len(tag) > 2 else None)
+        problem = address_issue(address, 33401, index)
+        if problem is not None:
+            issues.append(problem)
+        values, given = split_set_number(tag[3:])
+        key = address_key(address)
+        counts[key] = counts.get(key, 0) + 1
+        number = given if given is not None else counts[key]
+        sets.append(SetTag(index, address, values, number, given is not None))
+    return sets

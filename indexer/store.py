@@ -71,6 +71,16 @@ def _target(ref: Address, kind: int) -> tuple[str | None, str | None]:
     return ref.pubkey, ref.d
 
 
+def _link(
+    ref: Address, known: dict[tuple[str, str], LinkedExercise]
+) -> tuple[str | None, str | None, LinkedExercise | None]:
+    """The exercise address a set names, and the indexed exercise there if any."""
+    pubkey, d = _target(ref, EXERCISE_KIND)
+    if pubkey is None or d is None:
+        return None, None, None
+    return pubkey, d, known.get((pubkey, d))
+
+
 def _mapped(values_raw: Sequence[str], linked: LinkedExercise | None) -> SetValues:
     if linked is None:
         return map_set(values_raw, None, None)
@@ -237,8 +247,7 @@ class FitnessStore:
         known = await self._exercises(s.exercise for s in t.sets)
         rows = []
         for s in t.sets:
-            pubkey, d = _target(s.exercise, EXERCISE_KIND)
-            linked = known.get((pubkey, d)) if pubkey is not None and d is not None else None
+            pubkey, d, linked = _link(s.exercise, known)
             rows.append(
                 (
                     t.pubkey,
@@ -316,8 +325,7 @@ class FitnessStore:
         known = await self._exercises(s.exercise for s in w.sets)
         rows = []
         for s in w.sets:
-            pubkey, d = _target(s.exercise, EXERCISE_KIND)
-            linked = known.get((pubkey, d)) if pubkey is not None and d is not None else None
+            pubkey, d, linked = _link(s.exercise, known)
             rows.append(
                 (
                     w.event_id,

@@ -97,3 +97,17 @@ def read_duration(tags: Tags, name: str, issues: list[Issue]) -> float | None:
     if seconds is None:
         issues.append(Issue("bad_duration", f"{name}: {value!r}", index))
     return seconds
+
+
+def lowered(value: str | None) -> str | None:
+    """Trimmed and lowercased; None when nothing is left."""
+    if value is None:
+        return None
+    return value.strip().lower() or None
+
+
+def stripped(value: str | None) -> str | None:
+    """Trimmed; None when nothing is left."""
+    if value is None:
+        return None
+    return value.strip() or None

@@ -18,19 +18,12 @@ Decisions:
 
 from __future__ import annotations
 
-from indexer.address import AddressKey, address_issue, address_key, parse_address
 from indexer.model import Issue, PrescribedSet, Template
-from indexer.sets import split_set_number
-from indexer.tags import client, hashtags, read_duration, read_number, singleton
+from indexer.sets import read_set_tags
+from indexer.tags import client, hashtags, lowered, read_duration, read_number, singleton
 from relay.nostr.event import Event
 
 __all__ = ["parse_template"]
-
-
-def _lower(value: str | None) -> str | None:
-    if value is None:
-        return None
-    return value.strip().lower() or None
 
 
 def parse_template(event: Event) -> tuple[Template | None, list[Issue]]:
@@ -45,37 +38,22 @@ def parse_template(event: Event) -> tuple[Template | None, list[Issue]]:
         title = singleton(tags, "name", issues)
     if title is None:
         issues.append(Issue("missing_title", "no title or name tag"))
-    template_type = _lower(singleton(tags, "type", issues))
+    template_type = lowered(singleton(tags, "type", issues))
     if template_type is None:
         issues.append(Issue("missing_type", "no type tag"))
 
-    sets: list[PrescribedSet] = []
-    counts: dict[AddressKey, int] = {}
-    for index, tag in enumerate(tags):
-        if not tag or tag[0] != "exercise":
-            continue
-        if len(tag) < 2:
-            issues.append(Issue("empty_exercise_tag", "exercise tag without a value", index))
-            continue
-        address = parse_address(tag[1], tag[2] if len(tag) > 2 else None)
-        problem = address_issue(address, 33401, index)
-        if problem is not None:
-            issues.append(problem)
-        values, given = split_set_number(tag[3:])
-        key = address_key(address)
-        counts[key] = counts.get(key, 0) + 1
-        number = given if given is not None else counts[key]
-        sets.append(
-            PrescribedSet(
-                position=len(sets),
-                tag_index=index,
-                exercise=address,
-                values_raw=values,
-                set_number=number,
-                set_number_given=given is not None,
-                group_number=number,
-            )
+    sets = [
+        PrescribedSet(
+            position=position,
+            tag_index=s.tag_index,
+            exercise=s.exercise,
+            values_raw=s.values_raw,
+            set_number=s.set_number,
+            set_number_given=s.set_number_given,
+            group_number=s.set_number,
         )
+        for position, s in enumerate(read_set_tags(tags, issues))
+    ]
     if not sets:
         issues.append(Issue("no_exercises", "template has no exercise tags"))
 
@@ -91,7 +69,7 @@ def parse_template(event: Event) -> tuple[Template | None, list[Issue]]:
         interval_s=read_duration(tags, "interval", issues),
         rest_between_rounds_s=read_duration(tags, "rest_between_rounds", issues),
         rest_between_sets_s=read_duration(tags, "rest_between_sets", issues),
-        difficulty=_lower(singleton(tags, "difficulty", issues)),
+        difficulty=lowered(singleton(tags, "difficulty", issues)),
         notes=event.content,
         client=client(tags),
         hashtags=hashtags(tags),
