@@ -20,6 +20,7 @@ import asyncpg
 import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from relay.config import Config
 from relay.nostr.event import Event, KindClass, kind_class
@@ -44,6 +45,8 @@ __all__ = ["Connection"]
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_IN_FLIGHT = 1_000
+_WRITE_BATCH_BYTES = 256 * 1024
+"""At most this much queued outbound data is framed and written at once."""
 
 _VERB = re.compile(r'\s*\[\s*"([A-Z]{1,8})"')
 
@@ -111,12 +114,19 @@ class Connection:
         self.outbound: collections.deque[bytes] = collections.deque()
         self.outbound_bytes = 0
         self.wakeup = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.flush_scheduled = False
+        self.sender_waiting = False
+        """The socket's buffer was full: the sender task writes until it drains."""
         self.closing = False
         self.query_timeout = config.relay.query_timeout_ms / 1000
 
     # -- outbound ---------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, now: bool = False) -> None:
+        """Queue one message, written at the end of this turn of the loop; with ``now``,
+        written at once when nothing is queued before it and the socket takes data (a live
+        event: its subscribers each get it as soon as their turn in the dispatch comes)."""
         if self.closing:
             return
         verb = data[2 : data.find(b'"', 2)]
@@ -128,6 +138,11 @@ class Connection:
             reason = reason_label(str(frame[-1])) if frame else "other"
             family = self.metrics.notices if verb == b"NOTICE" else self.metrics.closed
             family.labels(reason).inc()
+        if now and not self.outbound and self._writable():
+            ws = self.ws
+            ws.protocol.send_text(data)
+            ws.transport.writelines(ws.protocol.data_to_send())
+            return
         self.outbound.append(data)
         self.outbound_bytes += len(data)
         if self.outbound_bytes > self.config.relay.max_pending_outbound_bytes:
@@ -135,7 +150,9 @@ class Connection:
             self.metrics.slow_disconnects.inc()
             self._abort(1008, "slow client: too much unsent data", "slow_client")
             return
-        self.wakeup.set()
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
     def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> bool:
         """Called by the live index for a matching event; True when sent now as live."""
@@ -149,7 +166,7 @@ class Connection:
             sub.buffer.append((event_id, data))
             return False
         self.metrics.live_events.inc()
-        self.send(data)
+        self.send(data, now=True)
         return True
 
     def _abort(self, code: int, reason: str, label: str) -> None:
@@ -167,16 +184,66 @@ class Connection:
         except TimeoutError:
             self.ws.transport.abort()
 
+    def _flush(self) -> None:
+        """Frame and write what was queued during this turn of the loop, in one write: a
+        REQ's answer, the OKs of a commit, a live event. When the socket is not taking data
+        (its buffer is over the high-water mark), the sender task takes over and waits."""
+        self.flush_scheduled = False
+        ws = self.ws
+        if self.closing or not self.outbound or self.sender_waiting:
+            return
+        if not self._writable():
+            self.sender_waiting = True
+            self.wakeup.set()
+            return
+        while self.outbound:
+            for data in self._take_outbound(_WRITE_BATCH_BYTES):
+                ws.protocol.send_text(data)
+            ws.transport.writelines(ws.protocol.data_to_send())
+            if ws.paused and self.outbound:
+                self.sender_waiting = True
+                self.wakeup.set()
+                return
+
+    def _writable(self) -> bool:
+        """The socket takes data now: open, and its buffer under the high-water mark."""
+        ws = self.ws
+        return (
+            not self.sender_waiting
+            and not ws.paused
+            and ws.protocol.state is State.OPEN
+            and not ws.transport.is_closing()
+        )
+
     async def _sender(self) -> None:
+        """Sends what :meth:`_flush` could not, waiting for the socket to drain."""
+        ws = self.ws
         while True:
-            while not self.outbound:
+            while not self.sender_waiting:
                 if self.closing:
                     return
                 self.wakeup.clear()
                 await self.wakeup.wait()
+            if self.closing:
+                return
+            # send_context waits for the buffer to drain (or raises once the connection is
+            # closed); framing and writing happen before that wait, so order is kept.
+            async with ws.send_context():
+                for data in self._take_outbound(_WRITE_BATCH_BYTES):
+                    ws.protocol.send_text(data)
+                ws.transport.writelines(ws.protocol.data_to_send())
+            if not self.outbound:
+                self.sender_waiting = False
+
+    def _take_outbound(self, max_bytes: int) -> list[bytes]:
+        batch: list[bytes] = []
+        size = 0
+        while self.outbound and size < max_bytes:
             data = self.outbound.popleft()
-            self.outbound_bytes -= len(data)
-            await self.ws.send(data, text=True)
+            size += len(data)
+            batch.append(data)
+        self.outbound_bytes -= size
+        return batch
 
     # -- inbound ----------------------------------------------------------------------------
 

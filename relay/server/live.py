@@ -194,6 +194,18 @@ class LogTail:
         if self.cache is not None:
             await self._removals(self.cache)
         while True:
+            if not self.index:
+                # Nobody to deliver to: the positions, and who wrote what for the cache, do.
+                appended = await self.store.tail_keys(self.position, self.page)
+                if self.index:
+                    continue  # a subscription came meanwhile: read these again, events too
+                for entry in appended:
+                    if self.cache is not None and not self._was_local(entry.event_id):
+                        self.cache.invalidate_event(entry.kind, entry.pubkey)
+                    self.position = entry.seq
+                if len(appended) < self.page:
+                    return
+                continue
             rows = await self.store.tail(self.position, self.page)
             for row in rows:
                 raw = row.raw.encode()

@@ -47,17 +47,44 @@ class _Params:
         return f"${len(self.values)}"
 
 
-def _where(flt: Filter, now: int, params: _Params, *, skip_tags: int = 0) -> str:
-    """The conditions on ``events e``; the first ``skip_tags`` tag conditions are left out
-    (the caller applies them through a join)."""
+MAX_STREAMS = 32
+"""A filter whose matches split into at most this many index-ordered streams is answered by
+merging the newest ``limit`` of each (see :func:`compile_query`)."""
+
+
+def _match(column: str, values: Sequence[object], cast: str, params: _Params) -> str:
+    """``column`` against a list: equality for one value (an index can then give its order),
+    ``ANY`` for several."""
+    if len(values) == 1:
+        return f"{column} = {params.add(values[0])}{cast}"
+    return f"{column} = ANY({params.add(list(values))}{cast}[])"
+
+
+def _where(
+    flt: Filter,
+    now: int,
+    params: _Params,
+    *,
+    skip_tags: int = 0,
+    bound: dict[str, str] | None = None,
+) -> str:
+    """The conditions on ``events e``. The first ``skip_tags`` tag conditions are left out
+    (the caller applies them through a join); a field in ``bound`` (``authors``, ``kinds``)
+    is compared with the given expression, the caller's stream key, instead of its list."""
+    bound = bound or {}
     conds: list[str] = []
     if flt.ids is not None:
-        conds.append(f"e.id = ANY({params.add([bytes.fromhex(v) for v in sorted(flt.ids)])})")
-    if flt.authors is not None:
-        authors = [bytes.fromhex(v) for v in sorted(flt.authors)]
-        conds.append(f"e.pubkey = ANY({params.add(authors)})")
-    if flt.kinds is not None:
-        conds.append(f"e.kind = ANY({params.add(sorted(flt.kinds))}::integer[])")
+        conds.append(_match("e.id", [bytes.fromhex(v) for v in sorted(flt.ids)], "::bytea", params))
+    if "authors" in bound:
+        conds.append(f"e.pubkey = {bound['authors']}")
+    elif flt.authors is not None:
+        conds.append(
+            _match("e.pubkey", [bytes.fromhex(v) for v in sorted(flt.authors)], "::bytea", params)
+        )
+    if "kinds" in bound:
+        conds.append(f"e.kind = {bound['kinds']}")
+    elif flt.kinds is not None:
+        conds.append(_match("e.kind", sorted(flt.kinds), "::integer", params))
     if flt.since is not None:
         conds.append(f"e.created_at >= {params.add(flt.since)}::bigint")
     if flt.until is not None:
@@ -73,41 +100,117 @@ def _where(flt: Filter, now: int, params: _Params, *, skip_tags: int = 0) -> str
     return " AND ".join(conds)
 
 
+def _tag_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | None:
+    """The query of a filter led by a tag, driven from ``event_tags``; None when its first
+    tag has so many values (times kinds) that one scan sorting them is better.
+
+    ``event_tags`` is indexed on ``(name, value, created_at DESC, event_id)`` and on
+    ``(name, value, kind, created_at DESC, event_id)``: for one value (and one kind) the index
+    is already in answer order and the scan stops after ``limit`` matches, instead of
+    collecting every event with a popular tag and sorting them. Several values, or several
+    kinds, make one such stream each; the newest ``limit`` of each are merged. One row per
+    (event, letter, value) means one stream yields an event once; streams of different values
+    can share one, hence ``DISTINCT ON``.
+    """
+    letter, values = flt.tags[0]
+    keys = sorted({tag_key(v) for v in values})
+    kinds = sorted(flt.kinds) if flt.kinds is not None else None
+    per_kind = kinds is not None and len(kinds) > 1
+    if len(keys) * (len(kinds) if per_kind and kinds else 1) > MAX_STREAMS:
+        return None
+    params = _Params()
+    sources: list[str] = []
+    drive = [f"t.name = {params.add(letter)}::text"]
+    if len(keys) == 1:
+        drive.append(f"t.value = {params.add(keys[0])}::text")
+    else:
+        sources.append(f"unnest({params.add(keys)}::text[]) AS v (value)")
+        drive.append("t.value = v.value")
+    if kinds is not None and per_kind:
+        sources.append(f"unnest({params.add(kinds)}::integer[]) AS k (kind)")
+        drive.append("t.kind = k.kind")
+    elif kinds is not None:
+        drive.append(_match("t.kind", kinds, "::integer", params))
+    if flt.authors is not None:
+        authors = [bytes.fromhex(v) for v in sorted(flt.authors)]
+        drive.append(_match("t.pubkey", authors, "::bytea", params))
+    if flt.since is not None:
+        drive.append(f"t.created_at >= {params.add(flt.since)}::bigint")
+    if flt.until is not None:
+        drive.append(f"t.created_at <= {params.add(flt.until)}::bigint")
+    bound = {"kinds": "k.kind"} if per_kind else None
+    where = _where(flt, now, params, skip_tags=1, bound=bound)
+    lim = params.add(limit)
+    stream = (
+        "SELECT e.created_at, e.id, e.raw FROM event_tags t"
+        f" JOIN events e ON e.id = t.event_id WHERE {' AND '.join(drive)} AND {where}"
+        f" ORDER BY t.created_at DESC, t.event_id LIMIT {lim}"
+    )
+    if not sources:
+        return stream, params.values
+    distinct = "DISTINCT ON (x.created_at, x.id) " if len(keys) > 1 else ""
+    sql = (
+        f"SELECT {distinct}x.created_at, x.id, x.raw FROM {' CROSS JOIN '.join(sources)}"
+        f" CROSS JOIN LATERAL ({stream}) AS x ORDER BY x.created_at DESC, x.id LIMIT {lim}"
+    )
+    return sql, params.values
+
+
+def _stream_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | None:
+    """The query of a filter on authors and/or kinds (no ids, no tags), as one stream per
+    (author, kind) pair, or per author, or per kind, each the newest ``limit`` from its index
+    in answer order, merged; None when there are too many pairs for that to pay.
+
+    With ``pubkey = ANY(...)`` or ``kind = ANY(...)`` PostgreSQL cannot read an index in
+    ``created_at`` order, so it either sorts every match (an author's whole history) or walks
+    ``events_created_idx`` filtering (every recent event of everyone). Even one author and
+    one kind go through ``unnest``: given the values as constants, the planner weighs them
+    against its statistics and, for a prolific author whose events are all old, walks the
+    newest events of everyone looking for theirs; given them as the outer side of a join, it
+    reads their index.
+    """
+    if flt.ids is not None or flt.tags or (flt.authors is None and flt.kinds is None):
+        return None
+    authors = [bytes.fromhex(v) for v in sorted(flt.authors)] if flt.authors is not None else None
+    kinds = sorted(flt.kinds) if flt.kinds is not None else None
+    streams = (1 if authors is None else len(authors)) * (1 if kinds is None else len(kinds))
+    if not 1 <= streams <= MAX_STREAMS:
+        return None
+    params = _Params()
+    sources: list[str] = []
+    bound: dict[str, str] = {}
+    if authors is not None:
+        sources.append(f"unnest({params.add(authors)}::bytea[]) AS a (pubkey)")
+        bound["authors"] = "a.pubkey"
+    if kinds is not None:
+        sources.append(f"unnest({params.add(kinds)}::integer[]) AS k (kind)")
+        bound["kinds"] = "k.kind"
+    where = _where(flt, now, params, bound=bound)
+    lim = params.add(limit)
+    sql = (
+        f"SELECT x.created_at, x.id, x.raw FROM {' CROSS JOIN '.join(sources)}"
+        " CROSS JOIN LATERAL (SELECT e.created_at, e.id, e.raw FROM events e"
+        f" WHERE {where} ORDER BY e.created_at DESC, e.id LIMIT {lim}) AS x"
+        f" ORDER BY x.created_at DESC, x.id LIMIT {lim}"
+    )
+    return sql, params.values
+
+
 def compile_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]:
     """``SELECT created_at, id, raw`` of the newest ``limit`` matches, ties by lowest id.
 
-    A filter led by one tag value (``{"#t":["running"]}``, an address's ``#d``) is driven
-    from ``event_tags``: its index is already in ``(created_at DESC, event_id)`` order for
-    one value, so the scan stops after ``limit`` matches instead of collecting every event
-    with a popular tag and sorting them. ``event_tags`` holds one row per (event, letter,
-    value), so the join yields each event once.
+    The plan is chosen by the filter's shape, so that an index hands rows over in answer
+    order wherever one can: a tag-led filter from ``event_tags``, a few authors or kinds as
+    merged per-key streams, anything else as one scan of ``events``.
     """
+    if flt.ids is None and flt.tags:
+        led = _tag_query(flt, now, limit)
+        if led is not None:
+            return led
+    streamed = _stream_query(flt, now, limit)
+    if streamed is not None:
+        return streamed
     params = _Params()
-    if flt.ids is None and flt.tags and len({tag_key(v) for v in flt.tags[0][1]}) == 1:
-        letter, values = flt.tags[0]
-        drive = [
-            f"t.name = {params.add(letter)}::text",
-            f"t.value = {params.add(tag_key(next(iter(values))))}::text",
-        ]
-        if flt.kinds is not None and len(flt.kinds) == 1:
-            # Equality, so the (name, value, kind, created_at DESC) index gives the order.
-            drive.append(f"t.kind = {params.add(next(iter(flt.kinds)))}::integer")
-        elif flt.kinds is not None:
-            drive.append(f"t.kind = ANY({params.add(sorted(flt.kinds))}::integer[])")
-        if flt.authors is not None:
-            authors = [bytes.fromhex(v) for v in sorted(flt.authors)]
-            drive.append(f"t.pubkey = ANY({params.add(authors)}::bytea[])")
-        if flt.since is not None:
-            drive.append(f"t.created_at >= {params.add(flt.since)}::bigint")
-        if flt.until is not None:
-            drive.append(f"t.created_at <= {params.add(flt.until)}::bigint")
-        where = _where(flt, now, params, skip_tags=1)
-        sql = (
-            "SELECT e.created_at, e.id, e.raw FROM event_tags t"
-            f" JOIN events e ON e.id = t.event_id WHERE {' AND '.join(drive)} AND {where}"
-            f" ORDER BY t.created_at DESC, t.event_id LIMIT {params.add(limit)}"
-        )
-        return sql, params.values
     where = _where(flt, now, params)
     sql = (
         f"SELECT e.created_at, e.id, e.raw FROM events e WHERE {where}"

@@ -13,6 +13,10 @@ SELECT coalesce(max(seq), 0) FROM events;
 -- Events appended after a position, in log order.
 SELECT seq, raw FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
+-- name: tail_keys
+-- The same, without the events: what the tail needs when nobody is subscribed.
+SELECT seq, id, kind, pubkey FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
+
 -- name: removals_head
 -- The newest position of the removal log (0 when empty).
 SELECT coalesce(max(seq), 0) FROM removed_events;

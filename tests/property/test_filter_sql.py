@@ -32,7 +32,7 @@ from relay.nostr.event import Event, KindClass, decode_event, kind_class
 from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
 from relay.storage.postgres import IngestStatus, Store, create_pool
-from relay.storage.sqlfilter import TAG_VALUE_INLINE_BYTES
+from relay.storage.sqlfilter import TAG_VALUE_INLINE_BYTES, compile_query
 from tests.signer import Keys, dumps
 
 # A failing example can hold long tag values; let Hypothesis print it rather than fail on
@@ -295,18 +295,26 @@ async def stored_universe(store: Store) -> list[Event]:
 
 
 async def check(
-    store: Store, universe: Sequence[Event], raws: Sequence[dict[str, Any]], now: int
-) -> None:
-    """Store.query and Store.count against the model, for one REQ/COUNT of ``raws``."""
+    store: Store,
+    universe: Sequence[Event],
+    raws: Sequence[dict[str, Any]],
+    now: int,
+    *,
+    in_hypothesis: bool = True,
+) -> list[str]:
+    """Store.query and Store.count against the model, for one REQ/COUNT of ``raws``; the
+    ids returned."""
     filters = [parse_filter(raw, LIMITS) for raw in raws]
     expected_ids, expected_count = model(universe, raws, filters, now)
-    event("returned", "some" if expected_ids else "none")
+    if in_hypothesis:
+        event("returned", "some" if expected_ids else "none")
     got = await store.query(filters, now)
     assert [event_id.hex() for event_id, _raw in got] == expected_ids, (raws, now)
     by_id = {e.id: e for e in universe}
     for event_id, raw in got:
         assert decode_event(raw.encode()) == by_id[event_id.hex()]
     assert await store.count(filters, now) == expected_count, (raws, now)
+    return expected_ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,6 +382,79 @@ async def test_fixed_pool_is_interesting(fixed: Loaded) -> None:
 @given(raw=filter_dicts(FIXED_EVENTS), now=nows)
 async def test_single_filter(fixed: Loaded, raw: dict[str, Any], now: int) -> None:
     await check(fixed.store, fixed.universe, [raw], now)
+
+
+# One filter per plan compile_query can choose, with what its SQL must then look like.
+PLAN_SHAPES = [
+    ({"#t": ["a"]}, ["FROM event_tags t"], ["LATERAL"]),
+    ({"#t": ["a"], "kinds": [7]}, ["t.kind = $"], ["LATERAL"]),
+    ({"#t": ["a", "b", LONG_UTF8]}, ["LATERAL", "DISTINCT ON", "v.value"], ["k.kind"]),
+    ({"#t": ["a"], "kinds": [7, 1301, 33401]}, ["LATERAL", "k.kind"], ["DISTINCT ON"]),
+    ({"#p": ["a", "b"], "kinds": [1, 7], "limit": 3}, ["DISTINCT ON", "k.kind"], []),
+    ({"#t": [*VALUES], "kinds": [*KINDS]}, ["= ANY("], ["LATERAL"]),  # 66 streams: one scan
+    ({"authors": PUBKEYS, "kinds": [1, 0, 33401]}, ["a.pubkey", "k.kind"], ["event_tags"]),
+    ({"authors": PUBKEYS[:2], "limit": 4}, ["a.pubkey"], ["k.kind"]),
+    ({"kinds": [1, 7]}, ["k.kind"], ["a.pubkey"]),
+    ({"authors": PUBKEYS[:1], "kinds": [1, 7, 30003]}, ["k.kind", "a.pubkey"], []),
+    ({"authors": PUBKEYS[:1], "kinds": [1]}, ["LATERAL", "a.pubkey", "k.kind"], []),
+    (
+        {
+            "authors": PUBKEYS[:1],
+            "kinds": [
+                *KINDS,
+                5,
+                2,
+                3,
+                4,
+                6,
+                8,
+                9,
+                10,
+                11,
+                12,
+                13,
+                14,
+                15,
+                16,
+                17,
+                18,
+                19,
+                20,
+                21,
+                22,
+                23,
+                24,
+                25,
+                26,
+                27,
+                28,
+            ],
+        },
+        ["e.kind = ANY("],
+        ["LATERAL"],
+    ),
+    ({"ids": [], "kinds": [1, 7]}, ["e.id = ANY("], ["LATERAL"]),
+    ({"since": BASE + 1, "until": BASE + 4}, ["e.created_at >="], ["LATERAL"]),
+]
+
+
+@pytest.mark.parametrize(("raw", "present", "absent"), PLAN_SHAPES)
+async def test_plan_shapes(
+    fixed: Loaded, raw: dict[str, Any], present: list[str], absent: list[str]
+) -> None:
+    """Each plan is the one intended for its shape, and answers like the model."""
+    if "ids" in raw:
+        raw = {**raw, "ids": [e.id for e in fixed.universe if e.kind in (1, 7)][:5]}
+    sql, _args = compile_query(parse_filter(raw, LIMITS), BASE, 10)
+    for fragment in present:
+        assert fragment in sql, (fragment, sql)
+    for fragment in absent:
+        assert fragment not in sql, (fragment, sql)
+    returned = [
+        await check(fixed.store, fixed.universe, [raw], now, in_hypothesis=False)
+        for now in (BASE - 1, BASE + 3)
+    ]
+    assert returned[0], "the pool has no match for this shape: the test would prove nothing"
 
 
 @examples(250)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+
+from relay.nostr.event import decode_event
+from relay.nostr.filters import parse_filter
+from relay.nostr.limits import Limits
 from relay.server.app import Relay
+from relay.server.live import LiveIndex, LogTail
+from relay.storage.postgres import IngestStatus, Store, create_pool
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
 from tests.signer import Keys
@@ -69,3 +76,78 @@ async def test_a_write_through_another_relay_reaches_the_cache(start_relay: Any)
     finally:
         await reader.close()
         await writer.close()
+
+
+async def _caught_up(relay: Relay) -> None:
+    """Wait until ``relay``'s log tail has read everything committed so far."""
+    head = await relay.store.head_seq()
+    async with asyncio.timeout(10):
+        while relay.tail.position < head:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_remote_write_reaches_the_cache_with_nobody_subscribed(start_relay: Any) -> None:
+    """With no live subscription the tail reads only positions and authors from the log, and
+    that is still enough to drop the answers a write from elsewhere makes stale."""
+    reader_relay: Relay = await start_relay(relay_config())
+    writer_relay: Relay = await start_relay(relay_config())
+    reader = await RawClient.open(url_of(reader_relay))
+    writer = await RawClient.open(url_of(writer_relay))
+    try:
+        v1 = _exercise("Squat", 100)
+        # Another exercise, not a new version: no removal is logged that could invalidate.
+        v2 = Keys(11).sign(33401, "", [["d", "lunge"], ["title", "Lunge"]], created_at=200)
+        assert (await writer.publish(v1))[2] is True
+        await _caught_up(reader_relay)  # v1's own invalidation is behind us
+        assert [e["id"] for e in await reader.req("a", LIBRARY)] == [v1["id"]]
+        assert [e["id"] for e in await reader.req("b", LIBRARY)] == [v1["id"]]
+        cache = reader_relay.cache
+        assert cache is not None and cache.hits >= 1
+        await reader.send(["CLOSE", "a"])
+        await reader.send(["CLOSE", "b"])
+        async with asyncio.timeout(10):
+            while len(reader_relay.index):
+                await asyncio.sleep(0.01)
+        assert (await writer.publish(v2))[2] is True
+        await _caught_up(reader_relay)
+        assert [e["id"] for e in await reader.req("c", LIBRARY)] == [v2["id"], v1["id"]]
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, int | None]] = []
+
+    def deliver(self, sub_id: str, event_id: str, data: bytes, seq: int | None) -> bool:
+        self.got.append((event_id, seq))
+        return True
+
+
+async def test_a_subscription_during_a_light_read_still_gets_the_events(db_dsn: str) -> None:
+    """The tail reads positions only while nobody is subscribed; if a subscription opens
+    while that read is under way, the same stretch of the log is read again with events."""
+    pool = await create_pool(db_dsn, min_size=1, max_size=2)
+    try:
+        store = Store(pool, default_limit=100)
+        index = LiveIndex()
+        tail = LogTail(store, index)
+        await tail.start()
+        note = Keys(12).sign(1, "hello", created_at=50)
+        raw = msgspec.json.encode(note)
+        assert await store.ingest([decode_event(raw)], [raw.decode()]) == [IngestStatus.STORED]
+        inbox = _Inbox()
+        light = store.tail_keys
+
+        async def subscribe_meanwhile(after: int, limit: int) -> list[Any]:
+            rows = await light(after, limit)
+            index.add(inbox, "s", (parse_filter({"authors": [note["pubkey"]]}, Limits()),))
+            return rows
+
+        store.tail_keys = subscribe_meanwhile  # type: ignore[method-assign]
+        await tail.catch_up()
+        assert [event_id for event_id, _seq in inbox.got] == [note["id"]]
+        assert tail.position == await store.head_seq()
+    finally:
+        await pool.close()
