@@ -4,15 +4,23 @@ One run: generate (or reuse) signed events; build the expected-answer model and 
 then for each relay under test: [fitrelay only] time `fitrelay import` of the main file into a
 scratch database; create a fresh database, start the relay, and measure in turn
 
-  ingest    every main event published by P connections with W in flight (this also loads
-            the database for the queries); then VACUUM ANALYZE
-  stopwait  stream events published by connections with one EVENT in flight, for T seconds
-  query     9 REQ shapes, C connections, time to EOSE and queries/s, every answer checked
-  fanout    S live subscriptions, a publisher, publish-to-delivery latency
-  idle      N idle connections, the relay's RSS before and after
+  ingest      every main event published by P connections with W in flight (this also
+              loads the database for the queries); then VACUUM ANALYZE
+  stopwait    stream events published by connections with one EVENT in flight, for T s
+  query       9 REQ shapes, C connections, time to EOSE and queries/s, every answer checked
+  pagination  load N notes of one new author (200000; a smaller count when loading them all
+              would exceed --pagination-load-seconds), then walk them back with `until`,
+              L per page: time to EOSE of the first and the last tenth of the pages, every
+              note checked to come exactly once and in order
+  fanout      S live subscriptions, a publisher, publish-to-delivery latency
+  idle        N idle connections, the relay's RSS before and after
 
 and stop it and drop its database. Results go to bench/results/<timestamp>.json and, as
 tables, to docs/benchmarks.md between markers for the event count (reruns replace them).
+
+With --profile, py-spy records the fitrelay process tree during ingest, stopwait, query,
+pagination and fanout (bench/results/<timestamp>/fitrelay-<phase>.txt, collapsed stacks),
+and the tables gain the functions where the relay's time goes in each.
 """
 
 from __future__ import annotations
@@ -31,12 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import cpu_seconds, process_cpu, raise_nofile, rss_kb
+from bench.common import COMPRESSION_ENV, cpu_seconds, process_cpu, raise_nofile, rss_kb
 from bench.fanout import run_fanout
-from bench.generate import ensure_dataset, stream_size
+from bench.generate import PaginationSet, ensure_dataset, ensure_pagination_set, stream_size
 from bench.idle import run_idle
 from bench.ingest import partition_by_author, publish
 from bench.model import Model, decode_events
+from bench.pagination import decode_notes, load_notes, walk
+from bench.profile import PROFILED_PHASES, SAMPLE_RATE, Recording, find_py_spy, py_spy_version
 from bench.query import SHAPES, expected_answers, make_queries, run_shape
 from bench.relays import (
     RelayProcess,
@@ -53,7 +63,7 @@ from bench.relays import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("import", "ingest", "stopwait", "query", "fanout", "idle")
+PHASES = ("import", "ingest", "stopwait", "query", "pagination", "fanout", "idle")
 DEFAULTS: dict[str, Any] = {
     "events": 100_000,
     "stopwait_seconds": 20.0,
@@ -63,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "fanout_events": 100,
     "fanout_workers": 2,
     "idle": 5_000,
+    "pagination_events": 200_000,
 }
 QUICK: dict[str, Any] = {
     "events": 5_000,
@@ -73,6 +84,7 @@ QUICK: dict[str, Any] = {
     "fanout_events": 20,
     "fanout_workers": 1,
     "idle": 500,
+    "pagination_events": 5_000,
 }
 
 
@@ -125,6 +137,18 @@ def _parser() -> argparse.ArgumentParser:
         " (two fitrelay runs)",
     )
     who.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="fitrelay processes sharing one port (`relay.workers`; default 1)",
+    )
+    who.add_argument(
+        "--compression",
+        action="store_true",
+        help="permessage-deflate: fitrelay with `relay.compression = true` and clients that"
+        " offer it (default: off, as on loopback it only costs CPU)",
+    )
+    who.add_argument(
         "--phases",
         default=",".join(PHASES),
         help=f"comma-separated subset of {','.join(PHASES)} (default: all); query needs ingest",
@@ -158,6 +182,21 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--query-concurrency", type=int, default=8, help="query connections (8)")
     q.add_argument("--queries-per-shape", type=int, help="distinct queries per shape (200)")
     q.add_argument("--query-seconds", type=float, help="time limit per shape (20)")
+
+    pg = p.add_argument_group("deep pagination")
+    pg.add_argument(
+        "--pagination-events",
+        type=int,
+        help="notes of one author to load and walk back through (200000; --quick 5000)",
+    )
+    pg.add_argument("--pagination-limit", type=int, default=500, help="limit per page (500)")
+    pg.add_argument(
+        "--pagination-load-seconds",
+        type=float,
+        default=180.0,
+        help="load at most what fits in this many seconds at the relay's rate over the first"
+        " 5000 notes, and say so (180; 0 = load them all)",
+    )
 
     f = p.add_argument_group("fan-out and idle connections")
     f.add_argument("--subscribers", type=int, help="live subscriptions (1000)")
@@ -195,6 +234,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     out.add_argument(
+        "--profile",
+        action="store_true",
+        help="record fitrelay with py-spy (pip install 'fitrelay[bench]') during ingest,"
+        " stopwait, query, pagination and fanout; the sampler shares the cores, so a"
+        " profiled run's figures are lower than an unprofiled one's",
+    )
+    out.add_argument(
         "--render",
         type=Path,
         metavar="RESULTS.json",
@@ -216,6 +262,20 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise SystemExit(f"unknown phase(s): {', '.join(sorted(unknown))}")
     args.phase_list = phases
     args.fitrelay_src = args.fitrelay_src.resolve()
+    args.py_spy = None
+    args.profile_info = None
+    if args.profile:
+        args.py_spy = find_py_spy()
+        args.profile_info = {
+            "py_spy": args.py_spy,
+            "rate_hz": SAMPLE_RATE,
+            "phases": [x for x in PROFILED_PHASES if x in phases],
+        }
+        if args.py_spy is None:
+            args.profile_info["missing"] = (
+                "py-spy was not found beside the Python running the harness or on PATH"
+                " (pip install 'fitrelay[bench]'); this run has no profiles"
+            )
     return args
 
 
@@ -226,7 +286,13 @@ def log(message: str) -> None:
 class Workload:
     """What every relay gets: the events, their partitioning, the queries and answers."""
 
-    def __init__(self, args: argparse.Namespace, main: Path, stream: Path) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        main: Path,
+        stream: Path,
+        pagination: PaginationSet | None = None,
+    ) -> None:
         started = time.perf_counter()
         self.lines = main.read_bytes().splitlines()
         events = decode_events(self.lines)
@@ -240,6 +306,13 @@ class Workload:
         )
         self.model = Model(events)
         self.queries = make_queries(events, args.seed, args.queries_per_shape)
+        self.pagination = pagination
+        self.pagination_lines: list[bytes] = []
+        self.pagination_ids: list[str] = []
+        self.pagination_times: list[int] = []
+        if pagination is not None:
+            self.pagination_lines = pagination.path.read_bytes().splitlines()
+            self.pagination_ids, self.pagination_times = decode_notes(self.pagination_lines)
         self._answers: dict[tuple[int, int], dict[str, list[list[str]]]] = {}
         self.seconds = time.perf_counter() - started
         self.stored = len(self.model)
@@ -257,21 +330,40 @@ async def _phase(
     name: str,
     body: Callable[[], Awaitable[Any]],
     admin_dsn: str,
+    profile: tuple[str, Path] | None = None,
 ) -> Any:
     """Run one measurement, adding the CPU seconds spent meanwhile by the relay (process
     and children), by the PostgreSQL backends serving its database, and by this client's
-    main process (not the fan-out workers)."""
+    main process (not the fan-out workers).
+
+    With ``profile`` = (py-spy executable, file), py-spy records the relay's process tree
+    from before the body starts until after it ends, and ``out["profiles"][name]`` gets the
+    summary of what it wrote."""
     log(f"{relay.name}: {name}")
-    pg0 = process_cpu(await backend_pids(admin_dsn, relay.database))
-    cpu0, client0, started = cpu_seconds(relay.pid), time.process_time(), time.perf_counter()
-    value = await body()
-    out.setdefault("phase_seconds", {})[name] = round(time.perf_counter() - started, 1)
-    if isinstance(value, dict):
-        value["relay_cpu_s"] = round(cpu_seconds(relay.pid) - cpu0, 2)
-        value["client_cpu_s"] = round(time.process_time() - client0, 2)
-        pg1 = process_cpu(await backend_pids(admin_dsn, relay.database))
-        value["postgres_cpu_s"] = round(sum(v - pg0.get(p, 0.0) for p, v in pg1.items()), 2)
-        value["relay_rss_mb_after"] = round(rss_kb(relay.pid) / 1024, 1)
+    recording = None
+    if profile is not None:
+        recording = await asyncio.to_thread(Recording.start, profile[0], relay.pid, profile[1])
+        if recording.error:
+            log(f"{relay.name}: {name}: profile: {recording.error}")
+    try:
+        pg0 = process_cpu(await backend_pids(admin_dsn, relay.database))
+        cpu0, client0, started = cpu_seconds(relay.pid), time.process_time(), time.perf_counter()
+        value = await body()
+        out.setdefault("phase_seconds", {})[name] = round(time.perf_counter() - started, 1)
+        if isinstance(value, dict):
+            value["relay_cpu_s"] = round(cpu_seconds(relay.pid) - cpu0, 2)
+            value["client_cpu_s"] = round(time.process_time() - client0, 2)
+            pg1 = process_cpu(await backend_pids(admin_dsn, relay.database))
+            value["postgres_cpu_s"] = round(sum(v - pg0.get(p, 0.0) for p, v in pg1.items()), 2)
+            value["relay_rss_mb_after"] = round(rss_kb(relay.pid) / 1024, 1)
+    finally:
+        if recording is not None:
+            summary = await asyncio.to_thread(recording.stop)
+            out.setdefault("profiles", {})[name] = summary
+            log(
+                f"{relay.name}: {name}: profile of {summary['samples']:,} samples in"
+                f" {recording.path}" + (f" ({summary['error']})" if "error" in summary else "")
+            )
     return value
 
 
@@ -281,6 +373,15 @@ async def bench_relay(
     out: dict[str, Any] = {}
     slug = kind.replace("+", "_").replace("-", "_")
     phases = args.phase_list
+
+    def profile(phase: str) -> tuple[str, Path] | None:
+        """py-spy and the file for ``phase`` when this run profiles it."""
+        if args.py_spy is None or not kind.startswith("fitrelay"):
+            return None
+        if phase not in PROFILED_PHASES:
+            return None
+        return (args.py_spy, run_dir / f"{slug}-{phase}.txt")
+
     if kind.startswith("fitrelay") and "import" in phases:
         name = f"fitrelay_bench_{run_id}_{slug}_import"
         log(f"{kind}: import ({len(work.lines):,} events with `fitrelay import`)")
@@ -309,7 +410,13 @@ async def bench_relay(
         relay = start_nostr_relay(venv, dsn, name, run_dir)
     else:
         relay = start_fitrelay(
-            dsn, name, run_dir, indexer=kind.endswith("indexer"), src=args.fitrelay_src
+            dsn,
+            name,
+            run_dir,
+            indexer=kind.endswith("indexer"),
+            src=args.fitrelay_src,
+            workers=args.workers,
+            compression=args.compression,
         )
     out["start_seconds"] = round(time.perf_counter() - started, 2)
     out["relay"] = {"url": relay.url, "pid": relay.pid, **relay.info}
@@ -323,7 +430,7 @@ async def bench_relay(
                 r = await publish(relay.url, work.lines, work.ids, work.parts, window=args.window)
                 return {**r.summary(), "answered": r.answered}
 
-            out["ingest"] = await _phase(relay, out, "ingest", ingest, args.dsn)
+            out["ingest"] = await _phase(relay, out, "ingest", ingest, args.dsn, profile("ingest"))
             log(
                 f"{kind}: ingest {out['ingest']['events_per_s']:,} events/s,"
                 f" p50 {out['ingest']['ok_latency'].get('p50_ms')} ms"
@@ -343,7 +450,9 @@ async def bench_relay(
                 )
                 return r.summary()
 
-            out["stopwait"] = await _phase(relay, out, "stopwait", stopwait, args.dsn)
+            out["stopwait"] = await _phase(
+                relay, out, "stopwait", stopwait, args.dsn, profile("stopwait")
+            )
             log(f"{kind}: stop-and-wait {out['stopwait']['events_per_s']:,} events/s")
         if "query" in phases and "ingest" in phases:
             answers = work.answers(relay.default_limit, relay.max_limit)
@@ -370,7 +479,52 @@ async def bench_relay(
                     )
                 return shapes
 
-            out["query"] = await _phase(relay, out, "query", queries, args.dsn)
+            out["query"] = await _phase(relay, out, "query", queries, args.dsn, profile("query"))
+        if "pagination" in phases and work.pagination is not None:
+            notes = work.pagination_lines
+            log(f"{kind}: pagination: loading {len(notes):,} notes of one author")
+            load_started = time.perf_counter()
+            load = await load_notes(
+                relay.url,
+                notes,
+                work.pagination_ids,
+                publishers=args.publishers,
+                window=args.window,
+                budget=args.pagination_load_seconds,
+                log=lambda message: log(f"{kind}: pagination: {message}"),
+            )
+            load["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
+            seconds = round(time.perf_counter() - load_started, 1)
+            out.setdefault("phase_seconds", {})["pagination load"] = seconds
+            log(
+                f"{kind}: pagination: loaded {load['loaded']:,} notes,"
+                f" {load['events_per_s']:,} events/s"
+            )
+            pubkey = work.pagination.pubkey
+            expected = work.pagination_ids[: load["loaded"]]
+            expected_times = work.pagination_times[: load["loaded"]]
+
+            async def pagination() -> dict[str, Any]:
+                r = await walk(
+                    relay.url,
+                    pubkey,
+                    expected,
+                    expected_times,
+                    limit=args.pagination_limit,
+                    max_limit=relay.max_limit,
+                )
+                return {"load": load, **r.summary()}
+
+            out["pagination"] = await _phase(
+                relay, out, "pagination", pagination, args.dsn, profile("pagination")
+            )
+            w = out["pagination"]
+            log(
+                f"{kind}: pagination: {w['pages']} pages, first p50"
+                f" {w['first_pages']['p50_ms']} ms, last p50 {w['last_pages']['p50_ms']} ms,"
+                f" {'exact' if w['exact'] else str(w['mismatches']) + ' mismatches'},"
+                f" {w['errors']} errors"
+            )
         if "fanout" in phases:
 
             async def fanout() -> dict[str, Any]:
@@ -385,7 +539,7 @@ async def bench_relay(
                 )
                 return r.summary()
 
-            out["fanout"] = await _phase(relay, out, "fanout", fanout, args.dsn)
+            out["fanout"] = await _phase(relay, out, "fanout", fanout, args.dsn, profile("fanout"))
             f = out["fanout"]
             log(
                 f"{kind}: fan-out p50 {f['publish_to_delivery'].get('p50_ms')} ms,"
@@ -405,14 +559,18 @@ async def bench_relay(
     return out
 
 
-async def run(args: argparse.Namespace, dataset: Any, stamp: str) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, dataset: Any, stamp: str, pagination: PaginationSet | None = None
+) -> dict[str, Any]:
     started = time.perf_counter()
-    run_id = stamp.replace("-", "").replace("T", "")[4:12]
+    # Month to second and the process id: two runs started in the same minute (from two
+    # checkouts, say) must not share, and drop, each other's databases.
+    run_id = stamp.replace("-", "").replace("T", "")[4:14] + f"p{os.getpid()}"
     run_dir = args.results_dir / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
     machine = await report.machine_info(args.dsn, args.fitrelay_src)
     log("building the expected-answer model and the queries")
-    work = Workload(args, dataset.path, dataset.stream_path)
+    work = Workload(args, dataset.path, dataset.stream_path, pagination)
     log(f"model: {work.stored:,} events stored by the rules, built in {work.seconds:.1f} s")
     kinds = {"off": ["fitrelay"], "on": ["fitrelay+indexer"]}.get(
         args.indexer, ["fitrelay", "fitrelay+indexer"]
@@ -440,14 +598,23 @@ async def run(args: argparse.Namespace, dataset: Any, stamp: str) -> dict[str, A
             "args": {
                 k: (str(v) if isinstance(v, Path) else v)
                 for k, v in vars(args).items()
-                if k != "phase_list"
+                if k not in ("phase_list", "py_spy", "profile_info")
             },
+            "profile": args.profile_info,
             "model_seconds": round(work.seconds, 1),
             "model_stored_events": work.stored,
             "logs": str(run_dir),
             "seconds": round(time.perf_counter() - started, 1),
         },
-        "generation": {**dataset.meta, "cached": dataset.cached},
+        "generation": {
+            **dataset.meta,
+            "cached": dataset.cached,
+            **(
+                {"pagination": {**pagination.meta, "cached": pagination.cached}}
+                if pagination is not None
+                else {}
+            ),
+        },
         "targets": targets,
     }
 
@@ -466,6 +633,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _resolve(_parser().parse_args(argv))
     if args.render is not None:
         return _render_only(args)
+    if args.compression:
+        os.environ[COMPRESSION_ENV] = "deflate"  # for the fan-out worker processes too
+    if args.profile_info is not None:
+        if args.py_spy is None:
+            log(f"--profile: {args.profile_info['missing']}")
+        else:
+            args.profile_info["version"] = py_spy_version(args.py_spy)
+            log(f"--profile: {args.profile_info['version']} at {args.py_spy}")
     soft, hard = raise_nofile(max(args.idle, args.subscribers) + 4_096)
     need = max(args.idle, -(-args.subscribers // args.subs_per_conn)) + 256
     if soft < need:
@@ -486,15 +661,25 @@ def main(argv: list[str] | None = None) -> int:
         f" {'cached' if dataset.cached else 'generated'}"
         f" in {dataset.meta['generation_seconds']} s)"
     )
+    pagination = None
+    if "pagination" in args.phase_list:
+        pagination = ensure_pagination_set(
+            args.pagination_events, args.seed, args.cache_dir, workers=args.gen_workers, log=log
+        )
+        log(
+            f"pagination events: {pagination.path} ({args.pagination_events:,};"
+            f" {'cached' if pagination.cached else 'generated'}"
+            f" in {pagination.meta['generation_seconds']} s)"
+        )
     if args.generate_only:
         return 0
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S")
     try:
         import uvloop
 
-        results = uvloop.run(run(args, dataset, stamp))
+        results = uvloop.run(run(args, dataset, stamp, pagination))
     except ImportError:  # pragma: no cover
-        results = asyncio.run(run(args, dataset, stamp))
+        results = asyncio.run(run(args, dataset, stamp, pagination))
     path = report.write_json(results, args.results_dir, stamp)
     log(f"results: {path}")
     markdown = report.render_markdown(results)

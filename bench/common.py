@@ -1,4 +1,5 @@
-"""Helpers shared by the measurements: WebSocket connections, percentiles, process figures."""
+"""Helpers shared by the measurements: WebSocket connections, percentiles, process figures,
+and cheap decoding of the EVENT frames a client receives."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
 __all__ = [
+    "EventId",
+    "EventIdTime",
     "cpu_seconds",
+    "decode_event_id",
+    "decode_event_id_time",
+    "event_prefix",
     "gather_limited",
     "latency_summary",
     "open_ws",
@@ -24,6 +31,43 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+
+# -- EVENT frames ----------------------------------------------------------------------------
+#
+# A client that only needs an event's id (or id and created_at) need not build the whole
+# event: decoded into a Struct with just those fields, msgspec validates the JSON of the
+# other fields and skips them without allocating anything (tags of a contact list run to a
+# thousand entries). The message itself is decoded as a 3-tuple, so a frame of another shape
+# fails to decode rather than passing unnoticed. Callers recognise an EVENT frame by its
+# first bytes (``event_prefix``) and decode anything else generically.
+
+
+class EventId(msgspec.Struct):
+    """An event of which only the id is kept."""
+
+    id: str
+
+
+class EventIdTime(msgspec.Struct):
+    """An event of which only the id and created_at are kept."""
+
+    id: str
+    created_at: int
+
+
+decode_event_id = msgspec.json.Decoder(tuple[str, str, EventId]).decode
+"""``["EVENT", sub, event]`` with only the event's id."""
+decode_event_id_time = msgspec.json.Decoder(tuple[str, str, EventIdTime]).decode
+"""``["EVENT", sub, event]`` with only the event's id and created_at."""
+
+
+def event_prefix(sub: str | None = None) -> bytes:
+    """How an EVENT frame for ``sub`` (for any subscription without it) begins when written
+    without spaces, as relays write them; frames written otherwise take the generic path."""
+    if sub is None:
+        return b'["EVENT",'
+    return b'["EVENT",' + msgspec.json.encode(sub) + b","
 
 
 def raise_nofile(want: int) -> tuple[int, int]:
@@ -39,11 +83,17 @@ def raise_nofile(want: int) -> tuple[int, int]:
     return soft, hard
 
 
+COMPRESSION_ENV = "BENCH_CLIENT_COMPRESSION"
+"""Set to ``deflate`` (by ``--compression``, inherited by the fan-out worker processes) for
+clients that offer permessage-deflate."""
+
+
 async def open_ws(url: str, **kwargs: Any) -> ClientConnection:
-    """A client connection as the harness uses them: no compression, no client pings,
-    unbounded incoming queue (readers drain it), generous timeouts."""
+    """A client connection as the harness uses them: no compression (unless
+    ``BENCH_CLIENT_COMPRESSION=deflate``), no client pings, unbounded incoming queue (readers
+    drain it), generous timeouts."""
     options: dict[str, Any] = {
-        "compression": None,
+        "compression": "deflate" if os.environ.get(COMPRESSION_ENV) == "deflate" else None,
         "max_size": None,
         "max_queue": None,
         "ping_interval": None,

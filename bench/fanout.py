@@ -12,6 +12,7 @@ All timestamps are CLOCK_MONOTONIC, which every process on the machine shares.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import multiprocessing
@@ -23,8 +24,16 @@ from typing import Any
 
 import msgspec
 import secp256k1
+from websockets.exceptions import ConnectionClosed
 
-from bench.common import gather_limited, latency_summary, open_ws, raise_nofile
+from bench.common import (
+    decode_event_id,
+    event_prefix,
+    gather_limited,
+    latency_summary,
+    open_ws,
+    raise_nofile,
+)
 from relay.nostr.event import canonical_bytes
 
 __all__ = ["FanoutResult", "run_fanout"]
@@ -105,11 +114,19 @@ async def _subscribe(
     failed = len(opened) - len(sockets)
 
     async def listen(ws: Any) -> None:
-        async for message in ws:
-            now = time.monotonic()
-            reply = _decode(message)
-            if reply[0] == "EVENT":
-                arrivals.append((reply[1], reply[2]["id"], now))
+        # Frames as bytes, EVENT frames decoded into (sub, id) only: see bench.common.
+        prefix = event_prefix()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                message = await ws.recv(decode=False)
+                now = time.monotonic()
+                if message.startswith(prefix):
+                    _, sub, event = decode_event_id(message)
+                    arrivals.append((sub, event.id, now))
+                    continue
+                reply = _decode(message)
+                if reply[0] == "EVENT":
+                    arrivals.append((reply[1], reply[2]["id"], now))
 
     listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
     pipe.send(("ready", failed))

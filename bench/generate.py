@@ -11,6 +11,10 @@ The stream set (``stream-<n>-<seed>.jsonl``) feeds the stop-and-wait publishers.
 come from separate authors, are newer than every main event and reference only each other,
 so however many of them a relay stores, no query shape of :mod:`bench.query` matches them.
 
+The deep-pagination set (``pagination-<n>-<seed>.jsonl``) is ``n`` kind 1 notes by one
+author of its own, without tags, with distinct ``created_at`` values one second apart ending
+a month before the main set begins: no query shape matches them either.
+
 Everything derives from the seed; signing runs in worker processes (libsecp256k1, BIP-340).
 """
 
@@ -39,9 +43,14 @@ from relay.nostr.event import canonical_bytes
 __all__ = [
     "END_TIME",
     "GEN_VERSION",
+    "PAGINATION_END",
     "Dataset",
+    "PaginationSet",
     "ensure_dataset",
+    "ensure_pagination_set",
     "generate_events",
+    "generate_pagination",
+    "pagination_pubkey",
     "pubkey_of",
     "secret_key",
 ]
@@ -54,6 +63,9 @@ SPAN = 2 * 365 * 86_400
 START_TIME = END_TIME - SPAN
 ZIPF_S = 0.8
 STREAM_AUTHORS = 100
+PAGINATION_END = START_TIME - 30 * 86_400
+"""The newest deep-pagination event; the others are one second apart going back. A month
+older than every main event, so no time window of a query shape reaches them."""
 STREAM_TAG = "benchstream"
 CHUNK = 2_000
 
@@ -619,8 +631,10 @@ def _sign_chunk(job: tuple[list[int], bytes]) -> bytes:
 class _Writer:
     """Signs chunks in a process pool (bounded look-ahead) and writes them in order."""
 
-    def __init__(self, plan: _Plan, out: BinaryIO, workers: int) -> None:
-        self.plan = plan
+    def __init__(
+        self, secrets: list[bytes], pubkeys: list[str], out: BinaryIO, workers: int
+    ) -> None:
+        self.pubkeys = pubkeys
         self.out = out
         self.count = 0
         self.pending: collections.deque[tuple[AsyncResult[bytes], list[_Row]]] = collections.deque()
@@ -628,9 +642,9 @@ class _Writer:
         self.pool = None
         if workers > 1:
             ctx = multiprocessing.get_context("spawn")
-            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(plan.secrets,))
+            self.pool = ctx.Pool(workers, initializer=_init_worker, initargs=(secrets,))
         else:
-            _init_worker(plan.secrets)
+            _init_worker(secrets)
         self.encoder = msgspec.json.Encoder()
 
     def submit(self, rows: list[_Row]) -> None:
@@ -647,7 +661,7 @@ class _Writer:
         self._write(rows, result.get())
 
     def _write(self, rows: list[_Row], sigs: bytes) -> None:
-        pubkeys = self.plan.pubkeys
+        pubkeys = self.pubkeys
         encode = self.encoder.encode
         lines = []
         for i, r in enumerate(rows):
@@ -680,7 +694,7 @@ def generate_events(
 ) -> int:
     """Write ``n`` signed events (the main set, or the stream set) as JSON Lines."""
     plan = _Plan(seed, authors)
-    writer = _Writer(plan, out, workers)
+    writer = _Writer(plan.secrets, plan.pubkeys, out, workers)
     try:
         chunks = plan.stream_set(n) if stream else plan.main_set(n)
         for rows in chunks:
@@ -688,6 +702,86 @@ def generate_events(
     finally:
         writer.close()
     return writer.count
+
+
+def pagination_pubkey(seed: int) -> str:
+    return pubkey_of(_pagination_secret(seed))
+
+
+def _pagination_secret(seed: int) -> bytes:
+    return hashlib.sha256(f"fitrelay-bench-pagination-{seed}".encode()).digest()
+
+
+def generate_pagination(n: int, seed: int, out: BinaryIO, *, workers: int = 1) -> int:
+    """Write ``n`` signed kind 1 notes by one author of their own, newest first: note ``i``
+    has ``created_at = PAGINATION_END - i``, no tags, and a few words of content."""
+    secret = _pagination_secret(seed)
+    pubkey = pubkey_of(secret)
+    rng = random.Random(seed * 104_729 + 11)
+    writer = _Writer([secret], [pubkey], out, workers)
+    try:
+        rows: list[_Row] = []
+        for i in range(n):
+            created = PAGINATION_END - i
+            k = max(1, min(60, int(rng.lognormvariate(2.6, 0.9))))
+            content = " ".join(rng.choices(WORDS, k=k))
+            digest = hashlib.sha256(canonical_bytes(pubkey, created, 1, [], content)).digest()
+            rows.append(_Row(0, digest, created, 1, [], content))
+            if len(rows) >= CHUNK:
+                writer.submit(rows)
+                rows = []
+        if rows:
+            writer.submit(rows)
+    finally:
+        writer.close()
+    return writer.count
+
+
+@dataclass(frozen=True)
+class PaginationSet:
+    """The cached deep-pagination file of one (n, seed): ``n`` notes by ``pubkey``."""
+
+    path: Path
+    pubkey: str
+    meta: dict[str, Any]
+    cached: bool
+
+
+def ensure_pagination_set(
+    n: int,
+    seed: int,
+    cache_dir: Path,
+    *,
+    workers: int | None = None,
+    log: Callable[[str], None] = print,
+) -> PaginationSet:
+    """The cached ``pagination-<n>-<seed>.jsonl``, generating it first when missing."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"pagination-{n}-{seed}.jsonl"
+    meta_path = cache_dir / f"pagination-{n}-{seed}.meta.json"
+    want = {"version": GEN_VERSION, "events": n, "seed": seed, "newest": PAGINATION_END}
+    if meta_path.exists() and path.exists():
+        meta = json.loads(meta_path.read_text())
+        if {k: meta.get(k) for k in want} == want:
+            return PaginationSet(path, meta["pubkey"], meta, cached=True)
+    workers = workers or os.cpu_count() or 1
+    log(f"generating {n:,} deep-pagination events ({workers} signing processes)")
+    started = time.perf_counter()
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as out:
+        generate_pagination(n, seed, out, workers=workers)
+    tmp.replace(path)
+    meta = {
+        **want,
+        "pubkey": pagination_pubkey(seed),
+        "oldest": PAGINATION_END - n + 1,
+        "generation_seconds": round(time.perf_counter() - started, 2),
+        "signing_processes": workers,
+        "bytes": path.stat().st_size,
+    }
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    log(f"generated in {meta['generation_seconds']} s ({meta['bytes'] / 1e6:.0f} MB)")
+    return PaginationSet(path, meta["pubkey"], meta, cached=False)
 
 
 def stream_size(n: int) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from bench.common import latency_summary, open_ws
+from bench.common import decode_event_id, event_prefix, latency_summary, open_ws
 from bench.generate import END_TIME
 from bench.model import Ev, Model
 
@@ -141,11 +141,21 @@ class _QueryError(Exception):
 
 
 async def _req(ws: Any, sub: str, flt: dict[str, Any], timeout: float) -> list[str]:
+    """The ids the relay sends for ``flt`` up to its EOSE.
+
+    Frames are taken as bytes (no text decoding); an EVENT frame for ``sub`` is decoded
+    into just the event's id (:func:`bench.common.decode_event_id`), any other frame in
+    full, so the client's CPU per event stays small beside the relay's."""
     await ws.send(msgspec.json.encode(["REQ", sub, flt]), text=True)
     got: list[str] = []
+    prefix = event_prefix(sub)
     async with asyncio.timeout(timeout):
         while True:
-            reply = _decode(await ws.recv())
+            frame = await ws.recv(decode=False)
+            if frame.startswith(prefix):
+                got.append(decode_event_id(frame)[2].id)
+                continue
+            reply = _decode(frame)
             verb = reply[0]
             if verb == "EVENT" and reply[1] == sub:
                 got.append(reply[2]["id"])

@@ -169,10 +169,18 @@ def _wait_tcp(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise RelayUnavailable(f"not listening on port {port} after {timeout:.0f} s:\n{_tail(log)}")
 
 
-def _fitrelay_config(path: Path, indexer: bool, src: Path) -> None:
+def _fitrelay_config(
+    path: Path, indexer: bool, src: Path, workers: int = 1, compression: bool = False
+) -> None:
     """A config file for the run; the metrics listener (where this checkout has one) gets a
-    free port so that runs never collide with another relay on the machine."""
-    base = f'[relay]\nhost = "127.0.0.1"\nport = 0\n\n[indexer]\nenabled = {str(indexer).lower()}\n'
+    free port so that runs never collide with another relay on the machine. Several workers
+    share one fixed port, a free one."""
+    relay = f'host = "127.0.0.1"\nport = {_free_port() if workers > 1 else 0}\n'
+    if workers > 1:
+        relay += f"workers = {workers}\n"
+    if compression:
+        relay += "compression = true\n"
+    base = f"[relay]\n{relay}\n[indexer]\nenabled = {str(indexer).lower()}\n"
     path.write_text(base + f'\n[metrics]\nlisten = "127.0.0.1:{_free_port()}"\n')
     check = subprocess.run(
         [sys.executable, "-m", "relay", "check-config", "--config", str(path)],
@@ -187,15 +195,21 @@ def _fitrelay_config(path: Path, indexer: bool, src: Path) -> None:
 
 
 def start_fitrelay(
-    dsn: str, database: str, run_dir: Path, *, indexer: bool, src: Path = ROOT
+    dsn: str,
+    database: str,
+    run_dir: Path,
+    *,
+    indexer: bool,
+    src: Path = ROOT,
+    workers: int = 1,
+    compression: bool = False,
 ) -> RelayProcess:
     """``python -m relay serve`` from the checkout ``src`` (this one by default)."""
     name = "fitrelay+indexer" if indexer else "fitrelay"
     config = run_dir / f"{name}.toml"
-    _fitrelay_config(config, indexer, src)
+    _fitrelay_config(config, indexer, src, workers, compression)
     log = run_dir / f"{name}.log"
-    cmd = [sys.executable, "-m", "relay", "serve", "--config", str(config)]
-    cmd += ["--db-dsn", dsn, "--port", "0"]
+    cmd = [sys.executable, "-m", "relay", "serve", "--config", str(config), "--db-dsn", dsn]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd,

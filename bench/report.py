@@ -129,6 +129,9 @@ _NO_RATIO = (
     "  delivered %",
     "  relay RSS before → after MB",
     "  benchmark client's CPU ms per event",
+    "  last ÷ first, p50 (flat = 1)",
+    "  last ÷ first, p99",
+    "  notes walked / loaded",
 )
 
 
@@ -178,7 +181,53 @@ def _rows(results: dict[str, Any]) -> list[Row]:
             lambda t: _get(t, "idle", "kb_per_connection"),
         ),
         ("  relay RSS before → after MB", _idle_rss),
+    ] + (_pagination_rows(results) if _any(results, "pagination") else [])
+
+
+def _any(results: dict[str, Any], key: str) -> bool:
+    return any(t.get(key) for t in results["targets"].values())
+
+
+def _pagination_rows(results: dict[str, Any]) -> list[Row]:
+    args = results["meta"]["args"]
+    n, limit = args.get("pagination_events"), args.get("pagination_limit")
+
+    def page(which: str, q: str) -> Callable[[dict[str, Any]], Any]:
+        return lambda t: _get(t, "pagination", which, q)
+
+    return [
+        (
+            f"deep pagination {_fmt(n)} notes, limit {_fmt(limit)}: first tenth of pages p50 ms ↓",
+            page("first_pages", "p50_ms"),
+        ),
+        ("  first tenth p99 ms ↓", page("first_pages", "p99_ms")),
+        ("  last tenth p50 ms ↓", page("last_pages", "p50_ms")),
+        ("  last tenth p99 ms ↓", page("last_pages", "p99_ms")),
+        ("  last ÷ first, p50 (flat = 1)", lambda t: _get(t, "pagination", "last_over_first_p50")),
+        ("  last ÷ first, p99", lambda t: _get(t, "pagination", "last_over_first_p99")),
+        ("  pages/s ↑", lambda t: _get(t, "pagination", "pages_per_s")),
+        ("  walk time s ↓", lambda t: _get(t, "pagination", "walk_seconds")),
+        ("  notes walked / loaded", _walked),
+        (
+            "  notes loaded over WebSocket: events/s ↑",
+            lambda t: _get(t, "pagination", "load", "events_per_s"),
+        ),
     ]
+
+
+def _walked(t: dict[str, Any]) -> Any:
+    w = t.get("pagination")
+    if not w:
+        return None
+    text = f"{w['events']:,} / {_get(w, 'load', 'loaded') or w['expected']:,}"
+    if w.get("exact"):
+        return text + " exact"
+    problems = [
+        f"{w[k]:,} {k.replace('_', ' ')}"
+        for k in ("missing", "extra", "repeated", "out_of_order", "errors")
+        if w.get(k)
+    ]
+    return text + (f" ({', '.join(problems)})" if problems else "")
 
 
 def _idle_rss(t: dict[str, Any]) -> Any:
@@ -257,6 +306,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"Events in {name}'s wrong answers, by what the model says of them: {listed}.",
                 "",
             ]
+    out += _pagination_notes(targets)
     phase_times = []
     for name, t in targets.items():
         times = ", ".join(f"{k} {v:.0f} s" for k, v in (t.get("phase_seconds") or {}).items())
@@ -264,7 +314,107 @@ def render_markdown(results: dict[str, Any]) -> str:
     out.append(
         "Phase wall times — " + "; ".join(phase_times) + f". Whole run {meta['seconds']:.0f} s."
     )
+    out += _profile_section(results)
     return "\n".join(out) + "\n"
+
+
+def _pagination_notes(targets: dict[str, dict[str, Any]]) -> list[str]:
+    notes = []
+    for name, t in targets.items():
+        w = t.get("pagination")
+        if not w:
+            continue
+        load = w.get("load") or {}
+        text = (
+            f"Deep pagination, {name}: {load.get('loaded', 0):,} notes of one author loaded"
+            f" with {load.get('method', '?')} at {_fmt(load.get('events_per_s'))} events/s"
+        )
+        if load.get("truncated"):
+            text += (
+                f" — not all {load['requested']:,}: at the {_fmt(load['probe_events_per_s'])}"
+                f" events/s of the first notes they would have taken longer than"
+                f" {load['budget_s']:,.0f} s"
+            )
+        tenth = w["pages_per_tenth"]
+        text += (
+            f"; walked back in {w['pages']:,} pages of up to {w['limit']:,} (the first and"
+            f" last tenths: {tenth:,} page{'s' if tenth != 1 else ''} each)"
+        )
+        slowest = w.get("slowest_page")
+        if slowest and w.get("page_ms"):
+            text += f"; the slowest was page {slowest:,}, {_fmt(w['page_ms'][slowest - 1])} ms"
+        if w.get("missing_at_until"):
+            text += (
+                f"; {w['missing_at_until']:,} of the {w['missing']:,} missing notes are the"
+                " ones whose created_at was a page's `until`, the notes a relay skips when it"
+                " takes `until` as exclusive (NIP-01 makes it inclusive)"
+            )
+        if w.get("error"):
+            text += f"; the walk stopped: {w['error'][:200]}"
+        notes += [text + ".", ""]
+    return notes
+
+
+_PROFILE_ROWS = 10
+
+
+def _profile_section(results: dict[str, Any]) -> list[str]:
+    info = results["meta"].get("profile")
+    targets: dict[str, dict[str, Any]] = results["targets"]
+    profiled = [(name, t["profiles"]) for name, t in targets.items() if t.get("profiles")]
+    if info and info.get("missing") and not profiled:
+        return ["", f"Profiles were asked for (`--profile`), but {info['missing']}."]
+    if not profiled:
+        return []
+    version = (info or {}).get("version") or "py-spy"
+    names = dict.fromkeys(
+        e.split(" (", 1)[0] for _, ps in profiled for p in ps.values() for e in p.get("entry", [])
+    )
+    entry = ", ".join(f"`{n}`" for n in names) or "none"
+    rate = (info or {}).get("rate_hz", 200)
+    out = [
+        "",
+        "#### Where the relay's time goes",
+        "",
+        f"{version} sampled the relay's process tree {rate} times a second during each phase"
+        " (`--profile`). Idle moments (waiting on the network or PostgreSQL) are not"
+        " sampled, so the shares are of the time the relay was running. *Self*: the"
+        " function was the innermost Python frame (time in C code it called counts as its"
+        " own; `Runner.run`'s is the event loop's C code: polling, socket reads and writes,"
+        " callbacks); *inclusive*: it was anywhere on the stack, except the entry frames on"
+        f" nearly every stack ({entry}), left out. file:line is the line most of those"
+        " samples were on. The sampler shares the cores, so this run's other figures are"
+        f" lower than an unprofiled run's. Top {_PROFILE_ROWS} here, 15 in the JSON; the"
+        f" collapsed stacks are in `{results['meta'].get('logs', 'the run directory')}`.",
+    ]
+    for name, profiles in profiled:
+        for phase, p in profiles.items():
+            out += ["", _profile_heading(name, phase, p), ""]
+            if not p.get("samples"):
+                continue
+            out += ["| self % | function | inclusive % | function |", "|---:|---|---:|---|"]
+            self_rows, incl_rows = p.get("self") or [], p.get("inclusive") or []
+            for i in range(min(_PROFILE_ROWS, max(len(self_rows), len(incl_rows)))):
+                cells = []
+                for rows in (self_rows, incl_rows):
+                    if i < len(rows):
+                        r = rows[i]
+                        cells += [f"{r['pct']:.1f}", f"`{r['function']}` {r['where']}"]
+                    else:
+                        cells += ["", ""]
+                out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _profile_heading(name: str, phase: str, p: dict[str, Any]) -> str:
+    text = f"**{name}, {phase}**: {p.get('samples', 0):,} samples in {p.get('seconds', 0):.0f} s"
+    if p.get("processes", 0) > 1:
+        text += f" across {p['processes']} processes"
+    if p.get("entry"):
+        text += f"; the entry frames are on {p.get('entry_pct', 0):.1f} % of them"
+    if p.get("error"):
+        text += f" — {p['error'][:200]}"
+    return text
 
 
 def _pg_settings(machine: dict[str, Any]) -> str:

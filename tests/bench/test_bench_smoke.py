@@ -1,5 +1,6 @@
 """The benchmark harness's own checks: generated events verify, the expected-answer model
-follows NIP-01, queries and partitions are sound. No database and no nostr-relay needed."""
+follows NIP-01, queries and partitions are sound; then a small run of the harness itself
+against fitrelay on the test PostgreSQL (no nostr-relay needed)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,32 @@ import hashlib
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.generate import END_TIME, STREAM_TAG, generate_events
+from bench.generate import (
+    END_TIME,
+    PAGINATION_END,
+    STREAM_TAG,
+    generate_events,
+    generate_pagination,
+    pagination_pubkey,
+)
 from bench.ingest import partition_by_author
 from bench.model import Ev, Model, decode_events
+from bench.profile import find_py_spy
 from bench.query import SHAPES, expected_answers, make_queries
 from bench.report import update_doc
 from relay.nostr.event import canonical_bytes
 from relay.nostr.verify import verify_signature
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 
 _HMS = re.compile(r"\d\d:\d\d:\d\d\Z")
 _COORD = re.compile(r"33401:[0-9a-f]{64}:.+\Z")
@@ -155,3 +168,62 @@ def test_queries_partitions_and_doc_markers(tmp_path: Path) -> None:
     assert "prose" in text and "table two" in text and "table three" in text
     assert "table one" not in text and text.count("bench:begin n=5") == 1
     assert text.index("table four") < text.index("## Other")  # beside the other tables
+
+
+def test_pagination_set_is_one_author_older_than_the_main_set() -> None:
+    out = io.BytesIO()
+    assert generate_pagination(30, 3, out) == 30
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {ev["pubkey"] for ev in events} == {pagination_pubkey(3)}
+    assert [ev["created_at"] for ev in events] == [PAGINATION_END - i for i in range(30)]
+    assert all(ev["kind"] == 1 and ev["tags"] == [] for ev in events)
+    for ev in events[:5]:
+        assert verify_signature(ev["id"], ev["pubkey"], ev["sig"])
+    # No query shape's answer changes with them stored (the time windows start later).
+    main = decode_events(json.dumps(ev).encode() for ev in _generate(300))
+    queries = make_queries(main, seed=3, per_shape=10)
+    notes = decode_events(json.dumps(ev).encode() for ev in events)
+    answers = expected_answers(Model(main), queries, 500, 5000)
+    assert expected_answers(Model(main + notes), queries, 500, 5000) == answers
+
+
+def test_quick_run_with_pagination_and_profiles(tmp_path: Path, server_dsn: str) -> None:
+    """A small end-to-end run against fitrelay: ingest, queries, deep pagination, and the
+    py-spy profiles when py-spy is installed."""
+    py_spy = find_py_spy()
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "bench", "--quick", "--against", "none", "--no-doc"]
+    cmd += ["--events", "2000", "--phases", "ingest,query,pagination"]
+    cmd += ["--queries-per-shape", "10", "--pagination-events", "3000"]
+    cmd += ["--pagination-limit", "200", "--gen-workers", "2", "--dsn", server_dsn]
+    cmd += ["--cache-dir", str(tmp_path / "cache"), "--results-dir", str(results)]
+    cmd.append("--profile")  # without py-spy the run goes on and says why it has no profiles
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = results.glob("*.json")
+    run = json.loads(path.read_text())
+    t = run["targets"]["fitrelay"]
+    assert "error" not in t, t["error"]
+    assert t["ingest"]["accepted"] == 2000
+    for shape in SHAPES:
+        assert t["query"][shape]["exact"] == t["query"][shape]["queries"] == 10, shape
+
+    w = t["pagination"]
+    assert w["load"]["loaded"] == w["expected"] == w["events"] == 3000
+    assert w["exact"] and w["mismatches"] == 0 and w["errors"] == 0
+    assert w["pages"] == 16  # 15 full pages, then the empty one that finds the end
+    assert w["pages_per_tenth"] == 1
+    assert w["first_pages"]["p50_ms"] > 0 and w["last_over_first_p50"] > 0
+    assert "deep pagination 3,000 notes, limit 200" in done.stdout
+
+    run_dir = path.with_suffix("")
+    if py_spy is None:
+        assert "Profiles were asked for" in done.stdout
+        pytest.skip("py-spy is not installed: the run went without profiles")
+    for phase in ("ingest", "query", "pagination"):
+        assert (run_dir / f"fitrelay-{phase}.txt").exists(), phase
+        profile = t["profiles"][phase]
+        assert "error" not in profile, profile["error"]
+    assert t["profiles"]["ingest"]["samples"] > 0
+    assert t["profiles"]["ingest"]["self"]
+    assert "Where the relay's time goes" in done.stdout
