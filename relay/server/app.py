@@ -46,7 +46,7 @@ class Relay:
         self.dsn = dsn
         self.pool: asyncpg.Pool | None = None
         self.metrics = Metrics()
-        self.index = LiveIndex(self.metrics.live_delivery.observe)
+        self.index = LiveIndex(self.metrics.count_live)
         self.monitor: MonitorServer | None = None
         self._stopping = False
         self.connections: set[Connection] = set()

@@ -48,6 +48,17 @@ MAX_EVENTS_IN_FLIGHT = 1_000
 _WRITE_BATCH_BYTES = 256 * 1024
 """At most this much queued outbound data is framed and written at once."""
 
+
+def _text_frame_header(size: int) -> bytes:
+    """The header of a final, unmasked text frame of ``size`` bytes (RFC 6455 section 5.2),
+    the frame a server sends when no extension is in use."""
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 65_536:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
 _VERB = re.compile(r'\s*\[\s*"([A-Z]{1,8})"')
 
 
@@ -120,13 +131,13 @@ class Connection:
         """The socket's buffer was full: the sender task writes until it drains."""
         self.closing = False
         self.query_timeout = config.relay.query_timeout_ms / 1000
+        self.plain_frames = not ws.protocol.extensions
+        """No extension was negotiated: text frames are built here (see :meth:`_write`)."""
 
     # -- outbound ---------------------------------------------------------------------------
 
-    def send(self, data: bytes, *, now: bool = False) -> None:
-        """Queue one message, written at the end of this turn of the loop; with ``now``,
-        written at once when nothing is queued before it and the socket takes data (a live
-        event: its subscribers each get it as soon as their turn in the dispatch comes)."""
+    def send(self, data: bytes) -> None:
+        """Queue one message, written at the end of this turn of the loop."""
         if self.closing:
             return
         verb = data[2 : data.find(b'"', 2)]
@@ -138,11 +149,9 @@ class Connection:
             reason = reason_label(str(frame[-1])) if frame else "other"
             family = self.metrics.notices if verb == b"NOTICE" else self.metrics.closed
             family.labels(reason).inc()
-        if now and not self.outbound and self._writable():
-            ws = self.ws
-            ws.protocol.send_text(data)
-            ws.transport.writelines(ws.protocol.data_to_send())
-            return
+        self._queue(data)
+
+    def _queue(self, data: bytes) -> None:
         self.outbound.append(data)
         self.outbound_bytes += len(data)
         if self.outbound_bytes > self.config.relay.max_pending_outbound_bytes:
@@ -165,9 +174,13 @@ class Connection:
         if sub.buffer is not None:
             sub.buffer.append((event_id, data))
             return False
-        self.metrics.live_events.inc()
-        self.send(data, now=True)
-        return True
+        if self.closing:
+            return True
+        if not self.outbound and self._writable():
+            self._write([data])  # each subscriber gets it as soon as its turn comes
+        else:
+            self._queue(data)
+        return True  # counted by the index's dispatch, once for all its deliveries
 
     def _abort(self, code: int, reason: str, label: str) -> None:
         self.close_reason = label
@@ -197,13 +210,28 @@ class Connection:
             self.wakeup.set()
             return
         while self.outbound:
-            for data in self._take_outbound(_WRITE_BATCH_BYTES):
-                ws.protocol.send_text(data)
-            ws.transport.writelines(ws.protocol.data_to_send())
+            self._write(self._take_outbound(_WRITE_BATCH_BYTES))
             if ws.paused and self.outbound:
                 self.sender_waiting = True
                 self.wakeup.set()
                 return
+
+    def _write(self, batch: list[bytes]) -> None:
+        """Frame ``batch`` as text messages and hand them to the socket in one call. Without
+        extensions a server's frame is a header and the payload as it is, so the header is
+        built here (websockets' framing costs more than the write on a fan-out); with
+        permessage-deflate, websockets frames and compresses."""
+        ws = self.ws
+        if self.plain_frames:
+            parts: list[bytes] = []
+            for data in batch:
+                parts.append(_text_frame_header(len(data)))
+                parts.append(data)
+            ws.transport.writelines(parts)
+        else:
+            for data in batch:
+                ws.protocol.send_text(data)
+            ws.transport.writelines(ws.protocol.data_to_send())
 
     def _writable(self) -> bool:
         """The socket takes data now: open, and its buffer under the high-water mark."""
@@ -229,9 +257,7 @@ class Connection:
             # send_context waits for the buffer to drain (or raises once the connection is
             # closed); framing and writing happen before that wait, so order is kept.
             async with ws.send_context():
-                for data in self._take_outbound(_WRITE_BATCH_BYTES):
-                    ws.protocol.send_text(data)
-                ws.transport.writelines(ws.protocol.data_to_send())
+                self._write(self._take_outbound(_WRITE_BATCH_BYTES))
             if not self.outbound:
                 self.sender_waiting = False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
@@ -74,12 +74,17 @@ class _Sub:
 class LiveIndex:
     """Open subscriptions, looked up by id, author, tag value or kind instead of scanned."""
 
-    def __init__(self, observe: Callable[[float], None] | None = None) -> None:
-        """``observe`` receives the delay of each delivery (seconds since the event was
-        committed, or received for an ephemeral one)."""
-        self.observe = observe
+    def __init__(self, delivered: Callable[[int, float | None], None] | None = None) -> None:
+        """``delivered`` is told, after each dispatch that sent anything, how many live
+        events went out and their delay (seconds since the event was committed, or received
+        for an ephemeral one; None when unknown)."""
+        self.delivered = delivered
         self._by_key: defaultdict[_Key, set[_Sub]] = defaultdict(set)
         self._subs: dict[tuple[int, str], tuple[_Sub, list[_Key]]] = {}
+        self._shared: dict[tuple[Filter, ...], tuple[Filter, ...]] = {}
+        """Equal filter lists share one tuple, so a dispatch matches an event once per
+        distinct list however many subscriptions hold it; ``_users`` counts the holders."""
+        self._users: Counter[tuple[Filter, ...]] = Counter()
 
     def __len__(self) -> int:
         return len(self._subs)
@@ -87,6 +92,8 @@ class LiveIndex:
     def add(self, subscriber: Subscriber, sub_id: str, filters: tuple[Filter, ...]) -> None:
         """Open (or replace) a subscription."""
         self.remove(subscriber, sub_id)
+        filters = self._shared.setdefault(filters, filters)
+        self._users[filters] += 1
         sub = _Sub(subscriber, sub_id, filters)
         keys = sorted({key for flt in filters for key in _index_keys(flt)}, key=repr)
         for key in keys:
@@ -98,6 +105,9 @@ class LiveIndex:
         if entry is None:
             return
         sub, keys = entry
+        self._users[sub.filters] -= 1
+        if not self._users[sub.filters]:
+            del self._users[sub.filters], self._shared[sub.filters]
         for key in keys:
             bucket = self._by_key[key]
             bucket.discard(sub)
@@ -122,15 +132,17 @@ class LiveIndex:
             if bucket:
                 candidates.update(bucket)
         matched = sent = 0
+        verdicts: dict[int, bool] = {}
         for sub in candidates:
-            if matches_any(sub.filters, event):
+            verdict = verdicts.get(id(sub.filters))
+            if verdict is None:
+                verdict = verdicts[id(sub.filters)] = matches_any(sub.filters, event)
+            if verdict:
                 matched += 1
                 data = encode_event(sub.sub_id, raw)
                 sent += sub.subscriber.deliver(sub.sub_id, event.id, data, seq)
-        if sent and since is not None and self.observe is not None:
-            delay = time.monotonic() - since
-            for _ in range(sent):
-                self.observe(delay)
+        if sent and self.delivered is not None:
+            self.delivered(sent, None if since is None else time.monotonic() - since)
         return matched
 
 

@@ -199,6 +199,14 @@ class Metrics:
         )
         build.labels(_version()).set(1)
 
+    def count_live(self, sent: int, delay: float | None) -> None:
+        """One dispatch sent ``sent`` live events, ``delay`` seconds after the commit."""
+        self.live_events.inc(sent)
+        self.sent[b"EVENT"].inc(sent)
+        if delay is not None:
+            for _ in range(sent):
+                self.live_delivery.observe(delay)
+
     def add_callback(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Register metrics computed at scrape time."""
         self.registry.register(_Callback(collect))

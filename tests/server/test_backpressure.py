@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+import pytest
+
 from relay.server.app import Relay
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
@@ -51,6 +54,47 @@ async def test_a_paused_reader_gets_every_frame_in_order(start_relay: Any) -> No
         assert [e["id"] for e in got] == [e["id"] for e in reversed(events)]
         assert all(e == original for e, original in zip(got, reversed(events), strict=True))
         await _until(lambda: not conn.sender_waiting and not conn.outbound)
+    finally:
+        await reader.close()
+        await publisher.close()
+
+
+@pytest.mark.parametrize("compression", [False, True], ids=["plain", "deflate"])
+async def test_frames_of_every_length_arrive_intact(start_relay: Any, compression: bool) -> None:
+    """Stored answers and live events whose frames take each header size (7-bit, 16-bit and
+    64-bit lengths) arrive intact, framed by the relay or, with permessage-deflate
+    negotiated, compressed by websockets."""
+    relay: Relay = await start_relay(relay_config(compression=compression))
+    options: dict[str, Any] = {"compression": "deflate" if compression else None}
+    alice = Keys(32)
+    publisher = await RawClient.open(url_of(relay), **options)
+    reader = await RawClient.open(url_of(relay), **options)
+    try:
+        assert bool(reader.ws.protocol.extensions) is compression
+        # Frames of about 300 bytes more than the content; the last two pass 65,535 by tags.
+        sizes = [0, 1_000, 65_000, 65_000]
+        tags = [[], [], [], [["t", "x" * 100]] * 10]
+
+        def sign(letter: str, at: int) -> list[dict[str, Any]]:
+            return [
+                alice.sign(1, letter * n, t, created_at=at + i)
+                for i, (n, t) in enumerate(zip(sizes, tags, strict=True))
+            ]
+
+        stored = sign("s", 1_000)
+        for event in stored:
+            reply = await publisher.publish(event)
+            assert reply[2], reply
+        got = await reader.req("all", {"authors": [alice.pubkey]})
+        assert got == list(reversed(stored))
+        # EOSE took a 7-bit length; the events 16-bit ones and, the last, a 64-bit one.
+        frames = [len(msgspec.json.encode(["EVENT", "all", e])) for e in stored]
+        assert 126 <= frames[0] < frames[2] < 65_536 < frames[3], frames
+
+        live = sign("l", 3_000)
+        for event in live:
+            assert (await publisher.publish(event))[2]
+            assert await reader.recv() == ["EVENT", "all", event]
     finally:
         await reader.close()
         await publisher.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from relay.nostr.event import Event, decode_event
-from relay.nostr.filters import parse_filter
+from relay.nostr.filters import Filter, parse_filter
 from relay.nostr.limits import Limits
 from relay.server.live import LiveIndex
 from tests.signer import Keys
@@ -78,3 +79,34 @@ def test_subscribers_are_separate() -> None:
     index.remove(one, "s")
     assert index.dispatch(ev, raw) == 1
     assert one.got == [] and len(two.got) == 1
+
+
+def test_equal_filter_lists_are_matched_once_per_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subscriptions with equal filters share one tuple: one match per dispatch, every
+    subscription still delivered to, and the shared entry gone with its last holder."""
+    import relay.server.live as live
+
+    calls: list[int] = []
+    real = live.matches_any
+
+    def counting(filters: tuple[Filter, ...], ev: Event) -> bool:
+        calls.append(1)
+        return real(filters, ev)
+
+    monkeypatch.setattr(live, "matches_any", counting)
+    counted: list[tuple[int, float | None]] = []
+    index = LiveIndex(lambda sent, delay: counted.append((sent, delay)))
+    inboxes = [Inbox() for _ in range(50)]
+    for inbox in inboxes:
+        index.add(inbox, "feed", (f({"kinds": [1301], "#t": ["run"]}),))
+    index.add(inboxes[0], "other", (f({"kinds": [1301], "#t": ["run"], "since": 10}),))
+    ev, raw = event(kind=1301, content="", tags=[["t", "run"]], created_at=50)
+    assert index.dispatch(ev, raw, since=0.0) == 51
+    assert len(calls) == 2  # two distinct filter lists
+    assert all(len(inbox.got) == (2 if i == 0 else 1) for i, inbox in enumerate(inboxes))
+    assert len(counted) == 1 and counted[0][0] == 51 and counted[0][1] is not None
+    for inbox in inboxes[1:]:
+        index.remove(inbox, "feed")
+    assert len(index._shared) == 2
+    index.remove_all(inboxes[0], ["feed", "other"])
+    assert index._shared == {} and not index._users and index._by_key == {}
