@@ -546,7 +546,12 @@ async def export_events(
         now = int(time.time())
     conn = await asyncpg.connect(
         dsn,
-        server_settings={**SESSION_SETTINGS, "application_name": "fitrelay export"},
+        server_settings={
+            **SESSION_SETTINGS,
+            # export_page's optional conditions fold away only in a plan made for the values
+            "plan_cache_mode": "force_custom_plan",
+            "application_name": "fitrelay export",
+        },
     )
     written = 0
     try:

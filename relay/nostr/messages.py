@@ -6,6 +6,7 @@ serialised once and re-verifies byte for byte on the client.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -24,6 +25,7 @@ __all__ = [
     "encode_count",
     "encode_eose",
     "encode_event",
+    "encode_events",
     "encode_notice",
     "encode_ok",
 ]
@@ -120,6 +122,12 @@ def decode_client_message(data: str | bytes) -> ClientMessage:
 
 def encode_event(sub_id: str, raw_event: bytes) -> bytes:
     return b'["EVENT",' + _enc.encode(sub_id) + b"," + raw_event + b"]"
+
+
+def encode_events(sub_id: str, raw_events: Iterable[str]) -> list[bytes]:
+    """The EVENT messages of a stored answer, one per stored JSON text."""
+    head = b'["EVENT",' + _enc.encode(sub_id) + b","
+    return [head + raw.encode() + b"]" for raw in raw_events]
 
 
 def encode_ok(event_id: str, accepted: bool, message: str) -> bytes:

@@ -29,7 +29,7 @@ from relay.nostr.messages import (
     encode_closed,
     encode_count,
     encode_eose,
-    encode_event,
+    encode_events,
     encode_notice,
     encode_ok,
 )
@@ -151,9 +151,9 @@ class Connection:
             family.labels(reason).inc()
         self._queue(data)
 
-    def _queue(self, data: bytes) -> None:
-        self.outbound.append(data)
-        self.outbound_bytes += len(data)
+    def _queue(self, *messages: bytes) -> None:
+        self.outbound.extend(messages)
+        self.outbound_bytes += sum(map(len, messages))
         if self.outbound_bytes > self.config.relay.max_pending_outbound_bytes:
             log.info("conn %d: disconnecting slow client", self.conn_id)
             self.metrics.slow_disconnects.inc()
@@ -390,9 +390,12 @@ class Connection:
             log.exception("conn %d: query failed", self.conn_id)
             self._fail(sub_id, "error: could not run the query")
             return
-        for _event_id, raw in rows:
-            self.send(encode_event(sub_id, raw.encode()))
-        self.send(encode_eose(sub_id))
+        if not self.closing:
+            answer = encode_events(sub_id, [raw for _event_id, raw in rows])
+            answer.append(encode_eose(sub_id))
+            self.metrics.sent[b"EVENT"].inc(len(rows))
+            self.metrics.sent[b"EOSE"].inc()
+            self._queue(*answer)
         sub.answered = self.tail.undispatched_local(event_id.hex() for event_id, _ in rows)
         self.metrics.req_events.inc(len(rows))
         self.metrics.req_eose.observe(time.monotonic() - started)

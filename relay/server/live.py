@@ -188,7 +188,8 @@ class LogTail:
 
     def undispatched_local(self, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` this process stored and the tail has not dispatched yet."""
-        return {i for i in ids if i in self._local}
+        local = self._local
+        return {i for i in ids if i in local} if local else set()
 
     def committed(self, ids: list[str]) -> None:
         """The local writer stored these events (and invalidated the cache for them)."""

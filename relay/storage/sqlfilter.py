@@ -2,8 +2,10 @@
 
 The text depends only on a filter's shape (which fields are present, how many tag letters),
 never on its values, so asyncpg's statement cache stays hot. Values travel as parameters,
-lists as arrays. Connections run with ``plan_cache_mode = force_custom_plan`` so a prepared
-tag query never falls into PostgreSQL's generic plan.
+lists as arrays. The SQL of each shape leaves the planner one sensible plan whatever the
+values (an index read in ``created_at`` order that stops after the limit, one stream per
+author x kind or tag value), so relay connections use generic plans
+(``plan_cache_mode = force_generic_plan``) and skip planning on every run.
 """
 
 from __future__ import annotations

@@ -136,7 +136,10 @@ def test_queries_partitions_and_doc_markers(tmp_path: Path) -> None:
     lines = [json.dumps(ev).encode() for ev in _generate(300)]
     events = decode_events(lines)
     queries = make_queries(events, seed=3, per_shape=10)
-    assert set(queries) == set(SHAPES) and all(len(q) == 10 for q in queries.values())
+    assert set(queries) == set(SHAPES)
+    assert all(len(q) == 10 for shape, q in queries.items() if shape != "mixed")
+    assert len(queries["mixed"]) == 10 * (len(SHAPES) - 1)
+    assert [q for q in queries["mixed"] if "ids" in q][:2] == queries["mixed"][:10:9]
     model = Model(events)
     answers = expected_answers(model, queries, 500, 5000)
     for flt, ids in zip(queries["ids"], answers["ids"], strict=True):
@@ -206,7 +209,8 @@ def test_quick_run_with_pagination_and_profiles(tmp_path: Path, server_dsn: str)
     assert "error" not in t, t["error"]
     assert t["ingest"]["accepted"] == 2000
     for shape in SHAPES:
-        assert t["query"][shape]["exact"] == t["query"][shape]["queries"] == 10, shape
+        count = 10 * (len(SHAPES) - 1) if shape == "mixed" else 10
+        assert t["query"][shape]["exact"] == t["query"][shape]["queries"] == count, shape
 
     w = t["pagination"]
     assert w["load"]["loaded"] == w["expected"] == w["events"] == 3000
