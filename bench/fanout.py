@@ -12,7 +12,6 @@ All timestamps are CLOCK_MONOTONIC, which every process on the machine shares.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import multiprocessing
@@ -24,10 +23,8 @@ from typing import Any
 
 import msgspec
 import secp256k1
-from websockets.exceptions import ConnectionClosed
 
 from bench.common import (
-    COMPRESSION_ENV,
     decode_event_id,
     event_prefix,
     gather_limited,
@@ -35,6 +32,7 @@ from bench.common import (
     open_ws,
     raise_nofile,
 )
+from bench.frames import FrameSocket
 from relay.nostr.event import canonical_bytes
 
 __all__ = ["FanoutResult", "run_fanout"]
@@ -114,16 +112,11 @@ async def _subscribe(
     failed = len(opened) - len(sockets)
 
     frames: list[tuple[bytes, float]] = []
-    readers = [_FrameReader.take_over(ws, frames) for ws in sockets] if _PLAIN else []
 
-    async def listen(ws: Any) -> None:
-        # With permessage-deflate the frames need websockets to inflate them.
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                message = await ws.recv(decode=False)
-                frames.append((message, time.monotonic()))
+    def received(message: bytes, at: float) -> None:
+        frames.append((message, at))  # decoded once the measurement is over
 
-    listeners = [] if _PLAIN else [asyncio.create_task(listen(ws)) for ws in sockets]
+    readers = [FrameSocket.take_over(ws, received) for ws in sockets]
     pipe.send(("ready", failed))
     loop = asyncio.get_running_loop()
     command = await loop.run_in_executor(None, pipe.recv)
@@ -132,14 +125,9 @@ async def _subscribe(
     stop_at = time.monotonic() + settle
     while len(frames) < want and time.monotonic() < stop_at:
         await asyncio.sleep(0.02)
-    for task in listeners:
-        task.cancel()
-    await asyncio.gather(*listeners, return_exceptions=True)
     pipe.send(("done", _arrivals(frames)))
     for reader in readers:
         reader.close()
-    if not readers:
-        await gather_limited([functools.partial(ws.close) for ws in sockets], 200)
 
 
 def _arrivals(frames: list[tuple[bytes, float]]) -> list[tuple[str, str, float]]:
@@ -155,64 +143,6 @@ def _arrivals(frames: list[tuple[bytes, float]]) -> list[tuple[str, str, float]]
         if reply[0] == "EVENT":
             arrivals.append((reply[1], reply[2]["id"], at))
     return arrivals
-
-
-_PLAIN = os.environ.get(COMPRESSION_ENV) != "deflate"
-"""No compression offered: once subscribed, a connection's frames are read by
-:class:`_FrameReader` instead of websockets."""
-
-
-class _FrameReader(asyncio.Protocol):
-    """Reads a subscribed connection's frames straight off its socket.
-
-    Once every subscription has had its EOSE the socket's protocol is swapped for this one,
-    which splits the bytes into frames as they arrive and keeps each payload with the time
-    its bytes came in; decoding waits until the measurement is over. websockets' own
-    receive path (parser, message assembly, a task woken per message) costs the client tens
-    of microseconds per message, and on a 2-core machine that CPU is taken from the relay
-    and shows up as delivery latency that is not the relay's.
-    """
-
-    def __init__(self, transport: asyncio.Transport, frames: list[tuple[bytes, float]]) -> None:
-        self.transport = transport
-        self.frames = frames
-        self.buffer = b""
-
-    @classmethod
-    def take_over(cls, ws: Any, frames: list[tuple[bytes, float]]) -> _FrameReader:
-        reader = cls(ws.transport, frames)
-        ws.transport.set_protocol(reader)
-        return reader
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        buf = self.buffer + data if self.buffer else data
-        at, end = 0, len(buf)
-        while end - at >= 2:
-            opcode, size = buf[at] & 0x0F, buf[at + 1] & 0x7F
-            start = at + 2
-            if size == 126:
-                start, size = at + 4, int.from_bytes(buf[at + 2 : at + 4], "big")
-            elif size == 127:
-                start, size = at + 10, int.from_bytes(buf[at + 2 : at + 10], "big")
-            if end < start + size:
-                break
-            payload = buf[start : start + size]
-            if opcode == 0x1:
-                self.frames.append((payload, now))
-            elif opcode == 0x9:  # ping: a masked pong (an all-zero key) with its payload
-                self.transport.write(bytes((0x8A, 0x80 | size)) + bytes(4) + payload)
-            at = start + size
-        self.buffer = buf[at:]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pass
-
-    def close(self) -> None:
-        """A close frame (1000, masked with an all-zero key), then the socket closes."""
-        if not self.transport.is_closing():
-            self.transport.write(b"\x88\x82\x00\x00\x00\x00\x03\xe8")
-            self.transport.close()
 
 
 # -- the publisher --------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 For each shape the relay's own SQL (relay.storage.sqlfilter.compile_query) is run with
 values picked from the data (the most used hashtag, mention, author ...), ``runs`` times on
 a relay-configured connection; p50/p99 and the ``EXPLAIN (ANALYZE, BUFFERS)`` plan of one
-run go into docs/benchmarks.md between markers.
+run, the generic plan of the prepared statement as the relay runs it
+(:func:`relay.storage.plans.explain`), go into docs/benchmarks.md between markers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncpg
 from bench.common import latency_summary
 from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
+from relay.storage.plans import explain
 from relay.storage.postgres import SESSION_SETTINGS
 from relay.storage.sqlfilter import compile_query
 
@@ -79,11 +81,12 @@ async def _run(dsn: str, runs: int) -> tuple[str, list[str]]:
                 seconds.append(time.perf_counter() - started)
             lat = latency_summary(seconds)
             rows.append(f"| {name} | {len(got)} | {lat['p50_ms']} | {lat['p99_ms']} |")
-            plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+            plan = await explain(conn, sql, args, text=True)
             plans.append(f"#### {name}\n\n```\n{sql}\n```\n\n```\n"
-                         + "\n".join(r[0] for r in plan) + "\n```\n")  # fmt: skip
+                         + "\n".join(plan) + "\n```\n")  # fmt: skip
         head = (f"SQL of each REQ shape over {count:,} stored events, {runs} runs each on one"
-                " relay-configured connection (`python -m bench.plans`), 2 shared cores."
+                " relay-configured connection (`python -m bench.plans`), 2 shared cores; the"
+                " plans are the generic plans the relay's prepared statements run with."
                 "\n\n| shape | rows | SQL p50 ms | SQL p99 ms |\n|---|---|---|---|")  # fmt: skip
         return head + "\n" + "\n".join(rows), plans
     finally:
@@ -101,7 +104,7 @@ def main() -> None:
                          *plans, "</details>", _END])  # fmt: skip
     print(table)
     doc = Path(args.doc)
-    text = doc.read_text()
+    text = doc.read_text() if doc.exists() else "# Query plans\n"
     if _START in text:
         text = text[: text.index(_START)] + section + text[text.index(_END) + len(_END) :]
     else:

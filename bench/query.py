@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from bench.common import decode_event_id, event_prefix, latency_summary, open_ws
+from bench.frames import FrameSocket
 from bench.generate import END_TIME
 from bench.model import Ev, Model
 
@@ -36,7 +37,10 @@ SHAPES: dict[str, str] = {
     "kind_window": "kind + since/until + limit",
     "address": "addressable: kind + author + #d",
     "library": "exercise library: kinds [33401] + author",
+    "mixed": "mixed: the shapes above in turn",
 }
+"""Each REQ shape measured; ``mixed`` sends fresh queries of every other shape in turn,
+``per_shape`` of each, over the same connections (a relay's traffic is not one shape)."""
 
 _ADDRESSABLE = (33401, 33402, 30003, 30004)
 
@@ -100,7 +104,10 @@ def make_queries(events: Sequence[Ev], seed: int, per_shape: int) -> Filters:
             return {"kinds": [33401], "authors": [pk]}
         raise ValueError(shape)
 
-    return {shape: [one(shape) for _ in range(per_shape)] for shape in SHAPES}
+    single = [shape for shape in SHAPES if shape != "mixed"]
+    queries = {shape: [one(shape) for _ in range(per_shape)] for shape in single}
+    queries["mixed"] = [one(single[i % len(single)]) for i in range(per_shape * len(single))]
+    return queries
 
 
 @dataclass
@@ -140,32 +147,71 @@ class _QueryError(Exception):
     pass
 
 
-async def _req(ws: Any, sub: str, flt: dict[str, Any], timeout: float) -> list[str]:
+_TERMINAL = (b'["EOSE"', b'["CLOSED"', b'["NOTICE"')
+
+
+class _Connection:
+    """One querying connection: REQ out, frames back until the answer ends (EOSE, CLOSED or
+    a NOTICE), read by :class:`bench.frames.FrameSocket`."""
+
+    def __init__(self, ws: Any) -> None:
+        self.frames: list[bytes] = []
+        self.sub = ""
+        self.done: asyncio.Future[None] | None = None
+        self.socket = FrameSocket.take_over(ws, self._message, self._lost)
+
+    @classmethod
+    async def open(cls, url: str) -> _Connection:
+        return cls(await open_ws(url))
+
+    def _message(self, payload: bytes, at: float) -> None:
+        self.frames.append(payload)
+        if self.done is None or self.done.done() or not payload.startswith(_TERMINAL):
+            return
+        reply = _decode(payload)
+        if reply[0] == "NOTICE" or reply[1] == self.sub:
+            self.done.set_result(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(ConnectionError(f"connection lost: {exc!r}"))
+
+    async def exchange(self, sub: str, request: bytes, timeout: float) -> list[bytes]:
+        """Send ``request`` (a REQ for ``sub``); the frames received until its answer ends."""
+        self.frames, self.sub = [], sub
+        self.done = asyncio.get_running_loop().create_future()
+        self.socket.send_text(request)
+        async with asyncio.timeout(timeout):
+            await self.done
+        frames, self.frames = self.frames, []
+        return frames
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+async def _req(conn: _Connection, sub: str, flt: dict[str, Any], timeout: float) -> list[str]:
     """The ids the relay sends for ``flt`` up to its EOSE.
 
-    Frames are taken as bytes (no text decoding); an EVENT frame for ``sub`` is decoded
-    into just the event's id (:func:`bench.common.decode_event_id`), any other frame in
-    full, so the client's CPU per event stays small beside the relay's."""
-    await ws.send(msgspec.json.encode(["REQ", sub, flt]), text=True)
+    An EVENT frame for ``sub`` is decoded into just the event's id
+    (:func:`bench.common.decode_event_id`), any other frame in full, so the client's CPU per
+    event stays small beside the relay's."""
+    frames = await conn.exchange(sub, msgspec.json.encode(["REQ", sub, flt]), timeout)
     got: list[str] = []
     prefix = event_prefix(sub)
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await ws.recv(decode=False)
-            if frame.startswith(prefix):
-                got.append(decode_event_id(frame)[2].id)
-                continue
-            reply = _decode(frame)
-            verb = reply[0]
-            if verb == "EVENT" and reply[1] == sub:
-                got.append(reply[2]["id"])
-            elif verb == "EOSE" and reply[1] == sub:
-                break
-            elif verb == "CLOSED" and reply[1] == sub:
-                raise _QueryError(f"CLOSED {reply[2] if len(reply) > 2 else ''}")
-            elif verb == "NOTICE":
-                raise _QueryError(f"NOTICE {reply[1] if len(reply) > 1 else ''}")
-    await ws.send(msgspec.json.encode(["CLOSE", sub]), text=True)
+    for frame in frames:
+        if frame.startswith(prefix):
+            got.append(decode_event_id(frame)[2].id)
+            continue
+        reply = _decode(frame)
+        verb = reply[0]
+        if verb == "EVENT" and reply[1] == sub:
+            got.append(reply[2]["id"])
+        elif verb == "CLOSED" and reply[1] == sub:
+            raise _QueryError(f"CLOSED {reply[2] if len(reply) > 2 else ''}")
+        elif verb == "NOTICE":
+            raise _QueryError(f"NOTICE {reply[1] if len(reply) > 1 else ''}")
+    conn.socket.send_text(msgspec.json.encode(["CLOSE", sub]))
     return got
 
 
@@ -221,13 +267,13 @@ async def run_shape(
 ) -> ShapeResult:
     """Run ``filters`` over ``concurrency`` connections until done or ``time_limit`` passes."""
     result = ShapeResult(shape)
-    conns = [await open_ws(url) for _ in range(concurrency)]
+    conns = [await _Connection.open(url) for _ in range(concurrency)]
     next_index = [0]
     start = time.perf_counter()
     deadline = start + time_limit
 
     async def worker(slot: int) -> None:
-        ws = conns[slot]
+        conn = conns[slot]
         n = 0
         while time.perf_counter() < deadline:
             i = next_index[0]
@@ -237,15 +283,15 @@ async def run_shape(
             n += 1
             sent = time.perf_counter()
             try:
-                got = await _req(ws, f"q{slot}-{n}", filters[i], timeout)
+                got = await _req(conn, f"q{slot}-{n}", filters[i], timeout)
             except Exception as exc:
                 result.errors += 1
                 result.queries += 1
                 if len(result.examples) < 3:
                     error = repr(exc)[:200]
                     result.examples.append({"kind": "error", "filter": filters[i], "error": error})
-                await ws.close()
-                ws = conns[slot] = await open_ws(url)
+                conn.close()
+                conn = conns[slot] = await _Connection.open(url)
                 continue
             result.latencies.append(time.perf_counter() - sent)
             result.queries += 1
@@ -253,7 +299,8 @@ async def run_shape(
 
     await asyncio.gather(*(worker(s) for s in range(concurrency)))
     result.seconds = time.perf_counter() - start
-    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+    for conn in conns:
+        conn.close()
     return result
 
 
