@@ -196,7 +196,8 @@ def test_quick_run_with_pagination_and_profiles(tmp_path: Path, server_dsn: str)
     py_spy = find_py_spy()
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "bench", "--quick", "--against", "none", "--no-doc"]
-    cmd += ["--events", "2000", "--phases", "ingest,query,pagination"]
+    cmd += ["--events", "2000", "--phases", "ingest,query,pagination,fanout"]
+    cmd += ["--subscribers", "40", "--fanout-events", "5", "--fanout-interval", "0.01"]
     cmd += ["--queries-per-shape", "10", "--pagination-events", "3000"]
     cmd += ["--pagination-limit", "200", "--gen-workers", "2", "--dsn", server_dsn]
     cmd += ["--cache-dir", str(tmp_path / "cache"), "--results-dir", str(results)]
@@ -211,6 +212,10 @@ def test_quick_run_with_pagination_and_profiles(tmp_path: Path, server_dsn: str)
     for shape in SHAPES:
         count = 10 * (len(SHAPES) - 1) if shape == "mixed" else 10
         assert t["query"][shape]["exact"] == t["query"][shape]["queries"] == count, shape
+
+    f = t["fanout"]
+    assert f["expected_deliveries"] == f["delivered"] == 40 * 5 and f["duplicates"] == 0, f
+    assert f["failed_connections"] == 0 and f["error"] is None, f
 
     w = t["pagination"]
     assert w["load"]["loaded"] == w["expected"] == w["events"] == 3000
