@@ -47,13 +47,15 @@ class FrameSocket(asyncio.Protocol):
         on_message: Callable[[bytes, float], None],
         *,
         on_lost: Callable[[Exception | None], None] | None = None,
-        deflate: bool = False,
+        deflate: Any = None,
     ) -> None:
         self.transport = transport
         self.on_message = on_message
         self.on_lost = on_lost
         self.lost = False
-        self.inflater = zlib.decompressobj(-15) if deflate else None
+        self.deflate = deflate
+        """websockets' permessage-deflate state, when negotiated: messages compressed with
+        context takeover are inflated with the decompressor that read the earlier ones."""
         self.buffer = b""
         self.fragments: list[bytes] = []
         self.fragmented_opcode = 0
@@ -68,7 +70,8 @@ class FrameSocket(asyncio.Protocol):
     ) -> FrameSocket:
         """Read ``ws`` (a websockets client connection, idle: nothing half received) from now
         on; websockets no longer sees its bytes. ``on_lost`` is called when it closes."""
-        deflate = bool(ws.protocol.extensions)
+        extensions = ws.protocol.extensions
+        deflate = extensions[0] if extensions else None
         socket = cls(ws.transport, on_message, on_lost=on_lost, deflate=deflate)
         ws.transport.set_protocol(socket)
         return socket
@@ -121,9 +124,17 @@ class FrameSocket(asyncio.Protocol):
             opcode, compressed = self.fragmented_opcode, self.fragmented_compressed
         if opcode != _TEXT:
             return  # pongs; binary messages are not part of NIP-01
-        if compressed and self.inflater is not None:
-            payload = self.inflater.decompress(payload + _DEFLATE_TAIL)
+        if compressed and self.deflate is not None:
+            payload = self._inflate(payload)
         self.on_message(payload, now)
+
+    def _inflate(self, payload: bytes) -> bytes:
+        deflate = self.deflate
+        if deflate.remote_no_context_takeover:  # each message on its own
+            decoder = zlib.decompressobj(wbits=-deflate.remote_max_window_bits)
+        else:
+            decoder = deflate.decoder
+        return decoder.decompress(payload + _DEFLATE_TAIL)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
