@@ -2,20 +2,21 @@
 
 The text depends only on a filter's shape (which fields are present, how many tag letters),
 never on its values, so asyncpg's statement cache stays hot. Values travel as parameters,
-lists as arrays. The SQL of each shape leaves the planner one sensible plan whatever the
-values (an index read in ``created_at`` order that stops after the limit, one stream per
-author x kind or tag value), so relay connections use generic plans
-(``plan_cache_mode = force_generic_plan``) and skip planning on every run.
+lists as arrays. Most shapes leave the planner one sensible plan whatever the values (an
+index read in ``created_at`` order that stops after the limit, one stream per author x kind
+or tag value, or ids); relay connections run those on generic plans and skip planning. The
+rest say so (:attr:`Query.generic` false) and are run with a plan made for their values.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from relay.nostr.filters import Filter
 
-__all__ = ["compile_count", "compile_query", "effective_limit", "tag_key"]
+__all__ = ["Query", "compile_count", "compile_query", "effective_limit", "tag_key"]
 
 TAG_VALUE_INLINE_BYTES = 200
 _HASHED = "\x01"
@@ -198,7 +199,19 @@ def _stream_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]
     return sql, params.values
 
 
-def compile_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]:
+class Query(NamedTuple):
+    """A statement and its parameters."""
+
+    sql: str
+    args: list[object]
+    generic: bool
+    """Its plan does not depend on the values (index streams in answer order, or ids), so
+    the generic plan of the prepared statement serves every run; otherwise the statement
+    wants a plan made for its values (``ANY`` over many authors or tag values, COUNT), and
+    a generic plan can be a hundred times slower."""
+
+
+def compile_query(flt: Filter, now: int, limit: int) -> Query:
     """``SELECT created_at, id, raw`` of the newest ``limit`` matches, ties by lowest id.
 
     The plan is chosen by the filter's shape, so that an index hands rows over in answer
@@ -208,21 +221,24 @@ def compile_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]
     if flt.ids is None and flt.tags:
         led = _tag_query(flt, now, limit)
         if led is not None:
-            return led
+            return Query(*led, generic=True)
     streamed = _stream_query(flt, now, limit)
     if streamed is not None:
-        return streamed
+        return Query(*streamed, generic=True)
     params = _Params()
     where = _where(flt, now, params)
     sql = (
         f"SELECT e.created_at, e.id, e.raw FROM events e WHERE {where}"
         f" ORDER BY e.created_at DESC, e.id LIMIT {params.add(limit)}"
     )
-    return sql, params.values
+    # Led by ids, or bounded by time alone: an index lookup or a created_at scan either way.
+    by_time = flt.authors is None and flt.kinds is None and not flt.tags
+    return Query(sql, params.values, generic=flt.ids is not None or by_time)
 
 
-def compile_count(filters: Sequence[Filter], now: int) -> tuple[str, list[object]]:
+def compile_count(filters: Sequence[Filter], now: int) -> Query:
     """``SELECT count(*)`` of the union of ``filters`` (NIP-45); limits do not apply."""
     params = _Params()
     parts = [f"SELECT e.id FROM events e WHERE {_where(f, now, params)}" for f in filters]
-    return f"SELECT count(*) FROM ({' UNION '.join(parts)}) AS matched", params.values
+    sql = f"SELECT count(*) FROM ({' UNION '.join(parts)}) AS matched"
+    return Query(sql, params.values, generic=False)

@@ -14,7 +14,7 @@ from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
 from relay.storage.plans import explain
 from relay.storage.postgres import IngestStatus, Store, create_pool
-from relay.storage.sqlfilter import compile_query
+from relay.storage.sqlfilter import compile_count, compile_query
 from tests.signer import Keys
 
 
@@ -64,7 +64,8 @@ async def test_a_prolific_authors_old_notes_are_read_newest_first(store: Store) 
         )
         pubkey = await conn.fetchval("SELECT pubkey FROM events WHERE created_at = 1000001")
         flt = parse_filter({"authors": [pubkey.hex()], "kinds": [1], "limit": 100}, Limits())
-        sql, args = compile_query(flt, 0, 100)
+        sql, args, generic = compile_query(flt, 0, 100)
+        assert generic
         plan = await explain(conn, sql, args)  # the generic plan, as the relay runs it
     root = plan[0]["Plan"]
     assert root["Actual Rows"] == 100
@@ -94,7 +95,8 @@ async def test_one_generic_plan_serves_a_rare_and_a_common_tag(store: Store, fir
         order = ["rare", "common"] if first == "rare" else ["common", "rare"]
         for value in order:
             flt = parse_filter({"#t": [value], "limit": 100}, Limits())
-            sql, args = compile_query(flt, 0, 100)
+            sql, args, generic = compile_query(flt, 0, 100)
+            assert generic
             for _ in range(6):  # past the five runs after which "auto" would go generic
                 await conn.fetch(sql, *args)
             root = (await explain(conn, sql, args))[0]["Plan"]
@@ -226,3 +228,40 @@ async def test_every_removal_is_logged_in_seq_order(store: Store) -> None:
         ("note", "removed"),
         ("expiring", "removed"),
     ]
+
+
+async def test_value_dependent_shapes_get_a_plan_for_their_values(db_dsn: str) -> None:
+    """Shapes whose SQL has one sensible plan run on the prepared statement's generic plan;
+    the rest (ANY over more values than streams are made for, COUNT) get a plan made for
+    their values each time, through SET LOCAL, and leave the session's setting as it was."""
+    pool = await create_pool(db_dsn, min_size=1, max_size=1)  # one connection: its statements
+    store = Store(pool, default_limit=100)
+    keys = [Keys(100 + i).pubkey for i in range(40)]
+    shapes = {
+        "one tag": ({"#t": ["run"], "limit": 10}, True),
+        "authors and kinds": ({"authors": keys[:3], "kinds": [1, 1301], "limit": 10}, True),
+        "ids": ({"ids": keys[:5]}, True),
+        "time only": ({"since": 5, "limit": 10}, True),
+        "40 tags": ({"#t": [f"tag{i}" for i in range(40)], "limit": 10}, False),
+        "40 authors": ({"authors": keys, "limit": 10}, False),
+    }
+    try:
+        for raw, _generic in shapes.values():
+            for _ in range(3):
+                await store.query([parse_filter(raw, Limits())], 0)
+        for _ in range(2):
+            await store.count([parse_filter({"#t": ["run"]}, Limits())], 0)
+        async with pool.acquire() as conn:
+            prepared = await conn.fetch(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            )
+            assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    finally:
+        await pool.close()
+    runs = {row[0]: (row[1], row[2]) for row in prepared}
+    for name, (raw, generic) in shapes.items():
+        query = compile_query(parse_filter(raw, Limits()), 0, 10)
+        assert query.generic is generic, name
+        assert runs[query.sql] == ((3, 0) if generic else (0, 3)), name
+    count = compile_count([parse_filter({"#t": ["run"]}, Limits())], 0)
+    assert not count.generic and runs[count.sql] == (0, 2)
