@@ -7,8 +7,8 @@ scratch database; create a fresh database, start the relay, and measure in turn
   ingest      every main event published by P connections with W in flight (this also
               loads the database for the queries); then VACUUM ANALYZE and CHECKPOINT
   stopwait    stream events published by connections with one EVENT in flight, for T s
-  query       9 REQ shapes and their mix, C connections, time to EOSE and queries/s, every
-              answer checked
+  query       9 REQ shapes, their mix and a follow feed, C connections, time to EOSE and
+              queries/s, every answer checked
   pagination  load N notes of one new author (200000; a smaller count when loading them all
               would exceed --pagination-load-seconds), then walk them back with `until`,
               L per page: time to EOSE of the first and the last tenth of the pages, every

@@ -23,7 +23,14 @@ from bench.frames import FrameSocket
 from bench.generate import END_TIME
 from bench.model import Ev, Model
 
-__all__ = ["SHAPES", "ShapeResult", "expected_answers", "make_queries", "run_shape"]
+__all__ = [
+    "MIXED_SHAPES",
+    "SHAPES",
+    "ShapeResult",
+    "expected_answers",
+    "make_queries",
+    "run_shape",
+]
 
 _decode = msgspec.json.Decoder().decode
 
@@ -38,9 +45,15 @@ SHAPES: dict[str, str] = {
     "address": "addressable: kind + author + #d",
     "library": "exercise library: kinds [33401] + author",
     "mixed": "mixed: the shapes above in turn",
+    "feed": "follow feed: a contact list's authors + kinds [1, 1301]",
 }
-"""Each REQ shape measured; ``mixed`` sends fresh queries of every other shape in turn,
-``per_shape`` of each, over the same connections (a relay's traffic is not one shape)."""
+"""Each REQ shape measured. ``mixed`` sends fresh queries of the shapes before it in turn,
+``per_shape`` of each, over the same connections (a relay's traffic is not one shape).
+``feed`` is what a client's home timeline asks for: the authors of one stored contact list
+(up to 500 of them) and the note and workout kinds."""
+
+MIXED_SHAPES = tuple(SHAPES)[: tuple(SHAPES).index("mixed")]
+"""The shapes ``mixed`` draws from."""
 
 _ADDRESSABLE = (33401, 33402, 30003, 30004)
 
@@ -61,6 +74,12 @@ def make_queries(events: Sequence[Ev], seed: int, per_shape: int) -> Filters:
     for ev in events:
         by_kind.setdefault(ev.kind, []).append(ev.created_at)
     exercise_authors = [ev.pubkey for ev in events if ev.kind == 33401] or authors
+    follow_lists = [
+        list(dict.fromkeys(t[1] for t in ev.tags if t[:1] == ["p"] and len(t) > 1))[:500]
+        for ev in events
+        if ev.kind == 3
+    ]
+    follow_lists = [f for f in follow_lists if f] or [list(dict.fromkeys(authors))[:50]]
 
     def d_of(ev: Ev) -> str:
         return next((t[1] for t in ev.tags if len(t) > 1 and t[0] == "d"), "")
@@ -99,14 +118,17 @@ def make_queries(events: Sequence[Ev], seed: int, per_shape: int) -> Filters:
                 return {"kinds": [33401], "authors": [rng.choice(authors)], "#d": [""]}
             ev = rng.choice(addressable)
             return {"kinds": [ev.kind], "authors": [ev.pubkey], "#d": [d_of(ev)]}
+        if shape == "feed":
+            return {"authors": rng.choice(follow_lists), "kinds": [1, 1301], "limit": 100}
         if shape == "library":
             pk = rng.choice(exercise_authors) if rng.random() < 0.8 else rng.choice(authors)
             return {"kinds": [33401], "authors": [pk]}
         raise ValueError(shape)
 
-    single = [shape for shape in SHAPES if shape != "mixed"]
-    queries = {shape: [one(shape) for _ in range(per_shape)] for shape in single}
-    queries["mixed"] = [one(single[i % len(single)]) for i in range(per_shape * len(single))]
+    queries = {shape: [one(shape) for _ in range(per_shape)] for shape in MIXED_SHAPES}
+    turns = per_shape * len(MIXED_SHAPES)
+    queries["mixed"] = [one(MIXED_SHAPES[i % len(MIXED_SHAPES)]) for i in range(turns)]
+    queries["feed"] = [one("feed") for _ in range(per_shape)]
     return queries
 
 

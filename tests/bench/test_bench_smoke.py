@@ -26,7 +26,7 @@ from bench.generate import (
 from bench.ingest import partition_by_author
 from bench.model import Ev, Model, decode_events
 from bench.profile import find_py_spy
-from bench.query import SHAPES, expected_answers, make_queries
+from bench.query import MIXED_SHAPES, SHAPES, expected_answers, make_queries
 from bench.report import update_doc
 from relay.nostr.event import canonical_bytes
 from relay.nostr.verify import verify_signature
@@ -138,7 +138,15 @@ def test_queries_partitions_and_doc_markers(tmp_path: Path) -> None:
     queries = make_queries(events, seed=3, per_shape=10)
     assert set(queries) == set(SHAPES)
     assert all(len(q) == 10 for shape, q in queries.items() if shape != "mixed")
-    assert len(queries["mixed"]) == 10 * (len(SHAPES) - 1)
+    assert len(queries["mixed"]) == 10 * len(MIXED_SHAPES) and "feed" not in MIXED_SHAPES
+    follow_lists = {
+        tuple(dict.fromkeys(t[1] for t in ev.tags if t[0] == "p"))[:500]
+        for ev in events
+        if ev.kind == 3
+    }
+    assert follow_lists, "the sample has no contact list: the feed check would prove nothing"
+    for flt in queries["feed"]:
+        assert tuple(flt["authors"]) in follow_lists and flt["kinds"] == [1, 1301]
     assert [q for q in queries["mixed"] if "ids" in q][:2] == queries["mixed"][:10:9]
     model = Model(events)
     answers = expected_answers(model, queries, 500, 5000)
@@ -210,7 +218,7 @@ def test_quick_run_with_pagination_and_profiles(tmp_path: Path, server_dsn: str)
     assert "error" not in t, t["error"]
     assert t["ingest"]["accepted"] == 2000
     for shape in SHAPES:
-        count = 10 * (len(SHAPES) - 1) if shape == "mixed" else 10
+        count = 10 * len(MIXED_SHAPES) if shape == "mixed" else 10
         assert t["query"][shape]["exact"] == t["query"][shape]["queries"] == count, shape
 
     f = t["fanout"]
