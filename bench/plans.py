@@ -75,7 +75,7 @@ async def _run(dsn: str, runs: int) -> tuple[str, list[str]]:
         now = int(time.time())
         for name, raw in shapes.items():
             flt = parse_filter(raw, Limits())
-            sql, args, _generic = compile_query(flt, now, flt.limit or 500)
+            sql, args = compile_query(flt, now, flt.limit or 500)[:2]
             await conn.fetch(sql, *args)
             seconds = []
             for _ in range(runs):

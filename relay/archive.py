@@ -434,7 +434,7 @@ _Q = load_queries("events.sql")
 async def _cutoff(conn: Conn, flt: Filter, now: int, limit: int) -> tuple[int, bytes] | None:
     """``(created_at, id)`` of the last of the ``limit`` newest matches (the REQ order), or
     None when nothing matches. Runs the relay's own query, reading back one row."""
-    sql, args, _generic = compile_query(flt, now, limit)  # this connection plans per run
+    sql, args = compile_query(flt, now, limit).exact()[:2]  # this connection plans per run
     row = await conn.fetchrow(
         f"SELECT q.created_at, q.id FROM ({sql}) AS q ORDER BY q.created_at, q.id DESC LIMIT 1",
         *args,

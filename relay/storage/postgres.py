@@ -129,7 +129,13 @@ async def _keep_session(_conn: Conn) -> None:
 async def _fetch(conn: Conn, query: Query) -> list[Any]:
     """The rows of ``query``: on the connection's generic plan when the query allows it,
     else with a plan made for its values (for this transaction only: SET LOCAL ends with it,
-    however it ends)."""
+    however it ends). A query that picked its rows before looking at expiration is run
+    again exactly when one of them had expired."""
+    if query.unless_expired is not None:
+        rows = await _fetch(conn, query._replace(unless_expired=None))
+        if any(row[3] for row in rows):
+            return await _fetch(conn, query.unless_expired)
+        return rows
     if query.generic:
         return await conn.fetch(query.sql, *query.args)
     async with conn.transaction():

@@ -54,6 +54,10 @@ MAX_STREAMS = 32
 """A filter whose matches split into at most this many index-ordered streams is answered by
 merging the newest ``limit`` of each (see :func:`compile_query`)."""
 
+MAX_KEY_STREAMS = 2_000
+"""Authors (times kinds) beyond ``MAX_STREAMS`` and up to this many are answered from their
+index entries first (see :func:`_keyed_query`)."""
+
 
 def _match(column: str, values: Sequence[object], cast: str, params: _Params) -> str:
     """``column`` against a list: equality for one value (an index can then give its order),
@@ -209,6 +213,55 @@ class Query(NamedTuple):
     the generic plan of the prepared statement serves every run; otherwise the statement
     wants a plan made for its values (``ANY`` over many authors or tag values, COUNT), and
     a generic plan can be a hundred times slower."""
+    unless_expired: Query | None = None
+    """Set when the statement picks its candidates without looking at expiration: its rows
+    carry a fourth column, true for an expired event, and if any row has it the answer is
+    this query's instead."""
+
+    def exact(self) -> Query:
+        """The statement whose rows are the answer as they are."""
+        return self.unless_expired or self
+
+
+def _keyed_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | None:
+    """A filter on many authors (a follow feed), from their index entries first.
+
+    Past ``MAX_STREAMS`` pairs the plain scan walks ``events_created_idx`` from the newest
+    event of everyone, filtering, until it has ``limit`` by these authors: every event by
+    others since then is read. Here each (author, kind) pair, or each author, gives the
+    ``(created_at, id)`` of its newest ``limit`` from its index (an index-only read where the
+    table is vacuumed), the newest ``limit`` of those are joined to ``events``. Expiration is
+    not in those indexes, so it is checked on the joined rows (see
+    :attr:`Query.unless_expired`)."""
+    if flt.ids is not None or flt.tags or flt.authors is None:
+        return None
+    authors = [bytes.fromhex(v) for v in sorted(flt.authors)]
+    kinds = sorted(flt.kinds) if flt.kinds is not None else None
+    streams = len(authors) * (1 if kinds is None else len(kinds))
+    if not MAX_STREAMS < streams <= MAX_KEY_STREAMS:
+        return None
+    params = _Params()
+    sources = [f"unnest({params.add(authors)}::bytea[]) AS a (pubkey)"]
+    conds = ["i.pubkey = a.pubkey"]
+    if kinds is not None:
+        sources.append(f"unnest({params.add(kinds)}::integer[]) AS k (kind)")
+        conds.append("i.kind = k.kind")
+    if flt.since is not None:
+        conds.append(f"i.created_at >= {params.add(flt.since)}::bigint")
+    if flt.until is not None:
+        conds.append(f"i.created_at <= {params.add(flt.until)}::bigint")
+    lim = params.add(limit)
+    at = params.add(now)
+    sql = (
+        f"SELECT x.created_at, x.id, e.raw,"
+        f" (e.expires_at IS NOT NULL AND e.expires_at <= {at}::bigint) AS expired"
+        f" FROM (SELECT y.created_at, y.id FROM {' CROSS JOIN '.join(sources)}"
+        " CROSS JOIN LATERAL (SELECT i.created_at, i.id FROM events i"
+        f" WHERE {' AND '.join(conds)} ORDER BY i.created_at DESC, i.id LIMIT {lim}) AS y"
+        f" ORDER BY y.created_at DESC, y.id LIMIT {lim}) AS x"
+        " JOIN events e ON e.id = x.id ORDER BY x.created_at DESC, x.id"
+    )
+    return sql, params.values
 
 
 def compile_query(flt: Filter, now: int, limit: int) -> Query:
@@ -233,7 +286,11 @@ def compile_query(flt: Filter, now: int, limit: int) -> Query:
     )
     # Led by ids, or bounded by time alone: an index lookup or a created_at scan either way.
     by_time = flt.authors is None and flt.kinds is None and not flt.tags
-    return Query(sql, params.values, generic=flt.ids is not None or by_time)
+    scan = Query(sql, params.values, generic=flt.ids is not None or by_time)
+    keyed = _keyed_query(flt, now, limit)
+    if keyed is not None:
+        return Query(*keyed, generic=True, unless_expired=scan)
+    return scan
 
 
 def compile_count(filters: Sequence[Filter], now: int) -> Query:

@@ -32,7 +32,7 @@ from relay.nostr.event import Event, KindClass, decode_event, kind_class
 from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
 from relay.storage.postgres import IngestStatus, Store, create_pool
-from relay.storage.sqlfilter import TAG_VALUE_INLINE_BYTES, compile_query
+from relay.storage.sqlfilter import MAX_STREAMS, TAG_VALUE_INLINE_BYTES, compile_query
 from tests.signer import Keys, dumps
 
 # A failing example can hold long tag values; let Hypothesis print it rather than fail on
@@ -384,6 +384,9 @@ async def test_single_filter(fixed: Loaded, raw: dict[str, Any], now: int) -> No
     await check(fixed.store, fixed.universe, [raw], now)
 
 
+MANY_KINDS = [*KINDS, *range(2, 30)]
+"""More kinds than MAX_STREAMS streams, for the filters read from index entries first."""
+
 # One filter per plan compile_query can choose, with what its SQL must then look like.
 PLAN_SHAPES = [
     ({"#t": ["a"]}, ["FROM event_tags t"], ["LATERAL"]),
@@ -397,42 +400,9 @@ PLAN_SHAPES = [
     ({"kinds": [1, 7]}, ["k.kind"], ["a.pubkey"]),
     ({"authors": PUBKEYS[:1], "kinds": [1, 7, 30003]}, ["k.kind", "a.pubkey"], []),
     ({"authors": PUBKEYS[:1], "kinds": [1]}, ["LATERAL", "a.pubkey", "k.kind"], []),
-    (
-        {
-            "authors": PUBKEYS[:1],
-            "kinds": [
-                *KINDS,
-                5,
-                2,
-                3,
-                4,
-                6,
-                8,
-                9,
-                10,
-                11,
-                12,
-                13,
-                14,
-                15,
-                16,
-                17,
-                18,
-                19,
-                20,
-                21,
-                22,
-                23,
-                24,
-                25,
-                26,
-                27,
-                28,
-            ],
-        },
-        ["e.kind = ANY("],
-        ["LATERAL"],
-    ),
+    # 1 author x 35 kinds: past MAX_STREAMS, index entries first, the scan if one expired
+    ({"authors": PUBKEYS[:1], "kinds": MANY_KINDS}, ["i.kind = k.kind", "expired"], ["= ANY("]),
+    ({"authors": PUBKEYS, "kinds": MANY_KINDS, "since": BASE + 2}, ["i.created_at >="], []),
     ({"ids": [], "kinds": [1, 7]}, ["e.id = ANY("], ["LATERAL"]),
     ({"since": BASE + 1, "until": BASE + 4}, ["e.created_at >="], ["LATERAL"]),
 ]
@@ -445,7 +415,7 @@ async def test_plan_shapes(
     """Each plan is the one intended for its shape, and answers like the model."""
     if "ids" in raw:
         raw = {**raw, "ids": [e.id for e in fixed.universe if e.kind in (1, 7)][:5]}
-    sql, _args, _generic = compile_query(parse_filter(raw, LIMITS), BASE, 10)
+    sql = compile_query(parse_filter(raw, LIMITS), BASE, 10).sql
     for fragment in present:
         assert fragment in sql, (fragment, sql)
     for fragment in absent:
@@ -455,6 +425,36 @@ async def test_plan_shapes(
         for now in (BASE - 1, BASE + 3)
     ]
     assert returned[0], "the pool has no match for this shape: the test would prove nothing"
+
+
+@examples(150)
+@given(
+    authors=st.lists(st.sampled_from(PUBKEYS), min_size=1, unique=True),
+    kinds=st.lists(st.sampled_from(MANY_KINDS), min_size=12, unique=True),
+    since=st.none() | st.integers(BASE, BASE + SPAN),
+    until=st.none() | st.integers(BASE, BASE + SPAN),
+    limit=st.none() | st.integers(0, 40),
+    now=nows,
+)
+async def test_many_keys_from_index_entries(
+    fixed: Loaded,
+    authors: list[str],
+    kinds: list[int],
+    since: int | None,
+    until: int | None,
+    limit: int | None,
+    now: int,
+) -> None:
+    """Filters past MAX_STREAMS author x kind pairs pick their candidates without looking at
+    expiration; with a quarter of the pool expiring, the answers must still be the model's
+    (the scan runs instead whenever a candidate had expired)."""
+    raw: dict[str, Any] = {"authors": authors, "kinds": kinds}
+    raw |= {
+        k: v for k, v in (("since", since), ("until", until), ("limit", limit)) if v is not None
+    }
+    query = compile_query(parse_filter(raw, LIMITS), now, limit if limit is not None else 10)
+    assert (query.unless_expired is not None) is (len(authors) * len(kinds) > MAX_STREAMS)
+    await check(fixed.store, fixed.universe, [raw], now)
 
 
 @examples(250)

@@ -64,7 +64,7 @@ async def test_a_prolific_authors_old_notes_are_read_newest_first(store: Store) 
         )
         pubkey = await conn.fetchval("SELECT pubkey FROM events WHERE created_at = 1000001")
         flt = parse_filter({"authors": [pubkey.hex()], "kinds": [1], "limit": 100}, Limits())
-        sql, args, generic = compile_query(flt, 0, 100)
+        sql, args, generic, _ = compile_query(flt, 0, 100)
         assert generic
         plan = await explain(conn, sql, args)  # the generic plan, as the relay runs it
     root = plan[0]["Plan"]
@@ -95,7 +95,7 @@ async def test_one_generic_plan_serves_a_rare_and_a_common_tag(store: Store, fir
         order = ["rare", "common"] if first == "rare" else ["common", "rare"]
         for value in order:
             flt = parse_filter({"#t": [value], "limit": 100}, Limits())
-            sql, args, generic = compile_query(flt, 0, 100)
+            sql, args, generic, _ = compile_query(flt, 0, 100)
             assert generic
             for _ in range(6):  # past the five runs after which "auto" would go generic
                 await conn.fetch(sql, *args)
@@ -243,7 +243,8 @@ async def test_value_dependent_shapes_get_a_plan_for_their_values(db_dsn: str) -
         "ids": ({"ids": keys[:5]}, True),
         "time only": ({"since": 5, "limit": 10}, True),
         "40 tags": ({"#t": [f"tag{i}" for i in range(40)], "limit": 10}, False),
-        "40 authors": ({"authors": keys, "limit": 10}, False),
+        "40 authors": ({"authors": keys, "limit": 10}, True),  # index entries first
+        "40 authors, 2 kinds": ({"authors": keys, "kinds": [1, 7], "limit": 10}, True),
     }
     try:
         for raw, _generic in shapes.values():
@@ -263,5 +264,7 @@ async def test_value_dependent_shapes_get_a_plan_for_their_values(db_dsn: str) -
         query = compile_query(parse_filter(raw, Limits()), 0, 10)
         assert query.generic is generic, name
         assert runs[query.sql] == ((3, 0) if generic else (0, 3)), name
+        if query.unless_expired is not None:  # nothing stored has expired: never needed
+            assert query.unless_expired.sql not in runs, name
     count = compile_count([parse_filter({"#t": ["run"]}, Limits())], 0)
     assert not count.generic and runs[count.sql] == (0, 2)
