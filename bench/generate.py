@@ -747,6 +747,15 @@ class PaginationSet:
     cached: bool
 
 
+def _cached_meta(meta_path: Path, want: dict[str, Any], *files: Path) -> dict[str, Any] | None:
+    """The metadata of a cached generation when it and ``files`` exist and it was made with
+    the parameters in ``want``; None when it has to be generated (again)."""
+    if not meta_path.exists() or not all(f.exists() for f in files):
+        return None
+    meta: dict[str, Any] = json.loads(meta_path.read_text())
+    return meta if {k: meta.get(k) for k in want} == want else None
+
+
 def ensure_pagination_set(
     n: int,
     seed: int,
@@ -760,10 +769,9 @@ def ensure_pagination_set(
     path = cache_dir / f"pagination-{n}-{seed}.jsonl"
     meta_path = cache_dir / f"pagination-{n}-{seed}.meta.json"
     want = {"version": GEN_VERSION, "events": n, "seed": seed, "newest": PAGINATION_END}
-    if meta_path.exists() and path.exists():
-        meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in want} == want:
-            return PaginationSet(path, meta["pubkey"], meta, cached=True)
+    meta = _cached_meta(meta_path, want, path)
+    if meta is not None:
+        return PaginationSet(path, meta["pubkey"], meta, cached=True)
     workers = workers or os.cpu_count() or 1
     log(f"generating {n:,} deep-pagination events ({workers} signing processes)")
     started = time.perf_counter()
@@ -803,10 +811,9 @@ def ensure_dataset(
     stream_path = cache_dir / f"stream-{n}-{seed}.jsonl"
     meta_path = cache_dir / f"events-{n}-{seed}.meta.json"
     want = {"version": GEN_VERSION, "events": n, "seed": seed, "authors": authors}
-    if meta_path.exists() and path.exists() and stream_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in want} == want:
-            return Dataset(path, stream_path, meta, cached=True)
+    meta = _cached_meta(meta_path, want, path, stream_path)
+    if meta is not None:
+        return Dataset(path, stream_path, meta, cached=True)
     workers = workers or os.cpu_count() or 1
     log(f"generating {n:,} events + {stream_size(n):,} stream events ({workers} signing processes)")
     started = time.perf_counter()

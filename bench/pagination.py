@@ -8,19 +8,19 @@ first few thousand give the relay's rate; when loading everything at that rate w
 longer than the load budget, only the newest notes that fit are loaded, and the results
 say so.
 
-The walk, on one connection, asks ``{"authors":[pk],"kinds":[1],"limit":L}``, then the same
-with ``until`` = the oldest ``created_at`` received so far minus one (``until`` is inclusive
-in NIP-01 and the values are distinct, so pages neither overlap nor skip), until a page
-holds fewer than L events. Each page is timed from REQ to EOSE. The walk is checked: every
-loaded note exactly once, newest first; missing, extra, repeated and out-of-order events are
-counted, and CLOSED, NOTICE, a timeout or a page that does not move back are errors that end
-the walk. "Flat" means the deepest pages (the last tenth) answer as fast as the first tenth:
-the ratio of their medians is near 1.
+The walk, on one connection read like the REQ phase's (:func:`bench.query.request`), asks
+``{"authors":[pk],"kinds":[1],"limit":L}``, then the same with ``until`` = the oldest
+``created_at`` received so far minus one (``until`` is inclusive in NIP-01 and the values
+are distinct, so pages neither overlap nor skip), until a page holds fewer than L events.
+Each page is timed from REQ to EOSE. The walk is checked: every loaded note exactly once,
+newest first; missing, extra, repeated and out-of-order events are counted, and CLOSED,
+NOTICE, a timeout or a page that does not move back are errors that end the walk. "Flat"
+means the deepest pages (the last tenth) answer as fast as the first tenth: the ratio of
+their medians is near 1.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Callable, Sequence
@@ -31,17 +31,14 @@ import msgspec
 
 from bench.common import (
     EventIdTime,
-    decode_event_id_time,
-    event_prefix,
     latency_summary,
-    open_ws,
     percentile,
 )
 from bench.ingest import publish
+from bench.query import QueryConnection, request
 
 __all__ = ["PaginationResult", "decode_notes", "load_notes", "walk"]
 
-_decode = msgspec.json.Decoder().decode
 _decode_note = msgspec.json.Decoder(EventIdTime).decode
 
 
@@ -170,30 +167,6 @@ class _PageError(Exception):
     pass
 
 
-async def _page(ws: Any, sub: str, flt: dict[str, Any], timeout: float) -> list[EventIdTime]:
-    await ws.send(msgspec.json.encode(["REQ", sub, flt]), text=True)
-    got: list[EventIdTime] = []
-    prefix = event_prefix(sub)
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await ws.recv(decode=False)
-            if frame.startswith(prefix):
-                got.append(decode_event_id_time(frame)[2])
-                continue
-            reply = _decode(frame)
-            verb = reply[0]
-            if verb == "EVENT" and reply[1] == sub:
-                got.append(msgspec.convert(reply[2], EventIdTime))
-            elif verb == "EOSE" and reply[1] == sub:
-                break
-            elif verb == "CLOSED" and reply[1] == sub:
-                raise _PageError(f"CLOSED {reply[2] if len(reply) > 2 else ''}")
-            elif verb == "NOTICE":
-                raise _PageError(f"NOTICE {reply[1] if len(reply) > 1 else ''}")
-    await ws.send(msgspec.json.encode(["CLOSE", sub]), text=True)
-    return got
-
-
 async def walk(
     url: str,
     pubkey: str,
@@ -210,7 +183,7 @@ async def walk(
     result = PaginationResult(limit=limit, expected=len(expected))
     got: list[EventIdTime] = []
     max_pages = 2 * len(expected) // max(1, page_size) + 10
-    ws = await open_ws(url)
+    conn = await QueryConnection.open(url)
     start = time.perf_counter()
     until: int | None = None
     untils: list[int] = []
@@ -220,7 +193,7 @@ async def walk(
             if until is not None:
                 flt["until"] = until
             sent = time.perf_counter()
-            page = await _page(ws, f"page{result.pages}", flt, timeout)
+            page = await request(conn, f"page{result.pages}", flt, timeout, EventIdTime)
             result.latencies.append(time.perf_counter() - sent)
             result.sizes.append(len(page))
             result.pages += 1
@@ -239,7 +212,7 @@ async def walk(
         result.error = repr(exc)[:300]
     finally:
         result.seconds = time.perf_counter() - start
-        await ws.close()
+        conn.close()
     ids = [ev.id for ev in got]
     result.events = len(ids)
     result.exact = ids == list(expected)

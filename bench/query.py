@@ -14,11 +14,19 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from bench.common import decode_event_id, event_prefix, latency_summary, open_ws
+from bench.common import (
+    EventId,
+    EventIdTime,
+    decode_event_id,
+    decode_event_id_time,
+    event_prefix,
+    latency_summary,
+    open_ws,
+)
 from bench.frames import FrameSocket
 from bench.generate import END_TIME
 from bench.model import Ev, Model
@@ -26,11 +34,16 @@ from bench.model import Ev, Model
 __all__ = [
     "MIXED_SHAPES",
     "SHAPES",
+    "QueryConnection",
+    "QueryError",
     "ShapeResult",
     "expected_answers",
     "make_queries",
+    "request",
     "run_shape",
 ]
+
+_S = TypeVar("_S", bound=msgspec.Struct)
 
 _decode = msgspec.json.Decoder().decode
 
@@ -165,14 +178,14 @@ class ShapeResult:
         }
 
 
-class _QueryError(Exception):
-    pass
+class QueryError(Exception):
+    """The relay ended a REQ with CLOSED or a NOTICE."""
 
 
 _TERMINAL = (b'["EOSE"', b'["CLOSED"', b'["NOTICE"')
 
 
-class _Connection:
+class QueryConnection:
     """One querying connection: REQ out, frames back until the answer ends (EOSE, CLOSED or
     a NOTICE), read by :class:`bench.frames.FrameSocket`."""
 
@@ -183,7 +196,7 @@ class _Connection:
         self.socket = FrameSocket.take_over(ws, self._message, self._lost)
 
     @classmethod
-    async def open(cls, url: str) -> _Connection:
+    async def open(cls, url: str) -> QueryConnection:
         return cls(await open_ws(url))
 
     def _message(self, payload: bytes, at: float) -> None:
@@ -212,27 +225,36 @@ class _Connection:
         self.socket.close()
 
 
-async def _req(conn: _Connection, sub: str, flt: dict[str, Any], timeout: float) -> list[str]:
-    """The ids the relay sends for ``flt`` up to its EOSE.
+_FAST: dict[type[msgspec.Struct], Callable[[bytes], tuple[str, str, Any]]] = {
+    EventId: decode_event_id,
+    EventIdTime: decode_event_id_time,
+}
 
-    An EVENT frame for ``sub`` is decoded into just the event's id
-    (:func:`bench.common.decode_event_id`), any other frame in full, so the client's CPU per
-    event stays small beside the relay's."""
+
+async def request(
+    conn: QueryConnection, sub: str, flt: dict[str, Any], timeout: float, struct: type[_S]
+) -> list[_S]:
+    """The events the relay sends for ``flt`` up to its EOSE, each decoded into ``struct``
+    (:class:`bench.common.EventId` or :class:`bench.common.EventIdTime`); CLOSE after.
+
+    An EVENT frame for ``sub`` written without spaces is decoded into just those fields,
+    any other frame in full, so the client's CPU per event stays small beside the relay's."""
     frames = await conn.exchange(sub, msgspec.json.encode(["REQ", sub, flt]), timeout)
-    got: list[str] = []
+    got: list[_S] = []
     prefix = event_prefix(sub)
+    fast = _FAST[struct]
     for frame in frames:
         if frame.startswith(prefix):
-            got.append(decode_event_id(frame)[2].id)
+            got.append(fast(frame)[2])
             continue
         reply = _decode(frame)
         verb = reply[0]
         if verb == "EVENT" and reply[1] == sub:
-            got.append(reply[2]["id"])
+            got.append(msgspec.convert(reply[2], struct))
         elif verb == "CLOSED" and reply[1] == sub:
-            raise _QueryError(f"CLOSED {reply[2] if len(reply) > 2 else ''}")
+            raise QueryError(f"CLOSED {reply[2] if len(reply) > 2 else ''}")
         elif verb == "NOTICE":
-            raise _QueryError(f"NOTICE {reply[1] if len(reply) > 1 else ''}")
+            raise QueryError(f"NOTICE {reply[1] if len(reply) > 1 else ''}")
     conn.socket.send_text(msgspec.json.encode(["CLOSE", sub]))
     return got
 
@@ -289,7 +311,7 @@ async def run_shape(
 ) -> ShapeResult:
     """Run ``filters`` over ``concurrency`` connections until done or ``time_limit`` passes."""
     result = ShapeResult(shape)
-    conns = [await _Connection.open(url) for _ in range(concurrency)]
+    conns = [await QueryConnection.open(url) for _ in range(concurrency)]
     next_index = [0]
     start = time.perf_counter()
     deadline = start + time_limit
@@ -305,7 +327,8 @@ async def run_shape(
             n += 1
             sent = time.perf_counter()
             try:
-                got = await _req(conn, f"q{slot}-{n}", filters[i], timeout)
+                answer = await request(conn, f"q{slot}-{n}", filters[i], timeout, EventId)
+                got = [event.id for event in answer]
             except Exception as exc:
                 result.errors += 1
                 result.queries += 1
@@ -313,7 +336,7 @@ async def run_shape(
                     error = repr(exc)[:200]
                     result.examples.append({"kind": "error", "filter": filters[i], "error": error})
                 conn.close()
-                conn = conns[slot] = await _Connection.open(url)
+                conn = conns[slot] = await QueryConnection.open(url)
                 continue
             result.latencies.append(time.perf_counter() - sent)
             result.queries += 1

@@ -25,7 +25,7 @@ from indexer.transform import FITNESS_KINDS, derive
 from relay.nostr.event import decode_event
 from relay.server.live import listen_for_commits
 from relay.storage.migrate import Conn, migrate
-from relay.storage.postgres import SESSION_SETTINGS
+from relay.storage.postgres import PLANNED_PER_RUN
 from relay.storage.queries import load_queries
 
 __all__ = ["Indexer", "IndexerStats", "apply_entries", "reindex"]
@@ -107,11 +107,8 @@ async def apply_entries(
 
 
 async def _connect(dsn: str) -> asyncpg.Connection[Any]:
-    # Generic plans suit the relay's filter SQL, built for them; the indexer's batch queries
-    # are planned for their values, which costs little beside the work they do.
-    settings = {**SESSION_SETTINGS, "plan_cache_mode": "force_custom_plan"}
     return await asyncpg.connect(
-        dsn, server_settings={**settings, "application_name": "fitrelay-indexer"}
+        dsn, server_settings={**PLANNED_PER_RUN, "application_name": "fitrelay-indexer"}
     )
 
 

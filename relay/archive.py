@@ -43,7 +43,7 @@ from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
 from relay.nostr.session import check_event, claimed_id
 from relay.storage.migrate import Conn, migrate
-from relay.storage.postgres import SESSION_SETTINGS, IngestStatus, Store, create_pool
+from relay.storage.postgres import PLANNED_PER_RUN, IngestStatus, Store, create_pool
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import compile_query
 
@@ -546,12 +546,7 @@ async def export_events(
         now = int(time.time())
     conn = await asyncpg.connect(
         dsn,
-        server_settings={
-            **SESSION_SETTINGS,
-            # export_page's optional conditions fold away only in a plan made for the values
-            "plan_cache_mode": "force_custom_plan",
-            "application_name": "fitrelay export",
-        },
+        server_settings={**PLANNED_PER_RUN, "application_name": "fitrelay export"},
     )
     written = 0
     try:

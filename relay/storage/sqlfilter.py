@@ -163,6 +163,30 @@ def _tag_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | 
     return sql, params.values
 
 
+def _streams(flt: Filter) -> int:
+    """How many (author, kind) streams a filter without ids or tags splits into (0 for one
+    with ids or tags, which are not read that way)."""
+    if flt.ids is not None or flt.tags:
+        return 0
+    authors = 1 if flt.authors is None else len(flt.authors)
+    return authors * (1 if flt.kinds is None else len(flt.kinds))
+
+
+def _key_sources(flt: Filter, params: _Params) -> tuple[list[str], dict[str, str]]:
+    """``unnest`` of the filter's authors and kinds, one row per stream key, and the column
+    each field is bound to (as :func:`_where` takes it)."""
+    sources: list[str] = []
+    bound: dict[str, str] = {}
+    if flt.authors is not None:
+        authors = [bytes.fromhex(v) for v in sorted(flt.authors)]
+        sources.append(f"unnest({params.add(authors)}::bytea[]) AS a (pubkey)")
+        bound["authors"] = "a.pubkey"
+    if flt.kinds is not None:
+        sources.append(f"unnest({params.add(sorted(flt.kinds))}::integer[]) AS k (kind)")
+        bound["kinds"] = "k.kind"
+    return sources, bound
+
+
 def _stream_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | None:
     """The query of a filter on authors and/or kinds (no ids, no tags), as one stream per
     (author, kind) pair, or per author, or per kind, each the newest ``limit`` from its index
@@ -176,22 +200,10 @@ def _stream_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]
     newest events of everyone looking for theirs; given them as the outer side of a join, it
     reads their index.
     """
-    if flt.ids is not None or flt.tags or (flt.authors is None and flt.kinds is None):
-        return None
-    authors = [bytes.fromhex(v) for v in sorted(flt.authors)] if flt.authors is not None else None
-    kinds = sorted(flt.kinds) if flt.kinds is not None else None
-    streams = (1 if authors is None else len(authors)) * (1 if kinds is None else len(kinds))
-    if not 1 <= streams <= MAX_STREAMS:
+    if (flt.authors is None and flt.kinds is None) or not 1 <= _streams(flt) <= MAX_STREAMS:
         return None
     params = _Params()
-    sources: list[str] = []
-    bound: dict[str, str] = {}
-    if authors is not None:
-        sources.append(f"unnest({params.add(authors)}::bytea[]) AS a (pubkey)")
-        bound["authors"] = "a.pubkey"
-    if kinds is not None:
-        sources.append(f"unnest({params.add(kinds)}::integer[]) AS k (kind)")
-        bound["kinds"] = "k.kind"
+    sources, bound = _key_sources(flt, params)
     where = _where(flt, now, params, bound=bound)
     lim = params.add(limit)
     sql = (
@@ -233,19 +245,13 @@ def _keyed_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] 
     table is vacuumed), the newest ``limit`` of those are joined to ``events``. Expiration is
     not in those indexes, so it is checked on the joined rows (see
     :attr:`Query.unless_expired`)."""
-    if flt.ids is not None or flt.tags or flt.authors is None:
-        return None
-    authors = [bytes.fromhex(v) for v in sorted(flt.authors)]
-    kinds = sorted(flt.kinds) if flt.kinds is not None else None
-    streams = len(authors) * (1 if kinds is None else len(kinds))
-    if not MAX_STREAMS < streams <= MAX_KEY_STREAMS:
+    if flt.authors is None or not MAX_STREAMS < _streams(flt) <= MAX_KEY_STREAMS:
         return None
     params = _Params()
-    sources = [f"unnest({params.add(authors)}::bytea[]) AS a (pubkey)"]
-    conds = ["i.pubkey = a.pubkey"]
-    if kinds is not None:
-        sources.append(f"unnest({params.add(kinds)}::integer[]) AS k (kind)")
-        conds.append("i.kind = k.kind")
+    sources, bound = _key_sources(flt, params)
+    conds = [f"i.pubkey = {bound['authors']}"]
+    if "kinds" in bound:
+        conds.append(f"i.kind = {bound['kinds']}")
     if flt.since is not None:
         conds.append(f"i.created_at >= {params.add(flt.since)}::bigint")
     if flt.until is not None:
