@@ -65,6 +65,9 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Bytes queued for one client before it is disconnected as too slow."""
     query_timeout_ms: int = 10_000
     """Longest a REQ or COUNT query may run before it is cancelled with CLOSED."""
+    event_cache_bytes: int = 268_435_456
+    """Memory for stored events' JSON in each process (estimated); queries then read only ids
+    from PostgreSQL for the events held. 0 turns it off."""
     expiration_sweep_seconds: int = 60
     """How often expired events (NIP-40) are deleted; they are never served meanwhile."""
     compression: bool = False
@@ -193,6 +196,8 @@ def _check(config: Config) -> None:
         raise ConfigError("relay.limits.default_limit must not exceed max_limit")
     if config.relay.max_batch < 1 or config.relay.writer_queue < 1:
         raise ConfigError("relay.max_batch and relay.writer_queue must be at least 1")
+    if config.relay.event_cache_bytes < 0:
+        raise ConfigError("relay.event_cache_bytes must not be negative (0 turns it off)")
     cache = config.relay.cache
     if min(cache.max_bytes, cache.max_entries, cache.max_result_events) < 1:
         raise ConfigError("relay.cache sizes must be at least 1")

@@ -42,6 +42,7 @@ def test_precedence(tmp_path: Path) -> None:
         ("[relay]\nport = 'x'\n", {}, "Expected `int`"),
         ("[relay]\nbogus = 1\n", {}, "unknown field `bogus`"),
         ("[relay.limits]\nmax_limit = -1\n", {}, "must not be negative"),
+        ("[relay]\nevent_cache_bytes = -1\n", {}, "0 turns it off"),
         ("[relay.limits]\ndefault_limit = 10\nmax_limit = 5\n", {}, "default_limit"),
         ("[db]\npool_min = 5\npool_max = 2\n", {}, "db.pool_min"),
         ("not toml [", {}, "c.toml"),

@@ -22,6 +22,7 @@ from relay.server.monitor import MonitorServer
 from relay.server.nip11 import make_process_request
 from relay.server.writer import Writer
 from relay.storage.cache import CachedStore, QueryCache, QueryStore
+from relay.storage.eventcache import EventCache
 from relay.storage.migrate import applied_migrations, available_migrations, migrate
 from relay.storage.postgres import Store, create_pool
 
@@ -71,7 +72,11 @@ class Relay:
         )
         async with self.pool.acquire() as conn:
             await migrate(conn)
-        self.store = Store(self.pool, default_limit=cfg.relay.limits.default_limit)
+        self.store = Store(
+            self.pool,
+            default_limit=cfg.relay.limits.default_limit,
+            events=EventCache(cfg.relay.event_cache_bytes) if cfg.relay.event_cache_bytes else None,
+        )
         cache_cfg = cfg.relay.cache
         self.cache = (
             QueryCache(
@@ -147,6 +152,8 @@ class Relay:
         self.metrics.add_callback(now)
         self.metrics.watch_indexer(lambda: self.indexer.stats if self.indexer else None)
         self.metrics.watch_cache(lambda: self.cache)
+        if self.store.events is not None:
+            self.metrics.watch_event_cache(self.store.events)
 
     async def readiness(self) -> list[str]:
         """Why this relay cannot serve now (empty when it can)."""

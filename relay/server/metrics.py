@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from indexer.follower import IndexerStats
     from relay.storage.cache import QueryCache
+    from relay.storage.eventcache import EventCache
 
 __all__ = ["Metrics", "kind_label", "reason_label"]
 
@@ -253,6 +254,32 @@ class Metrics:
             )
             yield gauge("fitrelay_cache_bytes", "Estimated memory held by cached answers", size)
             yield gauge("fitrelay_cache_entries", "Cached answers", entries)
+
+        self.add_callback(collect)
+
+    def watch_event_cache(self, events: EventCache) -> None:
+        """Export the event cache's counters (read when scraped)."""
+
+        def collect() -> Iterator[Metric]:
+            yield counter(
+                "fitrelay_event_cache_hits",
+                "Events of REQ answers whose JSON was held in memory",
+                {(): events.hits},
+            )
+            yield counter(
+                "fitrelay_event_cache_misses",
+                "Events of REQ answers whose JSON was read from the database",
+                {(): events.misses},
+            )
+            yield counter(
+                "fitrelay_event_cache_evictions",
+                "Events' JSON dropped from memory to stay within the bound",
+                {(): events.evictions},
+            )
+            yield gauge(
+                "fitrelay_event_cache_bytes", "Estimated memory held by events' JSON", events.bytes
+            )
+            yield gauge("fitrelay_event_cache_entries", "Events whose JSON is held", len(events))
 
         self.add_callback(collect)
 

@@ -8,12 +8,13 @@ import heapq
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
 from relay.nostr.event import Event, KindClass, d_tag, expiration, kind_class
 from relay.nostr.filters import Filter
+from relay.storage.eventcache import EventCache
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import (
@@ -140,7 +141,7 @@ async def _fetch(conn: Conn, query: Query) -> list[Any]:
     again exactly when one of them had expired."""
     if query.unless_expired is not None:
         rows = await _fetch(conn, query._replace(unless_expired=None))
-        if any(row[3] for row in rows):
+        if any(row[-1] for row in rows):
             return await _fetch(conn, query.unless_expired)
         return rows
     if query.generic:
@@ -243,24 +244,30 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
     ]  # fmt: skip
 
 
-def _merge(results: Sequence[Sequence[Any]]) -> list[tuple[bytes, str]]:
-    """Merge per-filter result lists (each newest first) into one, each event once."""
+def _merge(results: Sequence[Sequence[Any]]) -> Sequence[Any]:
+    """Merge per-filter rows (``created_at, id, ...``, each list newest first) into one
+    list, newest first with ties by lowest id, each event once."""
+    if len(results) == 1:
+        return results[0]
     seen: set[bytes] = set()
-    merged: list[tuple[bytes, str]] = []
-    ordered = heapq.merge(*results, key=lambda row: (-row[0], row[1]))
-    for _created, event_id, raw in ordered:
-        if event_id not in seen:
-            seen.add(event_id)
-            merged.append((event_id, raw))
+    merged: list[Any] = []
+    for row in heapq.merge(*results, key=lambda row: (-row[0], row[1])):
+        if row[1] not in seen:
+            seen.add(row[1])
+            merged.append(row)
     return merged
 
 
 class Store:
     """Everything the relay asks of PostgreSQL. One instance per process, sharing a pool."""
 
-    def __init__(self, pool: asyncpg.Pool, *, default_limit: int) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, default_limit: int, events: EventCache | None = None
+    ) -> None:
         self.pool = pool
         self.default_limit = default_limit
+        self.events = events
+        """Event JSON held in memory: queries then read only ids from PostgreSQL."""
         self.waiting = 0
         """Tasks waiting for a pooled connection right now."""
 
@@ -282,21 +289,57 @@ class Store:
         args = ingest_args(events, raws)
         async with self._connection() as conn:
             codes = await conn.fetchval(_Q["ingest"], *args)
-        return [_STATUSES[code] for code in codes]
+        statuses = [_STATUSES[code] for code in codes]
+        if self.events is not None:
+            ids = cast(list[bytes], args[0])
+            for event_id, raw, status in zip(ids, raws, statuses, strict=True):
+                if status is IngestStatus.STORED:
+                    self.events.put(event_id, raw)
+        return statuses
 
     async def query(self, filters: Sequence[Filter], now: int) -> list[tuple[bytes, str]]:
         """``(id, raw)`` of stored events matching any filter: newest first, ties by lowest
         id, each once."""
-        results: list[Sequence[Any]] = []
         async with self._connection() as conn:
-            for flt in filters:
-                limit = effective_limit(flt, self.default_limit)
-                if limit == 0:
-                    continue
-                results.append(await _fetch(conn, compile_query(flt, now, limit)))
-        if len(results) == 1:
-            return [(row[1], row[2]) for row in results[0]]
-        return _merge(results)
+            if self.events is not None:
+                rows = await self._select(conn, filters, now, raw=False)
+                answer = await self._with_json(conn, [row[1] for row in rows], self.events)
+                if answer is not None:
+                    return answer
+            rows = await self._select(conn, filters, now, raw=True)
+        return [(row[1], row[2]) for row in rows]
+
+    async def _select(
+        self, conn: Conn, filters: Sequence[Filter], now: int, *, raw: bool
+    ) -> Sequence[Any]:
+        """The rows (``created_at, id`` and ``raw`` if asked) answering ``filters``."""
+        results: list[Sequence[Any]] = []
+        for flt in filters:
+            limit = effective_limit(flt, self.default_limit)
+            if limit > 0:
+                results.append(await _fetch(conn, compile_query(flt, now, limit, raw=raw)))
+        return _merge(results) if results else []
+
+    @staticmethod
+    async def _with_json(
+        conn: Conn, ids: list[bytes], cache: EventCache
+    ) -> list[tuple[bytes, str]] | None:
+        """``(id, raw)`` of each of ``ids``, from ``cache`` or else read by primary key (and
+        kept); None when one of them is no longer stored (removed since the query that found
+        it, which the caller then runs again with the JSON)."""
+        held = [cache.get(event_id) for event_id in ids]
+        read: dict[bytes, str] = {}
+        missing = [event_id for event_id, raw in zip(ids, held, strict=True) if raw is None]
+        if missing:
+            read = {row[0]: row[1] for row in await conn.fetch(_Q["raws"], missing)}
+            if len(read) < len(missing):
+                return None
+            for event_id, raw in read.items():
+                cache.put(event_id, raw)
+        return [
+            (event_id, read[event_id] if raw is None else raw)
+            for event_id, raw in zip(ids, held, strict=True)
+        ]
 
     async def count(self, filters: Sequence[Filter], now: int) -> int:
         async with self._connection() as conn:

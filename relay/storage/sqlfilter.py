@@ -107,7 +107,15 @@ def _where(
     return " AND ".join(conds)
 
 
-def _tag_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | None:
+def _columns(alias: str, raw: bool) -> str:
+    """What a query selects from ``alias``: ``created_at, id`` and, unless the caller takes
+    the JSON from elsewhere (:mod:`relay.storage.eventcache`), ``raw``."""
+    return (
+        f"{alias}.created_at, {alias}.id, {alias}.raw" if raw else f"{alias}.created_at, {alias}.id"
+    )
+
+
+def _tag_query(flt: Filter, now: int, limit: int, raw: bool) -> tuple[str, list[object]] | None:
     """The query of a filter led by a tag, driven from ``event_tags``; None when its first
     tag has so many values (times kinds) that one scan sorting them is better.
 
@@ -149,7 +157,7 @@ def _tag_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | 
     where = _where(flt, now, params, skip_tags=1, bound=bound)
     lim = params.add(limit)
     stream = (
-        "SELECT e.created_at, e.id, e.raw FROM event_tags t"
+        f"SELECT {_columns('e', raw)} FROM event_tags t"
         f" JOIN events e ON e.id = t.event_id WHERE {' AND '.join(drive)} AND {where}"
         f" ORDER BY t.created_at DESC, t.event_id LIMIT {lim}"
     )
@@ -157,7 +165,7 @@ def _tag_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | 
         return stream, params.values
     distinct = "DISTINCT ON (x.created_at, x.id) " if len(keys) > 1 else ""
     sql = (
-        f"SELECT {distinct}x.created_at, x.id, x.raw FROM {' CROSS JOIN '.join(sources)}"
+        f"SELECT {distinct}{_columns('x', raw)} FROM {' CROSS JOIN '.join(sources)}"
         f" CROSS JOIN LATERAL ({stream}) AS x ORDER BY x.created_at DESC, x.id LIMIT {lim}"
     )
     return sql, params.values
@@ -187,7 +195,7 @@ def _key_sources(flt: Filter, params: _Params) -> tuple[list[str], dict[str, str
     return sources, bound
 
 
-def _stream_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | None:
+def _stream_query(flt: Filter, now: int, limit: int, raw: bool) -> tuple[str, list[object]] | None:
     """The query of a filter on authors and/or kinds (no ids, no tags), as one stream per
     (author, kind) pair, or per author, or per kind, each the newest ``limit`` from its index
     in answer order, merged; None when there are too many pairs for that to pay.
@@ -207,8 +215,8 @@ def _stream_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]
     where = _where(flt, now, params, bound=bound)
     lim = params.add(limit)
     sql = (
-        f"SELECT x.created_at, x.id, x.raw FROM {' CROSS JOIN '.join(sources)}"
-        " CROSS JOIN LATERAL (SELECT e.created_at, e.id, e.raw FROM events e"
+        f"SELECT {_columns('x', raw)} FROM {' CROSS JOIN '.join(sources)}"
+        f" CROSS JOIN LATERAL (SELECT {_columns('e', raw)} FROM events e"
         f" WHERE {where} ORDER BY e.created_at DESC, e.id LIMIT {lim}) AS x"
         f" ORDER BY x.created_at DESC, x.id LIMIT {lim}"
     )
@@ -227,7 +235,7 @@ class Query(NamedTuple):
     a generic plan can be a hundred times slower."""
     unless_expired: Query | None = None
     """Set when the statement picks its candidates without looking at expiration: its rows
-    carry a fourth column, true for an expired event, and if any row has it the answer is
+    carry one more column, last, true for an expired event, and if any row has it the answer is
     this query's instead."""
 
     def exact(self) -> Query:
@@ -235,7 +243,7 @@ class Query(NamedTuple):
         return self.unless_expired or self
 
 
-def _keyed_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] | None:
+def _keyed_query(flt: Filter, now: int, limit: int, raw: bool) -> tuple[str, list[object]] | None:
     """A filter on many authors (a follow feed), from their index entries first.
 
     Past ``MAX_STREAMS`` pairs the plain scan walks ``events_created_idx`` from the newest
@@ -259,7 +267,7 @@ def _keyed_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] 
     lim = params.add(limit)
     at = params.add(now)
     sql = (
-        f"SELECT x.created_at, x.id, e.raw,"
+        f"SELECT x.created_at, x.id,{' e.raw,' if raw else ''}"
         f" (e.expires_at IS NOT NULL AND e.expires_at <= {at}::bigint) AS expired"
         f" FROM (SELECT y.created_at, y.id FROM {' CROSS JOIN '.join(sources)}"
         " CROSS JOIN LATERAL (SELECT i.created_at, i.id FROM events i"
@@ -270,30 +278,31 @@ def _keyed_query(flt: Filter, now: int, limit: int) -> tuple[str, list[object]] 
     return sql, params.values
 
 
-def compile_query(flt: Filter, now: int, limit: int) -> Query:
-    """``SELECT created_at, id, raw`` of the newest ``limit`` matches, ties by lowest id.
+def compile_query(flt: Filter, now: int, limit: int, *, raw: bool = True) -> Query:
+    """``SELECT created_at, id, raw`` of the newest ``limit`` matches, ties by lowest id;
+    without ``raw`` when it is false (the caller has the JSON of most events already).
 
     The plan is chosen by the filter's shape, so that an index hands rows over in answer
     order wherever one can: a tag-led filter from ``event_tags``, a few authors or kinds as
     merged per-key streams, anything else as one scan of ``events``.
     """
     if flt.ids is None and flt.tags:
-        led = _tag_query(flt, now, limit)
+        led = _tag_query(flt, now, limit, raw)
         if led is not None:
             return Query(*led, generic=True)
-    streamed = _stream_query(flt, now, limit)
+    streamed = _stream_query(flt, now, limit, raw)
     if streamed is not None:
         return Query(*streamed, generic=True)
     params = _Params()
     where = _where(flt, now, params)
     sql = (
-        f"SELECT e.created_at, e.id, e.raw FROM events e WHERE {where}"
+        f"SELECT {_columns('e', raw)} FROM events e WHERE {where}"
         f" ORDER BY e.created_at DESC, e.id LIMIT {params.add(limit)}"
     )
     # Led by ids, or bounded by time alone: an index lookup or a created_at scan either way.
     by_time = flt.authors is None and flt.kinds is None and not flt.tags
     scan = Query(sql, params.values, generic=flt.ids is not None or by_time)
-    keyed = _keyed_query(flt, now, limit)
+    keyed = _keyed_query(flt, now, limit, raw)
     if keyed is not None:
         return Query(*keyed, generic=True, unless_expired=scan)
     return scan

@@ -17,6 +17,11 @@ SELECT seq, raw FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 -- The same, without the events: what the tail needs when nobody is subscribed.
 SELECT seq, id, kind, pubkey FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
+-- name: raws
+-- The stored JSON of the given events (those still stored), for the ids a query found and
+-- the event cache does not hold.
+SELECT id, raw FROM events WHERE id = ANY($1::bytea[]);
+
 -- name: removals_head
 -- The newest position of the removal log (0 when empty).
 SELECT coalesce(max(seq), 0) FROM removed_events;

@@ -7,7 +7,8 @@ filters :meth:`Store.query` and :meth:`Store.count` must agree with
 against ``now``, each filter's own limit (or the default) applied before the union, each event
 once, newest first with ties by lowest id, and a COUNT that ignores limits. The Python side is
 itself checked against a naive NIP-01 reading of the raw filter dict, and the stored universe
-against a model of the replace rules.
+against a model of the replace rules. Each test runs on a store that reads the JSON with its
+query and on one that reads ids and takes the JSON from a small event cache.
 
 The alphabet is deliberately small (three keys, a handful of kinds, six timestamps, a few tag
 letters and values) so filters hit often, and most filters are built around one event of the
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 from relay.nostr.event import Event, KindClass, decode_event, kind_class
 from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
+from relay.storage.eventcache import EventCache
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.sqlfilter import MAX_STREAMS, TAG_VALUE_INLINE_BYTES, compile_query
 from tests.signer import Keys, dumps
@@ -321,11 +323,14 @@ async def check(
 # Fixtures
 
 
-@pytest.fixture
-async def store(db_dsn: str) -> AsyncIterator[Store]:
+@pytest.fixture(params=[None, 2_000], ids=["json from the query", "small event cache"])
+async def store(db_dsn: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A store that reads every event's JSON with its query, or one that reads ids and takes
+    the JSON from an event cache so small (a few events) that answers mix held and read."""
     pool = await create_pool(db_dsn, min_size=1, max_size=2)
+    events = None if request.param is None else EventCache(request.param)
     try:
-        yield Store(pool, default_limit=DEFAULT_LIMIT)
+        yield Store(pool, default_limit=DEFAULT_LIMIT, events=events)
     finally:
         await pool.close()
 

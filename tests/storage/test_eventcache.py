@@ -1,0 +1,121 @@
+"""The event cache on its own, and the store reading ids from PostgreSQL and JSON from it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from relay.nostr.event import decode_event
+from relay.nostr.filters import parse_filter
+from relay.nostr.limits import Limits
+from relay.storage.eventcache import ENTRY_OVERHEAD, EventCache
+from relay.storage.migrate import Conn
+from relay.storage.postgres import IngestStatus, Store, create_pool
+from tests.signer import Keys
+
+
+def test_least_recently_used_goes_first() -> None:
+    cache = EventCache(3 * (ENTRY_OVERHEAD + 2))
+    for name in (b"a", b"b", b"c"):
+        cache.put(name, "{}")
+    assert cache.get(b"a") == "{}"  # a is now the most recently used
+    cache.put(b"d", "{}")
+    assert b"b" not in cache
+    assert [name in cache for name in (b"a", b"c", b"d")] == [True, True, True]
+    assert (cache.hits, cache.misses, cache.evictions) == (1, 0, 1)
+    assert cache.get(b"b") is None
+    assert cache.misses == 1
+
+
+def test_the_bound_counts_json_and_overhead() -> None:
+    cache = EventCache(1_000)
+    cache.put(b"x", "a" * 100)
+    cache.put(b"x", "a" * 100)  # the same event again: counted once
+    assert (len(cache), cache.bytes) == (1, 100 + ENTRY_OVERHEAD)
+    cache.put(b"big", "b" * 1_000)  # larger than the whole bound: not held, nothing evicted
+    assert b"big" not in cache
+    assert (len(cache), cache.evictions) == (1, 0)
+    cache.put(b"y", "c" * (1_000 - 2 * ENTRY_OVERHEAD - 100))  # exactly fills the bound
+    assert (len(cache), cache.bytes) == (2, 1_000)
+    cache.put(b"z", "")
+    assert b"x" not in cache
+    assert cache.bytes <= 1_000
+
+
+def test_a_bound_below_one_byte_is_refused() -> None:
+    with pytest.raises(ValueError):
+        EventCache(0)
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[object]:
+    pool = await create_pool(db_dsn, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def _signed(*events: dict[str, object]) -> tuple[list, list[str]]:  # type: ignore[type-arg]
+    raws = [msgspec.json.encode(e) for e in events]
+    return [decode_event(r) for r in raws], [r.decode() for r in raws]
+
+
+LIMITS = Limits()
+
+
+async def test_events_stored_here_are_answered_from_memory(pool: object) -> None:
+    cache = EventCache(1 << 20)
+    store = Store(pool, default_limit=100, events=cache)  # type: ignore[arg-type]
+    alice = Keys(11)
+    notes = [alice.sign(1, f"note {i}", created_at=100 + i) for i in range(3)]
+    v2 = alice.sign(33401, "v2", [["d", "squat"]], created_at=20)
+    v1 = alice.sign(33401, "v1", [["d", "squat"]], created_at=10)
+    events, raws = _signed(*notes, v2, v1)
+    statuses = await store.ingest(events, raws)
+    assert statuses[-1] is IngestStatus.SUPERSEDED
+    assert bytes.fromhex(v1["id"]) not in cache  # never stored, so never held
+    answer = await store.query([parse_filter({"authors": [alice.pubkey]}, LIMITS)], 0)
+    assert [raw for _id, raw in answer] == [raws[2], raws[1], raws[0], raws[3]]
+    assert (cache.hits, cache.misses) == (4, 0)
+
+
+async def test_events_not_held_are_read_by_id_and_kept(pool: object) -> None:
+    bob = Keys(12)
+    events, raws = _signed(*(bob.sign(1, f"n{i}", created_at=200 + i) for i in range(4)))
+    await Store(pool, default_limit=100).ingest(events, raws)  # type: ignore[arg-type]
+    cache = EventCache(1 << 20)
+    store = Store(pool, default_limit=100, events=cache)  # type: ignore[arg-type]
+    flt = [parse_filter({"authors": [bob.pubkey], "limit": 3}, LIMITS)]
+    first = await store.query(flt, 0)
+    assert [raw for _id, raw in first] == raws[:0:-1]
+    assert (cache.hits, cache.misses, len(cache)) == (0, 3, 3)
+    assert await store.query(flt, 0) == first
+    assert cache.hits == 3
+
+
+async def test_an_event_removed_between_the_two_statements(
+    pool: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ids query finds the newest note, which is deleted before its JSON is read: the
+    answer is the one the store holds then (the next older note fills the limit), not a
+    short one."""
+    carol = Keys(13)
+    events, raws = _signed(*(carol.sign(1, f"n{i}", created_at=300 + i) for i in range(3)))
+    await Store(pool, default_limit=100).ingest(events, raws)  # type: ignore[arg-type]
+    newest = bytes.fromhex(events[2].id)
+    read_json = Store._with_json
+
+    async def removed_first(
+        conn: Conn, ids: list[bytes], cache: EventCache
+    ) -> list[tuple[bytes, str]] | None:
+        assert newest in ids
+        await conn.execute("DELETE FROM events WHERE id = $1", newest)
+        return await read_json(conn, ids, cache)
+
+    monkeypatch.setattr(Store, "_with_json", staticmethod(removed_first))
+    store = Store(pool, default_limit=100, events=EventCache(1 << 20))  # type: ignore[arg-type]
+    answer = await store.query([parse_filter({"authors": [carol.pubkey], "limit": 2}, LIMITS)], 0)
+    assert [raw for _id, raw in answer] == [raws[1], raws[0]]
