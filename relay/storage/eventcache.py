@@ -13,28 +13,34 @@ Entries come in when this process stores an event and when a query reads one. Re
 are not dropped (a query never names them again, so they cost only memory until evicted).
 
 Memory is bounded by ``max_bytes``, an estimate: each entry counts its JSON's length plus
-:data:`ENTRY_OVERHEAD`. The least recently used entry goes first. No I/O, no asyncio.
+:data:`ENTRY_OVERHEAD`. The entry put in longest ago goes first (an event read after it went
+comes back in as a new one). Recency of use is not tracked: keeping an ordered dict in use
+order made a lookup cost 0.8 µs against 0.2-0.3 µs for a plain dict (measured at 120,000
+entries), and an answer of 100 events looks up 100. No I/O, no asyncio.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
+from collections.abc import Sequence
 
 __all__ = ["ENTRY_OVERHEAD", "EventCache"]
 
 ENTRY_OVERHEAD = 240
 """Bytes counted per entry beside the JSON's length: the str and bytes objects' headers, the
-32-byte key and the ordered dict's slot (about 220 on CPython 3.11)."""
+32-byte key, the dict's slot and the order queue's pointer (about 210 on CPython 3.11)."""
 
 
 class EventCache:
-    """Event JSON by 32-byte id, least recently used out first, within ``max_bytes``."""
+    """Event JSON by 32-byte id, first in first out, within ``max_bytes``."""
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[bytes, str] = OrderedDict()
+        self._entries: dict[bytes, str] = {}
+        self._order: deque[bytes] = deque()
+        """The ids held, in the order they were put in."""
         self.bytes = 0
         """The estimated size of what is held."""
         self.hits = 0
@@ -47,29 +53,28 @@ class EventCache:
     def __contains__(self, event_id: bytes) -> bool:
         return event_id in self._entries
 
-    def get(self, event_id: bytes) -> str | None:
-        """The JSON stored under ``event_id``, marked as just used; None when not held."""
-        raw = self._entries.get(event_id)
-        if raw is None:
-            self.misses += 1
-            return None
-        self._entries.move_to_end(event_id)
-        self.hits += 1
-        return raw
+    def lookup(self, ids: Sequence[bytes]) -> list[str | None]:
+        """The JSON stored under each of ``ids``, None for those not held."""
+        get = self._entries.get
+        found = [get(event_id) for event_id in ids]
+        missing = found.count(None)
+        self.misses += missing
+        self.hits += len(found) - missing
+        return found
 
     def put(self, event_id: bytes, raw: str) -> None:
-        """Hold ``raw`` under ``event_id`` (as the most recently used), evicting the least
-        recently used entries beyond the bound. JSON larger than the bound is not held."""
+        """Hold ``raw`` under ``event_id``, evicting the entries put in longest ago beyond the
+        bound. JSON larger than the bound is not held."""
         size = len(raw) + ENTRY_OVERHEAD
         if size > self.max_bytes:
             return
         entries = self._entries
         if event_id in entries:
-            entries.move_to_end(event_id)
             return
         entries[event_id] = raw
+        self._order.append(event_id)
         self.bytes += size
         while self.bytes > self.max_bytes:
-            _old_id, old = entries.popitem(last=False)
+            old = entries.pop(self._order.popleft())
             self.bytes -= len(old) + ENTRY_OVERHEAD
             self.evictions += 1

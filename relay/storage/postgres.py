@@ -327,7 +327,7 @@ class Store:
         """``(id, raw)`` of each of ``ids``, from ``cache`` or else read by primary key (and
         kept); None when one of them is no longer stored (removed since the query that found
         it, which the caller then runs again with the JSON)."""
-        held = [cache.get(event_id) for event_id in ids]
+        held = cache.lookup(ids)
         read: dict[bytes, str] = {}
         missing = [event_id for event_id, raw in zip(ids, held, strict=True) if raw is None]
         if missing:
