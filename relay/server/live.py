@@ -203,6 +203,14 @@ class LogTail:
         self._wake.set()
 
     async def catch_up(self) -> None:
+        # Local commits made before this read began are visible to it; those it does not meet
+        # were removed (replaced, deleted) before the tail reached them and never will be.
+        earlier = set(self._local) if self._local else None
+        await self._read_log()
+        if earlier:
+            self._local -= earlier
+
+    async def _read_log(self) -> None:
         since = self._woken_at
         if self.cache is not None:
             await self._removals(self.cache)

@@ -13,6 +13,7 @@ from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
 from relay.server.app import Relay
 from relay.server.live import LiveIndex, LogTail
+from relay.storage.cache import QueryCache
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
@@ -149,5 +150,29 @@ async def test_a_subscription_during_a_light_read_still_gets_the_events(db_dsn: 
         await tail.catch_up()
         assert [event_id for event_id, _seq in inbox.got] == [note["id"]]
         assert tail.position == await store.head_seq()
+    finally:
+        await pool.close()
+
+
+async def test_local_writes_the_log_never_shows_are_forgotten(db_dsn: str) -> None:
+    """The tail remembers this process's commits until it reads them back from the log. A
+    version replaced before the tail got to it is never read back: after a full read it must
+    be forgotten too, or the set grows for as long as the process runs."""
+    pool = await create_pool(db_dsn, min_size=1, max_size=2)
+    try:
+        store = Store(pool, default_limit=100)
+        tail = LogTail(store, LiveIndex(), cache=QueryCache())
+        await tail.start()
+        keys = Keys(14)
+        ids = []
+        for created_at in (10, 20):
+            raw = msgspec.json.encode(keys.sign(0, f"profile {created_at}", created_at=created_at))
+            event = decode_event(raw)
+            assert await store.ingest([event], [raw.decode()]) == [IngestStatus.STORED]
+            tail.committed([event.id])
+            ids.append(event.id)
+        assert tail.undispatched_local(ids) == set(ids)
+        await tail.catch_up()  # reads the second version; the first was replaced before
+        assert tail.undispatched_local(ids) == set()
     finally:
         await pool.close()
