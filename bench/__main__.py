@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import COMPRESSION_ENV, cpu_seconds, process_cpu, raise_nofile, rss_kb
+from bench.common import (
+    COMPRESSION_ENV,
+    cpu_seconds,
+    process_cpu,
+    raise_nofile,
+    rss_kb,
+    scrape_metrics,
+)
 from bench.fanout import run_fanout
 from bench.generate import PaginationSet, ensure_dataset, ensure_pagination_set, stream_size
 from bench.idle import run_idle
@@ -327,6 +334,24 @@ class Workload:
         return self._answers[key]
 
 
+_EVENT_CACHE = {
+    "hits": "fitrelay_event_cache_hits_total",
+    "misses": "fitrelay_event_cache_misses_total",
+}
+
+
+def _event_cache_counters(relay: RelayProcess) -> dict[str, float] | None:
+    """The event cache's hit and miss counts so far, as the relay's /metrics reports them;
+    None when it exports none."""
+    if relay.metrics is None:
+        return None
+    try:
+        values = scrape_metrics(relay.metrics, _EVENT_CACHE.values())
+    except OSError:
+        return None
+    return {key: values[name] for key, name in _EVENT_CACHE.items()}
+
+
 async def _phase(
     relay: RelayProcess,
     out: dict[str, Any],
@@ -462,6 +487,7 @@ async def bench_relay(
 
             async def queries() -> dict[str, Any]:
                 shapes: dict[str, Any] = {}
+                counted = _event_cache_counters(relay)
                 # Not measured: the relay opens its pooled connections and prepares its
                 # statements on first use, which would land in the first shape's p99.
                 warm = args.query_concurrency * 4
@@ -492,6 +518,9 @@ async def bench_relay(
                         f" p50 {s['eose_latency'].get('p50_ms')} ms,"
                         f" exact {s['exact']}/{s['queries']}"
                     )
+                if counted is not None:
+                    after = _event_cache_counters(relay) or {}
+                    shapes["event_cache"] = {k: after.get(k, 0) - v for k, v in counted.items()}
                 return shapes
 
             out["query"] = await _phase(relay, out, "query", queries, args.dsn, profile("query"))

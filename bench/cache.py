@@ -21,12 +21,11 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import latency_summary, open_ws
+from bench.common import latency_summary, open_ws, scrape_metrics
 from bench.relays import (
     ROOT,
     _clean_env,
@@ -38,6 +37,7 @@ from bench.relays import (
 )
 
 _LISTENING = re.compile(r"listening on (ws://\S+)")
+_COUNTERS = ("fitrelay_cache_hits_total", "fitrelay_cache_misses_total")
 _START, _END = "<!-- cache:start -->", "<!-- cache:end -->"
 
 
@@ -72,16 +72,6 @@ def _start(dsn: str, run_dir: Path, cache: bool) -> tuple[subprocess.Popen[bytes
         time.sleep(0.1)
     proc.terminate()
     raise RuntimeError(f"fitrelay did not start:\n{log.read_text()[-2000:]}")
-
-
-def _scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    found = {}
-    for name in ("fitrelay_cache_hits_total", "fitrelay_cache_misses_total"):
-        match = re.search(rf"^{name} (\S+)$", text, re.M)
-        found[name] = float(match.group(1)) if match else 0.0
-    return found
 
 
 async def _load(
@@ -142,11 +132,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             proc, url, metrics = _start(dsn, run_dir, cache)
             try:
                 await _load(url, authors, args.connections, 2.0)  # warm both the same way
-                before = _scrape(metrics)
+                before = scrape_metrics(f"127.0.0.1:{metrics}", _COUNTERS)
                 started = time.perf_counter()
                 latencies, wrong = await _load(url, authors, args.connections, args.seconds)
                 elapsed = time.perf_counter() - started
-                after = _scrape(metrics)
+                after = scrape_metrics(f"127.0.0.1:{metrics}", _COUNTERS)
             finally:
                 proc.terminate()
                 proc.wait(30)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import resource
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +29,7 @@ __all__ = [
     "process_cpu",
     "raise_nofile",
     "rss_kb",
+    "scrape_metrics",
     "tree_pids",
 ]
 
@@ -192,3 +195,15 @@ def process_cpu(pids: Iterable[int]) -> dict[int, float]:
             continue
         out[p] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return out
+
+
+def scrape_metrics(address: str, names: Iterable[str]) -> dict[str, float]:
+    """The values of unlabelled samples ``names`` on a relay's ``/metrics`` at ``address``
+    (host:port); 0 for a sample it does not export."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = {}
+    for name in names:
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        found[name] = float(match.group(1)) if match else 0.0
+    return found

@@ -155,8 +155,12 @@ class PaginationResult:
             "pages_per_tenth": tenth,
             "first_pages": {"p50_ms": first_p50, "p99_ms": first_p99},
             "last_pages": {"p50_ms": last_p50, "p99_ms": last_p99},
-            "last_over_first_p50": round(last_p50 / first_p50, 2) if first_p50 else None,
-            "last_over_first_p99": round(last_p99 / first_p99, 2) if first_p99 else None,
+            "last_over_first_p50": round(last_p50 / first_p50, 2)
+            if first_p50 and last_p50 is not None
+            else None,
+            "last_over_first_p99": round(last_p99 / first_p99, 2)
+            if first_p99 and last_p99 is not None
+            else None,
             "page_latency": latency_summary(timed),
             "slowest_page": 1 + max(range(len(timed)), key=timed.__getitem__) if timed else None,
             "page_ms": [round(t * 1000, 2) for t in self.latencies],

@@ -58,6 +58,8 @@ class RelayProcess:
     default_limit: int
     max_limit: int
     info: dict[str, Any] = field(default_factory=dict)
+    metrics: str | None = None
+    """host:port of its /metrics (fitrelay, where the checkout exports them)."""
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL to the process group it leads if it is still running."""
@@ -232,6 +234,8 @@ def start_fitrelay(
                 name, match.group(1), proc.pid, proc, log, dsn, database, 500, 5000
             )
             relay.info = {"command": " ".join(cmd), "config": config.read_text()}
+            listen = re.search(r'^listen = "([^"]+)"', relay.info["config"], re.M)
+            relay.metrics = listen.group(1) if listen else None
             return relay
         if proc.poll() is not None:
             raise RelayUnavailable(f"{name} exited with status {proc.returncode}:\n{_tail(log)}")

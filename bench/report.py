@@ -306,6 +306,16 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"Events in {name}'s wrong answers, by what the model says of them: {listed}.",
                 "",
             ]
+    for name, t in targets.items():
+        held = _get(t, "query", "event_cache")
+        if held and held.get("hits", 0) + held.get("misses", 0):
+            looked_up = held["hits"] + held["misses"]
+            out += [
+                f"Event cache, {name}, over the REQ shapes: {held['hits'] / looked_up:.1%} of"
+                f" the {looked_up:,.0f} answer events were held in memory; the rest were read"
+                " from PostgreSQL by id.",
+                "",
+            ]
     out += _pagination_notes(targets)
     phase_times = []
     for name, t in targets.items():

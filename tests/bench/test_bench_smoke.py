@@ -220,6 +220,9 @@ def test_quick_run_with_pagination_and_profiles(tmp_path: Path, server_dsn: str)
     for shape in SHAPES:
         count = 10 * len(MIXED_SHAPES) if shape == "mixed" else 10
         assert t["query"][shape]["exact"] == t["query"][shape]["queries"] == count, shape
+    held = t["query"]["event_cache"]  # every event was stored through this relay just before
+    assert held["hits"] > 0 and held["misses"] == 0, held
+    assert "of the" in done.stdout and "answer events were held in memory" in done.stdout
 
     f = t["fanout"]
     assert f["expected_deliveries"] == f["delivered"] == 40 * 5 and f["duplicates"] == 0, f
