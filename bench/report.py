@@ -310,12 +310,13 @@ def render_markdown(results: dict[str, Any]) -> str:
         held = _get(t, "query", "event_cache")
         if held and held.get("hits", 0) + held.get("misses", 0):
             looked_up = held["hits"] + held["misses"]
-            out += [
+            text = (
                 f"Event cache, {name}, over the REQ shapes: {held['hits'] / looked_up:.1%} of"
-                f" the {looked_up:,.0f} answer events were held in memory; the rest were read"
-                " from PostgreSQL by id.",
-                "",
-            ]
+                f" the {looked_up:,.0f} answer events were held in memory"
+            )
+            if held["misses"]:
+                text += f"; the other {held['misses']:,.0f} were read from PostgreSQL by id"
+            out += [text + ".", ""]
     out += _pagination_notes(targets)
     phase_times = []
     for name, t in targets.items():
