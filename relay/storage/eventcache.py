@@ -12,23 +12,27 @@ events, a ``#p`` answer of 100 contact lists (about 1 MB, stored out of line in 
 Entries come in when this process stores an event and when a query reads one. Removed events
 are not dropped (a query never names them again, so they cost only memory until evicted).
 
-Memory is bounded by ``max_bytes``, an estimate: each entry counts its JSON's length plus
-:data:`ENTRY_OVERHEAD`. The entry put in longest ago goes first (an event read after it went
-comes back in as a new one). Recency of use is not tracked: keeping an ordered dict in use
-order made a lookup cost 0.8 µs against 0.2-0.3 µs for a plain dict (measured at 120,000
-entries), and an answer of 100 events looks up 100. No I/O, no asyncio.
+Memory is bounded by ``max_bytes``, an estimate: each entry counts the size of its JSON's str
+object (one byte a character when all are Latin-1, two or four when some are beyond it; a
+fifth of the benchmark's events hold text beyond ASCII) plus :data:`ENTRY_OVERHEAD`. The
+entry put in longest ago goes first (an event read after it went comes back in as a new one).
+Recency of use is not tracked: keeping an ordered dict in use order made a lookup cost 0.8 µs
+against 0.2-0.3 µs for a plain dict (measured at 120,000 entries), and an answer of 100
+events looks up 100. No I/O, no asyncio.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Sequence
 
 __all__ = ["ENTRY_OVERHEAD", "EventCache"]
 
-ENTRY_OVERHEAD = 240
-"""Bytes counted per entry beside the JSON's length: the str and bytes objects' headers, the
-32-byte key, the dict's slot and the order queue's pointer (about 210 on CPython 3.11)."""
+ENTRY_OVERHEAD = 160
+"""Bytes counted per entry beside its JSON's str object: the 32-byte key's bytes object (65),
+the dict's slot and the order queue's pointer (about 50 measured at 120,000 entries on
+CPython 3.11, more just after the dict has grown)."""
 
 
 class EventCache:
@@ -65,7 +69,7 @@ class EventCache:
     def put(self, event_id: bytes, raw: str) -> None:
         """Hold ``raw`` under ``event_id``, evicting the entries put in longest ago beyond the
         bound. JSON larger than the bound is not held."""
-        size = len(raw) + ENTRY_OVERHEAD
+        size = sys.getsizeof(raw) + ENTRY_OVERHEAD
         if size > self.max_bytes:
             return
         entries = self._entries
@@ -76,5 +80,5 @@ class EventCache:
         self.bytes += size
         while self.bytes > self.max_bytes:
             old = entries.pop(self._order.popleft())
-            self.bytes -= len(old) + ENTRY_OVERHEAD
+            self.bytes -= sys.getsizeof(old) + ENTRY_OVERHEAD
             self.evictions += 1

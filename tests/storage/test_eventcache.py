@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -16,8 +17,12 @@ from relay.storage.postgres import IngestStatus, Store, create_pool
 from tests.signer import Keys
 
 
+def _size(raw: str) -> int:
+    return sys.getsizeof(raw) + ENTRY_OVERHEAD
+
+
 def test_the_entry_put_in_longest_ago_goes_first() -> None:
-    cache = EventCache(3 * (ENTRY_OVERHEAD + 2))
+    cache = EventCache(3 * _size("{}"))
     for name in (b"a", b"b", b"c"):
         cache.put(name, "{}")
     assert cache.lookup([b"a", b"x", b"c"]) == ["{}", None, "{}"]
@@ -29,19 +34,21 @@ def test_the_entry_put_in_longest_ago_goes_first() -> None:
     assert cache.evictions == 2
 
 
-def test_the_bound_counts_json_and_overhead() -> None:
-    cache = EventCache(1_000)
-    cache.put(b"x", "a" * 100)
-    cache.put(b"x", "a" * 100)  # the same event again: counted once
-    assert (len(cache), cache.bytes) == (1, 100 + ENTRY_OVERHEAD)
-    cache.put(b"big", "b" * 1_000)  # larger than the whole bound: not held, nothing evicted
+def test_the_bound_counts_each_strings_memory_and_the_overhead() -> None:
+    ascii_text, wide = "a" * 100, "\U0001f3cb" * 100  # a weight lifter: four bytes a character
+    assert _size(wide) > _size(ascii_text) + 300
+    cache = EventCache(_size(ascii_text) + _size(wide))
+    cache.put(b"x", ascii_text)
+    cache.put(b"x", ascii_text)  # the same event again: counted once
+    assert (len(cache), cache.bytes) == (1, _size(ascii_text))
+    cache.put(b"big", "b" * cache.max_bytes)  # larger than the whole bound: not held
     assert b"big" not in cache
     assert (len(cache), cache.evictions) == (1, 0)
-    cache.put(b"y", "c" * (1_000 - 2 * ENTRY_OVERHEAD - 100))  # exactly fills the bound
-    assert (len(cache), cache.bytes) == (2, 1_000)
+    cache.put(b"y", wide)  # exactly fills the bound
+    assert (len(cache), cache.bytes) == (2, cache.max_bytes)
     cache.put(b"z", "")
     assert b"x" not in cache
-    assert cache.bytes <= 1_000
+    assert cache.bytes <= cache.max_bytes
 
 
 def test_a_bound_below_one_byte_is_refused() -> None:
