@@ -405,8 +405,13 @@ PLAN_SHAPES = [
     ({"kinds": [1, 7]}, ["k.kind"], ["a.pubkey"]),
     ({"authors": PUBKEYS[:1], "kinds": [1, 7, 30003]}, ["k.kind", "a.pubkey"], []),
     ({"authors": PUBKEYS[:1], "kinds": [1]}, ["LATERAL", "a.pubkey", "k.kind"], []),
-    # 1 author x 35 kinds: past MAX_STREAMS, index entries first, the scan if one expired
-    ({"authors": PUBKEYS[:1], "kinds": MANY_KINDS}, ["i.kind = k.kind", "expired"], ["= ANY("]),
+    # 1 author x 35 kinds: past MAX_STREAMS, index entries first in two rounds under a shared
+    # bound, the scan if one expired
+    (
+        {"authors": PUBKEYS[:1], "kinds": MANY_KINDS},
+        ["i.kind = s.kind", "i.kind = f.kind", "expired"],
+        ["= ANY("],
+    ),
     ({"authors": PUBKEYS, "kinds": MANY_KINDS, "since": BASE + 2}, ["i.created_at >="], []),
     ({"ids": [], "kinds": [1, 7]}, ["e.id = ANY("], ["LATERAL"]),
     ({"since": BASE + 1, "until": BASE + 4}, ["e.created_at >="], ["LATERAL"]),
@@ -513,3 +518,21 @@ async def test_nul_in_d_tag_of_addressable_event(store: Store) -> None:
     assert await ingest(store, [raw, newer]) == [IngestStatus.STORED, IngestStatus.STORED]
     got = await store.query([parse_filter({"#d": [NUL]}, LIMITS)], BASE)
     assert [r for _id, r in got] == [newer]
+
+
+async def test_a_follow_feed_where_one_author_fills_the_page(store: Store) -> None:
+    """Past MAX_STREAMS keys each key first gives a couple of index entries; one author whose
+    notes are all newer than everyone else's must still fill the whole page from their own
+    (the second round reads down to the bound the first round found)."""
+    prolific = [sign(0, 1, BASE + 100 + i, [], f"p{i}") for i in range(12)]
+    others = [Keys(100 + n) for n in range(8)]
+    older = [dumps(k.sign(1, f"{n}", [], BASE + n)) for k in others for n in range(3)]
+    await ingest(store, prolific + older)
+    universe = await stored_universe(store)
+    absent = [Keys(200 + n).pubkey for n in range(MAX_STREAMS)]
+    authors = [PUBKEYS[0], *(k.pubkey for k in others), *absent]
+    for limit in (10, 12, 13, 40):
+        raw = {"authors": authors, "kinds": [1], "limit": limit}
+        assert compile_query(parse_filter(raw, LIMITS), BASE, limit).unless_expired is not None
+        got = await check(store, universe, [raw], BASE + 200, in_hypothesis=False)
+        assert len(got) == min(limit, 36)
