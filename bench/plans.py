@@ -2,8 +2,10 @@
 
     python -m bench.plans --dsn postgresql://.../db [--runs 50] [--doc docs/benchmarks.md]
 
-For each shape the relay's own SQL (relay.storage.sqlfilter.compile_query) is run with
-values picked from the data (the most used hashtag, mention, author ...), ``runs`` times on
+For each shape the relay's own SQL (relay.storage.sqlfilter.compile_query, as the relay runs
+it with its event cache: ``created_at`` and ``id`` only; the JSON of events the cache does not
+hold is then read by primary key) is run with values picked from the data (the most used
+hashtag, mention, author, the largest contact list's follows ...), ``runs`` times on
 a relay-configured connection; p50/p99 and the ``EXPLAIN (ANALYZE, BUFFERS)`` plan of one
 run, the generic plan of the prepared statement as the relay runs it
 (:func:`relay.storage.plans.explain`), go into docs/benchmarks.md between markers.
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from bench.common import latency_summary
 from relay.nostr.filters import parse_filter
@@ -50,6 +53,9 @@ async def _shapes(conn: asyncpg.Connection[Any]) -> dict[str, dict[str, Any]]:
                        " FROM events WHERE kind = 1")  # fmt: skip
     deep = await top("SELECT percentile_disc(0.02) WITHIN GROUP (ORDER BY created_at)"
                      " FROM events WHERE kind = 1")  # fmt: skip
+    follows = await top("SELECT raw FROM events WHERE kind = 3"
+                        " ORDER BY octet_length(raw) DESC LIMIT 1")  # fmt: skip
+    followed = sorted({t[1] for t in msgspec.json.decode(follows)["tags"] if t[0] == "p"})
     return {
         "ids (10)": {"ids": ids},
         "authors + kinds, limit 100": {"authors": [author], "kinds": [1, 7], "limit": 100},
@@ -63,6 +69,9 @@ async def _shapes(conn: asyncpg.Connection[Any]) -> dict[str, dict[str, Any]]:
         "addressable: kind + author + #d": {"kinds": [33401], "authors": [author], "#d": [d]},
         "exercise library: kind + author": {"kinds": [33401], "authors": [author]},
         "deep page: kind + until, limit 100": {"kinds": [1], "until": deep, "limit": 100},
+        f"follow feed: {len(followed[:500])} authors x kinds [1, 1301], limit 100": {
+            "authors": followed[:500], "kinds": [1, 1301], "limit": 100,
+        },
     }  # fmt: skip
 
 
@@ -75,7 +84,7 @@ async def _run(dsn: str, runs: int) -> tuple[str, list[str]]:
         now = int(time.time())
         for name, raw in shapes.items():
             flt = parse_filter(raw, Limits())
-            sql, args = compile_query(flt, now, flt.limit or 500)[:2]
+            sql, args = compile_query(flt, now, flt.limit or 500, raw=False)[:2]
             await conn.fetch(sql, *args)
             seconds = []
             for _ in range(runs):
