@@ -98,7 +98,10 @@ async def _run(dsn: str, runs: int) -> tuple[str, list[str]]:
                          + "\n".join(plan) + "\n```\n")  # fmt: skip
         head = (f"SQL of each REQ shape over {count:,} stored events, {runs} runs each on one"
                 " relay-configured connection (`python -m bench.plans`), 2 shared cores; the"
-                " plans are the generic plans the relay's prepared statements run with."
+                " plans are the generic plans the relay's prepared statements run with. The"
+                " statements select `created_at` and `id`, as the relay runs them with its"
+                " event cache; the JSON of events the cache does not hold is then read by"
+                " primary key (`SELECT id, raw FROM events WHERE id = ANY($1)`)."
                 "\n\n| shape | rows | SQL p50 ms | SQL p99 ms |\n|---|---|---|---|")  # fmt: skip
         return head + "\n" + "\n".join(rows), plans
     finally:
