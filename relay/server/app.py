@@ -7,7 +7,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -55,6 +55,7 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Server | None = None
         self.indexer: Indexer | None = None
+        self._unwatch_gc: Callable[[], None] = lambda: None
 
     @property
     def port(self) -> int:
@@ -154,6 +155,7 @@ class Relay:
         self.metrics.watch_cache(lambda: self.cache)
         if self.store.events is not None:
             self.metrics.watch_event_cache(self.store.events)
+        self._unwatch_gc = self.metrics.watch_gc()
 
     async def readiness(self) -> list[str]:
         """Why this relay cannot serve now (empty when it can)."""
@@ -234,6 +236,7 @@ class Relay:
         if self.monitor is not None:
             await self.monitor.stop()
         self._tasks.clear()
+        self._unwatch_gc()
         if self.pool is not None:
             await self.pool.close()
 

@@ -6,6 +6,8 @@ prefix; never a raw kind number, a pubkey or a subscription id.
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -282,6 +284,47 @@ class Metrics:
             yield gauge("fitrelay_event_cache_entries", "Events whose JSON is held", len(events))
 
         self.add_callback(collect)
+
+    def watch_gc(self) -> Callable[[], None]:
+        """Export the garbage collector's collections and the time they took, by generation,
+        and how many objects start-up froze out of its sight (``fitrelay serve`` freezes what
+        it allocated before serving); returns the function that stops the timing.
+
+        A collection stops the event loop: its time is the pause every connection waited.
+        The timing callback only adds floats (no lock, so a collection that starts while a
+        metric holds its lock cannot deadlock on it); the samples are built when scraped."""
+        paused = [0.0] * len(gc.get_stats())
+        started = [0.0]
+
+        def timed(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                paused[info["generation"]] += time.perf_counter() - started[0]
+
+        def collect() -> Iterator[Metric]:
+            generations = [str(n) for n in range(len(paused))]
+            yield counter(
+                "fitrelay_gc_collections",
+                "Garbage collections of this process, by generation",
+                {(g,): s["collections"] for g, s in zip(generations, gc.get_stats(), strict=True)},
+                ["generation"],
+            )
+            yield counter(
+                "fitrelay_gc_pause_seconds",
+                "Time the event loop stood still for garbage collections, by generation",
+                {(g,): p for g, p in zip(generations, paused, strict=True)},
+                ["generation"],
+            )
+            yield gauge(
+                "fitrelay_gc_frozen_objects",
+                "Objects frozen out of the collector's sight at start-up",
+                gc.get_freeze_count(),
+            )
+
+        gc.callbacks.append(timed)
+        self.add_callback(collect)
+        return lambda: gc.callbacks.remove(timed)
 
     def watch_indexer(self, stats: Callable[[], IndexerStats | None]) -> None:
         """Export the indexer's counters (read when scraped)."""

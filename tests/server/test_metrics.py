@@ -4,6 +4,7 @@ what the workload did."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,24 @@ async def test_pool_exhaustion_shows_as_waiting(start_relay: Any) -> None:
         for conn in held:
             await relay.pool.release(conn)
         await client.close()
+
+
+async def test_garbage_collections_are_counted_and_timed(db_dsn: str) -> None:
+    """Each collection stops the event loop: the relay counts them and the time they took,
+    by generation, and stops timing them when it stops."""
+    callbacks = len(gc.callbacks)
+    relay = Relay(relay_config(metrics=True), db_dsn)
+    await relay.start()
+    try:
+        assert len(gc.callbacks) == callbacks + 1
+        before = await scrape(relay)
+        gc.collect()
+        after = await scrape(relay)
+        name = "fitrelay_gc_collections_total"
+        assert value(after, name, generation="2") == value(before, name, generation="2") + 1
+        pause = "fitrelay_gc_pause_seconds_total"
+        assert value(after, pause, generation="2") > value(before, pause, generation="2")
+        assert ("fitrelay_gc_frozen_objects", frozenset()) in after
+    finally:
+        await relay.stop()
+    assert len(gc.callbacks) == callbacks

@@ -63,6 +63,10 @@ async def test_an_event_crosses_worker_processes(db_dsn: str) -> None:
                 while (after := await _connections(ports)) == before:
                     await asyncio.sleep(0.01)
                 clients.append((client, 0 if after[0] > before[0] else 1))
+        for metrics_port in ports:  # each worker froze what it allocated before serving
+            _, text = await http_get(metrics_port, "/metrics")
+            frozen = re.search(r"^fitrelay_gc_frozen_objects (\S+)$", text, re.MULTILINE)
+            assert frozen and float(frozen.group(1)) > 1_000, text[:200]
         publisher = next(c for c, worker in clients if worker == 0)
         remote = next(c for c, worker in clients if worker == 1)
         assert await remote.req("live", {"kinds": [1]}) == []
