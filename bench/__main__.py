@@ -76,7 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "events": 100_000,
     "stopwait_seconds": 20.0,
     "query_seconds": 20.0,
-    "queries_per_shape": 200,
+    "queries_per_shape": 1_000,
     "subscribers": 1_000,
     "fanout_events": 100,
     "fanout_workers": 2,
@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     q = p.add_argument_group("queries")
     q.add_argument("--query-concurrency", type=int, default=8, help="query connections (8)")
     q.add_argument(
-        "--queries-per-shape", type=int, help="distinct queries per shape (200; mixed: of each)"
+        "--queries-per-shape", type=int, help="queries per shape (1000; mixed: of each)"
     )
     q.add_argument("--query-seconds", type=float, help="time limit per shape (20)")
 
