@@ -188,9 +188,7 @@ def _parser() -> argparse.ArgumentParser:
 
     q = p.add_argument_group("queries")
     q.add_argument("--query-concurrency", type=int, default=8, help="query connections (8)")
-    q.add_argument(
-        "--queries-per-shape", type=int, help="queries per shape (1000; mixed: of each)"
-    )
+    q.add_argument("--queries-per-shape", type=int, help="queries per shape (1000; mixed: of each)")
     q.add_argument("--query-seconds", type=float, help="time limit per shape (20)")
 
     pg = p.add_argument_group("deep pagination")
