@@ -37,12 +37,14 @@ async def _shapes(conn: asyncpg.Connection[Any]) -> dict[str, dict[str, Any]]:
     async def top(sql: str) -> Any:
         return await conn.fetchval(sql)
 
-    tag = await top("SELECT value FROM event_tags WHERE name = 't' GROUP BY value"
-                    " ORDER BY count(*) DESC LIMIT 1")  # fmt: skip
-    mention = await top("SELECT value FROM event_tags WHERE name = 'p' GROUP BY value"
-                        " ORDER BY count(*) DESC LIMIT 1")  # fmt: skip
-    replied = await top("SELECT value FROM event_tags WHERE name = 'e' GROUP BY value"
-                        " ORDER BY count(*) DESC LIMIT 1")  # fmt: skip
+    async def most_used(letter: str) -> Any:
+        return await conn.fetchval(
+            "SELECT value FROM event_tags WHERE name = $1 GROUP BY value"
+            " ORDER BY count(*) DESC LIMIT 1",
+            letter,
+        )
+
+    tag, mention, replied = [await most_used(letter) for letter in "tpe"]
     author = (await top("SELECT pubkey FROM events WHERE kind = 33401 GROUP BY pubkey"
                         " ORDER BY count(*) DESC LIMIT 1")).hex()  # fmt: skip
     d = await top(f"SELECT d_tag FROM events WHERE kind = 33401 AND pubkey = '\\x{author}'"

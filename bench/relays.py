@@ -177,17 +177,19 @@ def _wait_tcp(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 def _fitrelay_config(
     path: Path, indexer: bool, src: Path, workers: int = 1, compression: bool = False
-) -> None:
+) -> str | None:
     """A config file for the run; the metrics listener (where this checkout has one) gets a
-    free port so that runs never collide with another relay on the machine. Several workers
-    share one fixed port, a free one."""
+    free port so that runs never collide with another relay on the machine, and its
+    host:port is returned (None without one). Several workers share one fixed port, a free
+    one."""
     relay = f'host = "127.0.0.1"\nport = {_free_port() if workers > 1 else 0}\n'
     if workers > 1:
         relay += f"workers = {workers}\n"
     if compression:
         relay += "compression = true\n"
     base = f"[relay]\n{relay}\n[indexer]\nenabled = {str(indexer).lower()}\n"
-    path.write_text(base + f'\n[metrics]\nlisten = "127.0.0.1:{_free_port()}"\n')
+    metrics = f"127.0.0.1:{_free_port()}"
+    path.write_text(base + f'\n[metrics]\nlisten = "{metrics}"\n')
     check = subprocess.run(
         [sys.executable, "-m", "relay", "check-config", "--config", str(path)],
         cwd=src,
@@ -198,6 +200,8 @@ def _fitrelay_config(
     )
     if check.returncode != 0:
         path.write_text(base)
+        return None
+    return metrics
 
 
 def start_fitrelay(
@@ -213,7 +217,7 @@ def start_fitrelay(
     """``python -m relay serve`` from the checkout ``src`` (this one by default)."""
     name = "fitrelay+indexer" if indexer else "fitrelay"
     config = run_dir / f"{name}.toml"
-    _fitrelay_config(config, indexer, src, workers, compression)
+    metrics = _fitrelay_config(config, indexer, src, workers, compression)
     log = run_dir / f"{name}.log"
     cmd = [sys.executable, "-m", "relay", "serve", "--config", str(config), "--db-dsn", dsn]
     with log.open("wb") as out:
@@ -234,8 +238,7 @@ def start_fitrelay(
                 name, match.group(1), proc.pid, proc, log, dsn, database, 500, 5000
             )
             relay.info = {"command": " ".join(cmd), "config": config.read_text()}
-            listen = re.search(r'^listen = "([^"]+)"', relay.info["config"], re.M)
-            relay.metrics = listen.group(1) if listen else None
+            relay.metrics = metrics
             return relay
         if proc.poll() is not None:
             raise RelayUnavailable(f"{name} exited with status {proc.returncode}:\n{_tail(log)}")

@@ -391,7 +391,7 @@ class Connection:
             self._fail(sub_id, "error: could not run the query")
             return
         if not self.closing:
-            answer = encode_events(sub_id, [raw for _event_id, raw in rows])
+            answer = encode_events(sub_id, (raw for _event_id, raw in rows))
             answer.append(encode_eose(sub_id))
             self.metrics.sent[b"EVENT"].inc(len(rows))
             self.metrics.sent[b"EOSE"].inc()

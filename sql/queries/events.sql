@@ -47,8 +47,9 @@ SELECT count(*) FROM gone;
 -- name: export_page
 -- One page of an export, in log order after a position. A NULL parameter places no
 -- condition (the export connection sets plan_cache_mode = force_custom_plan, so the NULL
--- tests fold away when the plan is made). $8/$9 are the (created_at, id) cut-off of a filter's limit: rows at or
--- after it in the REQ order (newest first, ties by lowest id) are kept.
+-- tests fold away when the plan is made). $8/$9 are the (created_at, id) cut-off of a
+-- filter's limit: rows at or after it in the REQ order (newest first, ties by lowest id)
+-- are kept.
 SELECT e.seq, e.raw FROM events e
 WHERE e.seq > $1::bigint
   AND (e.expires_at IS NULL OR e.expires_at > $2::bigint)
