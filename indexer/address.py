@@ -21,14 +21,13 @@ from __future__ import annotations
 import re
 
 from indexer.model import Address, Issue
+from relay.nostr.event import MAX_KIND, is_hex64
 
 __all__ = ["AddressKey", "address_issue", "address_key", "parse_address"]
 
 AddressKey = tuple[int | None, str | None, str | None] | str
 
 _KIND = re.compile(r"[0-9]{1,5}\Z")
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
-MAX_KIND = 65_535
 
 
 def _kind(text: str) -> int | None:
@@ -61,7 +60,7 @@ def parse_address(value: str, relay: str | None = None) -> Address:
     pubkey: str | None = None
     d: str | None = None
     if len(parts) == 3:
-        pubkey = parts[1] if _HEX64.match(parts[1]) else None
+        pubkey = parts[1] if is_hex64(parts[1]) else None
         d = parts[2]
     elif len(parts) == 2:
         d = parts[1] or None

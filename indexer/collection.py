@@ -15,10 +15,9 @@ from indexer.address import parse_address
 from indexer.model import Address, FitnessList, Issue, ListItem
 from indexer.tags import singleton
 from relay.nostr.event import Event
+from relay.nostr.kinds import LIST_MEMBER_KINDS
 
-__all__ = ["FITNESS_MEMBER_KINDS", "parse_list"]
-
-FITNESS_MEMBER_KINDS = frozenset({33401, 33402})
+__all__ = ["parse_list"]
 
 
 def _text(value: str | None) -> str | None:
@@ -33,7 +32,7 @@ def parse_list(event: Event) -> tuple[FitnessList | None, list[Issue]]:
     for index, tag in enumerate(event.tags):
         if len(tag) >= 2 and tag[0] == "a":
             members.append((index, parse_address(tag[1], tag[2] if len(tag) > 2 else None)))
-    if not any(a.kind in FITNESS_MEMBER_KINDS for _, a in members):
+    if not any(a.kind in LIST_MEMBER_KINDS for _, a in members):
         return None, []
     issues: list[Issue] = []
     for index, address in members:

@@ -21,8 +21,9 @@ import asyncpg
 
 from indexer.model import Issue
 from indexer.store import FitnessStore
-from indexer.transform import FITNESS_KINDS, derive
+from indexer.transform import derive
 from relay.nostr.event import decode_event
+from relay.nostr.kinds import FITNESS_KINDS
 from relay.server.live import listen_for_commits
 from relay.storage.migrate import Conn, migrate
 from relay.storage.postgres import PLANNED_PER_RUN

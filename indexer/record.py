@@ -82,14 +82,12 @@ from indexer.units import (
     parse_timestamp,
 )
 from relay.nostr.event import Event
+from relay.nostr.kinds import EXERCISE, WORKOUT_RECORD_LEGACY, WORKOUT_TEMPLATE
 
 __all__ = ["detect_dialect", "is_set_reference", "parse_record"]
 
 Tags = Sequence[Sequence[str]]
 
-EXERCISE_KIND = 33401
-TEMPLATE_KIND = 33402
-LEGACY_RECORD_KIND = 33403
 
 _VERB = re.compile(r"[A-Za-z][A-Za-z _-]{0,63}\Z")
 _VERB_ACTIVITY = {
@@ -128,7 +126,7 @@ _HEADER = re.compile(r"([A-Za-z][A-Za-z0-9-]*):[ \t]")
 
 def is_set_reference(value: str) -> bool:
     """Whether an ``exercise`` value names an exercise (a set) rather than an activity."""
-    if value.strip().startswith(f"{EXERCISE_KIND}:"):
+    if value.strip().startswith(f"{EXERCISE}:"):
         return True
     address = parse_address(value)
     return address.kind is not None and address.pubkey is not None
@@ -156,7 +154,7 @@ def _exercise_values(tags: Tags) -> list[str]:
 def detect_dialect(event: Event) -> str:
     """``nip101e``, ``runstr``, or the NonWorkout reason (``email``, ``no_workout_tags``)."""
     tags = event.tags
-    if event.kind == LEGACY_RECORD_KIND:
+    if event.kind == WORKOUT_RECORD_LEGACY:
         return "nip101e"
     exercises = _exercise_values(tags)
     if any(is_set_reference(v) for v in exercises):
@@ -185,7 +183,7 @@ def _template_from_a(tags: Tags) -> tuple[int, Address] | None:
     for index, tag in enumerate(tags):
         if len(tag) >= 2 and tag[0] == "a":
             address = parse_address(tag[1], tag[2] if len(tag) > 2 else None)
-            if address.kind == TEMPLATE_KIND:
+            if address.kind == WORKOUT_TEMPLATE:
                 return index, address
     return None
 
@@ -200,7 +198,7 @@ def _template(tags: Tags, issues: list[Issue]) -> Address | None:
         found = _template_from_a(tags)
     if found is None:
         return None
-    problem = address_issue(found[1], TEMPLATE_KIND, found[0])
+    problem = address_issue(found[1], WORKOUT_TEMPLATE, found[0])
     if problem is not None:
         issues.append(problem)
     return found[1]
@@ -276,7 +274,7 @@ def _pr(tag: Sequence[str], index: int, position: int, issues: list[Issue]) -> P
         coord = values[0]
         metric = values[1] if len(values) == 2 else None
     address = parse_address(coord, relay)
-    problem = address_issue(address, EXERCISE_KIND, index)
+    problem = address_issue(address, EXERCISE, index)
     if problem is not None:
         issues.append(problem)
     value = parse_number(value_raw)
@@ -416,7 +414,7 @@ def parse_record(event: Event) -> tuple[Workout | NonWorkout, list[Issue]]:
     else:
         _missing(tags, ("d",), issues)
     d = singleton(tags, "d", issues)
-    if d is None and event.kind == LEGACY_RECORD_KIND:
+    if d is None and event.kind == WORKOUT_RECORD_LEGACY:
         d = ""
     title = singleton(tags, "title", issues)
     if title is None:

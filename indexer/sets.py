@@ -43,6 +43,7 @@ from indexer.units import (
     parse_number,
     weight_to_kg,
 )
+from relay.nostr.kinds import EXERCISE
 
 __all__ = ["DEFAULT_FORMAT", "map_set", "split_set_number"]
 
@@ -175,7 +176,7 @@ def read_set_tags(tags: Sequence[Sequence[str]], issues: list[Issue]) -> list[Se
             issues.append(Issue("empty_exercise_tag", "exercise tag without a value", index))
             continue
         address = parse_address(tag[1], tag[2] if len(tag) > 2 else None)
-        problem = address_issue(address, 33401, index)
+        problem = address_issue(address, EXERCISE, index)
         if problem is not None:
             issues.append(problem)
         values, given = split_set_number(tag[3:])

@@ -25,15 +25,12 @@ from indexer.model import (
 )
 from indexer.sets import map_set
 from indexer.transform import Derived
+from relay.nostr.kinds import EXERCISE, LIST_KINDS, RECORD_KINDS, WORKOUT_TEMPLATE
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 
-__all__ = ["EXERCISE_KIND", "TEMPLATE_KIND", "FitnessStore", "LinkedExercise"]
+__all__ = ["FitnessStore", "LinkedExercise"]
 
-EXERCISE_KIND = 33401
-TEMPLATE_KIND = 33402
-_RECORD_KINDS = frozenset({1301, 33403})
-_LIST_KINDS = frozenset({30003, 30004})
 
 _Q = load_queries("indexer.sql")
 
@@ -75,7 +72,7 @@ def _link(
     ref: Address, known: dict[tuple[str, str], LinkedExercise]
 ) -> tuple[str | None, str | None, LinkedExercise | None]:
     """The exercise address a set names, and the indexed exercise there if any."""
-    pubkey, d = _target(ref, EXERCISE_KIND)
+    pubkey, d = _target(ref, EXERCISE)
     if pubkey is None or d is None:
         return None, None, None
     return pubkey, d, known.get((pubkey, d))
@@ -99,18 +96,18 @@ class FitnessStore:
         """Delete everything ``event_id`` produced and unlink what referenced it."""
         conn = self.conn
         await conn.execute(_Q["remove_errors"], event_id)
-        if kind == EXERCISE_KIND:
+        if kind == EXERCISE:
             row = await conn.fetchrow(_Q["remove_exercise"], event_id)
             if row is not None:
                 await self._relink_sets(row["pubkey"], row["d"], None)
-        elif kind == TEMPLATE_KIND:
+        elif kind == WORKOUT_TEMPLATE:
             row = await conn.fetchrow(_Q["remove_template"], event_id)
             if row is not None:
                 await conn.execute(_Q["relink_workouts"], row["pubkey"], row["d"], None)
-        elif kind in _RECORD_KINDS:
+        elif kind in RECORD_KINDS:
             await conn.execute(_Q["remove_workout"], event_id)
             await conn.execute(_Q["remove_non_workout"], event_id)
-        elif kind in _LIST_KINDS:
+        elif kind in LIST_KINDS:
             await conn.execute(_Q["remove_list"], event_id)
 
     # -- insertion -------------------------------------------------------------------------
@@ -209,7 +206,7 @@ class FitnessStore:
 
     async def _exercises(self, refs: Iterable[Address]) -> dict[tuple[str, str], LinkedExercise]:
         """The indexed exercises among ``refs``, by address."""
-        keys = {_target(ref, EXERCISE_KIND) for ref in refs}
+        keys = {_target(ref, EXERCISE) for ref in refs}
         wanted = [(p, d) for p, d in keys if p is not None and d is not None]
         if not wanted:
             return {}
@@ -274,7 +271,7 @@ class FitnessStore:
         template_pubkey, template_d = (None, None)
         template_event = None
         if w.template is not None:
-            template_pubkey, template_d = _target(w.template, TEMPLATE_KIND)
+            template_pubkey, template_d = _target(w.template, WORKOUT_TEMPLATE)
             if template_pubkey is not None:
                 template_event = await conn.fetchval(
                     _Q["template_event"], template_pubkey, template_d
@@ -349,7 +346,7 @@ class FitnessStore:
         )
         prs = []
         for pr in w.prs:
-            pubkey, d = _target(pr.exercise, EXERCISE_KIND)
+            pubkey, d = _target(pr.exercise, EXERCISE)
             prs.append(
                 (w.event_id, pr.position, pr.exercise.raw, pubkey, d, pr.metric, pr.value, pr.raw)
             )

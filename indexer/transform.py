@@ -17,10 +17,10 @@ from indexer.model import Exercise, FitnessList, Issue, NonWorkout, Template, Wo
 from indexer.record import parse_record
 from indexer.template import parse_template
 from relay.nostr.event import Event
+from relay.nostr.kinds import EXERCISE, LIST_KINDS, RECORD_KINDS, WORKOUT_TEMPLATE
 
-__all__ = ["FITNESS_KINDS", "Derived", "Outcome", "derive"]
+__all__ = ["Derived", "Outcome", "derive"]
 
-FITNESS_KINDS = frozenset({33401, 33402, 1301, 33403, 30003, 30004})
 
 Derived: TypeAlias = Exercise | Template | Workout | NonWorkout | FitnessList
 
@@ -37,13 +37,13 @@ class Outcome:
 
 def _parse(event: Event) -> tuple[Derived | None, list[Issue]]:
     kind = event.kind
-    if kind == 33401:
+    if kind == EXERCISE:
         return parse_exercise(event)
-    if kind == 33402:
+    if kind == WORKOUT_TEMPLATE:
         return parse_template(event)
-    if kind in (1301, 33403):
+    if kind in RECORD_KINDS:
         return parse_record(event)
-    if kind in (30003, 30004):
+    if kind in LIST_KINDS:
         return parse_list(event)
     return None, []
 

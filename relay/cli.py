@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 
 from relay import archive
-from relay.config import Config, ConfigError, load
+from relay.config import Config, ConfigError, load, parse_listen
 from relay.logs import redact_dsn, setup_logging
 from relay.nostr.errors import NostrError
 from relay.server.app import Relay, database_problems
@@ -163,8 +163,9 @@ def _worker_config(config: Config, number: int) -> Config:
     running in one at a time (the others wait on its lock, ready to take over)."""
     metrics = config.metrics
     if metrics.listen:
-        host, _, port = metrics.listen.rpartition(":")
-        listen = f"{host}:{int(port) + number if int(port) else 0}"
+        host, port = parse_listen(metrics.listen)
+        host = f"[{host}]" if ":" in host else host
+        listen = f"{host}:{port + number if port else 0}"
         metrics = msgspec.structs.replace(metrics, listen=listen)
     return msgspec.structs.replace(config, metrics=metrics)
 

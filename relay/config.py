@@ -28,7 +28,20 @@ __all__ = [
     "MetricsConfig",
     "RelayConfig",
     "load",
+    "parse_listen",
 ]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9477`` for IPv6) as the host, brackets removed, and the port.
+
+    Raises:
+        ValueError: not host:port with a port from 0 to 65535.
+    """
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65_535:
+        raise ValueError(f"not host:port: {listen!r}")
+    return host.strip("[]"), int(port)
 
 
 class ConfigError(RelayError):
@@ -210,9 +223,12 @@ def _check(config: Config) -> None:
     if bool(config.relay.tls_cert) != bool(config.relay.tls_key):
         raise ConfigError("relay.tls_cert and relay.tls_key must be set together")
     if config.metrics.listen:
-        host, sep, port = config.metrics.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65_535:
-            raise ConfigError("metrics.listen must be host:port (port 0 picks a free one)")
+        try:
+            parse_listen(config.metrics.listen)
+        except ValueError:
+            raise ConfigError(
+                "metrics.listen must be host:port (port 0 picks a free one)"
+            ) from None
     if config.logging.format not in ("text", "json"):
         raise ConfigError("logging.format must be text or json")
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -13,9 +13,9 @@ The prefixes are the ones NIP-01 names: ``invalid``, ``blocked``, ``rate-limited
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
-__all__ = ["NostrError", "Prefix", "RelayError"]
+__all__ = ["PREFIXES", "NostrError", "Prefix", "RelayError"]
 
 Prefix = Literal[
     "invalid",
@@ -27,6 +27,8 @@ Prefix = Literal[
     "error",
     "unsupported",
 ]
+PREFIXES: tuple[Prefix, ...] = get_args(Prefix)
+"""Every machine-readable prefix, in one place (metric labels are drawn from it)."""
 
 
 class RelayError(Exception):

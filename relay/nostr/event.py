@@ -14,12 +14,12 @@ from relay.nostr.limits import Limits
 __all__ = [
     "Event",
     "KindClass",
-    "address_of",
     "canonical_bytes",
     "compute_id",
     "d_tag",
     "decode_event",
     "expiration",
+    "is_hex64",
     "is_protected",
     "kind_class",
     "validate_event",
@@ -29,6 +29,11 @@ _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _HEX128 = re.compile(r"[0-9a-f]{128}\Z")
 MAX_KIND = 65_535
 MAX_TIMESTAMP = 2**53 - 1  # the largest integer every JSON client parses exactly
+
+
+def is_hex64(value: str) -> bool:
+    """True for 64 lowercase hex digits: an event id or a public key as NIP-01 writes them."""
+    return _HEX64.match(value) is not None
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -103,16 +108,6 @@ def d_tag(event: Event) -> str:
     return ""
 
 
-def address_of(event: Event) -> str | None:
-    """``kind:pubkey:d`` for replaceable and addressable events, else None."""
-    cls = kind_class(event.kind)
-    if cls is KindClass.REPLACEABLE:
-        return f"{event.kind}:{event.pubkey}:"
-    if cls is KindClass.ADDRESSABLE:
-        return f"{event.kind}:{event.pubkey}:{d_tag(event)}"
-    return None
-
-
 def expiration(event: Event) -> int | None:
     """The NIP-40 expiration timestamp, None when absent or not an integer."""
     for tag in event.tags:
@@ -142,9 +137,9 @@ def validate_event(event: Event, raw_size: int, limits: Limits, now: int) -> Non
     Raises:
         NostrError: with the NIP-01 prefix that tells the client why.
     """
-    if not _HEX64.match(event.id):
+    if not is_hex64(event.id):
         raise NostrError("invalid", "id must be 64 lowercase hex characters")
-    if not _HEX64.match(event.pubkey):
+    if not is_hex64(event.pubkey):
         raise NostrError("invalid", "pubkey must be 64 lowercase hex characters")
     if not _HEX128.match(event.sig):
         raise NostrError("invalid", "sig must be 128 lowercase hex characters")

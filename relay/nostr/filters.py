@@ -11,12 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from relay.nostr.errors import NostrError
-from relay.nostr.event import MAX_KIND, MAX_TIMESTAMP, Event
+from relay.nostr.event import MAX_KIND, MAX_TIMESTAMP, Event, is_hex64
 from relay.nostr.limits import Limits
 
 __all__ = ["Filter", "matches", "matches_any", "parse_filter"]
 
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _TAG_KEY = re.compile(r"#[A-Za-z]\Z")
 
 
@@ -53,7 +52,7 @@ def _strings(key: str, value: object, limits: Limits) -> list[str]:
 def _hexes(key: str, value: object, limits: Limits) -> frozenset[str]:
     items = _strings(key, value, limits)
     for item in items:
-        if not _HEX64.match(item):
+        if not is_hex64(item):
             raise NostrError("invalid", f"filter field {key!r} must hold 64 lowercase hex strings")
     return frozenset(items)
 

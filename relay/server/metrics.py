@@ -23,7 +23,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from relay.nostr.errors import PREFIXES
 from relay.nostr.event import KindClass, kind_class
+from relay.nostr.kinds import KIND_NAMES
 
 if TYPE_CHECKING:
     import asyncpg
@@ -34,20 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Metrics", "kind_label", "reason_label"]
 
-_FITNESS_KINDS = {
-    33401: "exercise",
-    33402: "workout_template",
-    1301: "workout_record",
-    33403: "workout_record_legacy",
-    30003: "fitness_list",
-    30004: "fitness_list",
-    5: "deletion",
-}
-
-_REASONS = ("invalid", "blocked", "duplicate", "restricted", "rate-limited", "error", "unsupported")
+_REASONS = PREFIXES
 _CLOSE_REASONS = ("client", "slow_client", "shutdown", "protocol_error", "server_error")
 _KINDS = (
-    *dict.fromkeys(_FITNESS_KINDS.values()),
+    *dict.fromkeys(KIND_NAMES.values()),
     *(c.value for c in KindClass),
     "unknown",
 )
@@ -66,7 +58,7 @@ def kind_label(kind: int | None) -> str:
     """A bounded label for a kind: its fitness name, else its NIP-01 class."""
     if kind is None:
         return "unknown"
-    name = _FITNESS_KINDS.get(kind)
+    name = KIND_NAMES.get(kind)
     return name if name is not None else kind_class(kind).value
 
 

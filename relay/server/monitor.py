@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from relay.config import parse_listen
 from relay.server.metrics import Metrics
 
 __all__ = ["MonitorServer"]
@@ -28,9 +29,7 @@ class MonitorServer:
     def __init__(self, metrics: Metrics, readiness: Readiness, listen: str) -> None:
         self.metrics = metrics
         self.readiness = readiness
-        host, _, port = listen.rpartition(":")
-        self.host = host.strip("[]")
-        self.requested_port = int(port)
+        self.host, self.requested_port = parse_listen(listen)
         self._server: asyncio.Server | None = None
 
     @property

@@ -99,9 +99,9 @@ from typing import Protocol, TypeAlias, TypeVar
 
 from relay.nostr.event import KindClass, decode_event, expiration, kind_class
 from relay.nostr.filters import Filter
+from relay.nostr.kinds import FITNESS_LIBRARY_KINDS
 
 __all__ = [
-    "FITNESS_KINDS",
     "NEVER",
     "CacheKey",
     "CachedStore",
@@ -117,9 +117,6 @@ __all__ = [
 Rows: TypeAlias = list[tuple[bytes, str]]
 """What :meth:`Store.query` returns: ``(id, raw JSON)`` newest first."""
 
-FITNESS_KINDS = frozenset({33401, 33402, 33403, 30003, 30004})
-"""Replaceable/addressable fitness kinds: exercises, workout templates, legacy workout records
-and the NIP-51 sets that group them. Answers over these only are kept longest."""
 
 NEVER = 2**63
 """``valid_until`` of an answer that no expiration limits."""
@@ -282,7 +279,7 @@ class QueryCache:
         max_entry_bytes: int | None = None,
         max_index_keys: int = 4_096,
         max_age: int | None = 300,
-        priority_kinds: frozenset[int] = FITNESS_KINDS,
+        priority_kinds: frozenset[int] = FITNESS_LIBRARY_KINDS,
     ) -> None:
         if max_bytes <= 0 or max_entries <= 0:
             raise ValueError("max_bytes and max_entries must be positive")

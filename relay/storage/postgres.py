@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import heapq
-import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import asyncpg
 
-from relay.nostr.event import Event, KindClass, d_tag, expiration, kind_class
+from relay.nostr.event import Event, KindClass, d_tag, expiration, is_hex64, kind_class
 from relay.nostr.filters import Filter
 from relay.storage.eventcache import EventCache
 from relay.storage.migrate import Conn
@@ -36,7 +35,6 @@ __all__ = [
     "create_pool",
 ]
 
-_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _Q = load_queries("events.sql")
 
 
@@ -225,7 +223,7 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
                     tag_values.append(pair[1])
         if event.kind == 5:
             for tag in event.tags:
-                if len(tag) >= 2 and tag[0] == "e" and _HEX64.match(tag[1]):
+                if len(tag) >= 2 and tag[0] == "e" and is_hex64(tag[1]):
                     del_ev.append(position)
                     del_ids.append(bytes.fromhex(tag[1]))
             for kind, d in _address_targets(event):

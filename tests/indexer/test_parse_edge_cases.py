@@ -18,8 +18,9 @@ from indexer.model import (
     Workout,
 )
 from indexer.sets import map_set, split_set_number
-from indexer.transform import FITNESS_KINDS, derive
+from indexer.transform import derive
 from relay.nostr.event import Event
+from relay.nostr.kinds import FITNESS_KINDS
 
 ME = "55127fc9e1c03c6b459a3bab72fdb99def1644c5f239bdd09f3e5fb401ed9b21"
 PK = "9947f9659dd80c3682402b612f5447e28249997fb3709500c32a585eb0977340"

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from indexer.model import Address, Exercise, Hashtag, Issue, PerformedSet, Workout
-from indexer.transform import FITNESS_KINDS, derive
+from indexer.transform import derive
 from relay.nostr.errors import NostrError
 from relay.nostr.event import decode_event
+from relay.nostr.kinds import FITNESS_KINDS
 from tests.fixtures import invalid_cases, valid_events, valid_lines
 
 POWR_DEV = "55127fc9e1c03c6b459a3bab72fdb99def1644c5f239bdd09f3e5fb401ed9b21"

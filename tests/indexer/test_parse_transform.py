@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 import indexer.transform as transform
 from indexer.model import Exercise, FitnessList, Issue, NonWorkout, Template, Workout
-from indexer.transform import FITNESS_KINDS, Outcome, derive
+from indexer.transform import Outcome, derive
 from relay.nostr.event import Event
+from relay.nostr.kinds import FITNESS_KINDS
 
 PK = "9947f9659dd80c3682402b612f5447e28249997fb3709500c32a585eb0977340"
 

@@ -10,7 +10,6 @@ import pytest
 from relay.nostr.errors import NostrError
 from relay.nostr.event import (
     KindClass,
-    address_of,
     canonical_bytes,
     compute_id,
     d_tag,
@@ -154,12 +153,10 @@ def test_tag_helpers() -> None:
     raw = keys.sign(33401, "", [["d", "push-up"], ["d", "second"], ["expiration", "1700"], ["-"]])
     event = decode_event(__import__("msgspec").json.encode(raw))
     assert d_tag(event) == "push-up"
-    assert address_of(event) == f"33401:{keys.pubkey}:push-up"
     assert expiration(event) == 1700
     assert is_protected(event)
     plain = decode_event(__import__("msgspec").json.encode(keys.sign(0, "{}", [])))
     assert d_tag(plain) == ""
-    assert address_of(plain) == f"0:{keys.pubkey}:"
     assert expiration(plain) is None
     assert not is_protected(plain)
 

@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from relay.nostr.filters import Filter, parse_filter
+from relay.nostr.kinds import FITNESS_LIBRARY_KINDS
 from relay.nostr.limits import Limits
 from relay.storage.cache import (
-    FITNESS_KINDS,
     NEVER,
     CachedStore,
     Op,
@@ -231,7 +231,7 @@ def test_a_low_priority_entry_does_not_displace_fitness_entries() -> None:
 
 def test_fitness_priority_needs_every_kind_to_be_a_fitness_kind() -> None:
     cache = QueryCache()
-    assert 33401 in FITNESS_KINDS
+    assert 33401 in FITNESS_LIBRARY_KINDS
     put(cache, [flt(kinds=[33401, 0], authors=[ALICE.pubkey])], [])
     put(cache, [flt(kinds=[33401]), flt(kinds=[30004], authors=[BOB.pubkey])], [])
     assert (cache.entries, cache.high_entries) == (2, 1)
