@@ -3,8 +3,8 @@ together; and the full rebuild.
 
 One transaction per batch (REPEATABLE READ, so the log head, the entries and the tables are
 read from one snapshot) holds the rows and the new checkpoint, so a crash or a re-run
-changes nothing. New commits are noticed through LISTEN/NOTIFY; one indexer writes at a
-time (a session advisory lock), a second one waits for the first to go away.
+changes nothing. The process's commit listener wakes it (:meth:`Indexer.wake`); one indexer
+writes at a time (a session advisory lock), a second one waits for the first to go away.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from indexer.store import FitnessStore
 from indexer.transform import derive
 from relay.nostr.event import decode_event
 from relay.nostr.kinds import FITNESS_KINDS
-from relay.server.live import listen_for_commits
 from relay.storage.migrate import Conn, migrate
 from relay.storage.postgres import PLANNED_PER_RUN
 from relay.storage.queries import load_queries
@@ -114,7 +113,9 @@ async def _connect(dsn: str) -> asyncpg.Connection[Any]:
 
 
 class Indexer:
-    """Follows the log and keeps the fitness tables current."""
+    """A stage: follows the log and keeps the fitness tables current."""
+
+    name = "indexer"
 
     def __init__(self, dsn: str, *, batch_size: int = 500) -> None:
         self.dsn = dsn
@@ -153,26 +154,28 @@ class Indexer:
             0.0 if oldest is None else max(time.time() - oldest.timestamp(), 0.0)
         )
 
-    def wake(self) -> None:
+    def wake(self, _payload: str = "") -> None:
+        """Something was committed (a commit listener's callback): look at the log."""
         self._wake.set()
 
+    async def start(self) -> None:
+        """Nothing to set up: :meth:`run` connects, and retries until it can."""
+
+    async def stop(self) -> None:
+        """Nothing to drain: a batch is one transaction, rolled back if cancelled."""
+
     async def run(self, *, on_caught_up: Callable[[], None] | None = None) -> None:
-        """Index forever: take the writer lock, catch up, then follow NOTIFY wake-ups.
+        """Index forever: take the writer lock, catch up, then follow wake-ups.
 
         Errors from the database are logged and retried (the batch rolls back whole); the
         loop ends only when cancelled.
         """
-        listener = asyncio.create_task(listen_for_commits(self.dsn, self.wake))
-        try:
-            while True:
-                try:
-                    await self._follow(on_caught_up)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("indexer: %s; retrying", exc)
-                    await asyncio.sleep(1.0)
-        finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+        while True:
+            try:
+                await self._follow(on_caught_up)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("indexer: %s; retrying", exc)
+                await asyncio.sleep(1.0)
 
     async def _follow(self, on_caught_up: Callable[[], None] | None) -> None:
         conn = await _connect(self.dsn)

@@ -20,14 +20,11 @@ import asyncpg
 import msgspec
 
 from relay import archive
+from relay.app import IndexProcess, Relay
 from relay.config import Config, ConfigError, load, parse_listen
 from relay.logs import redact_dsn, setup_logging
 from relay.nostr.errors import NostrError
-from relay.server.app import Relay, database_problems
-from relay.server.metrics import Metrics
-from relay.server.monitor import MonitorServer
 from relay.storage.migrate import migrate
-from relay.storage.postgres import create_pool
 
 __all__ = ["main"]
 
@@ -137,24 +134,29 @@ def _run(coro: Coroutine[Any, Any, _T]) -> _T:
     return uvloop.run(coro)
 
 
-async def _serve(config: Config, dsn: str) -> None:
-    log.info("database %s", redact_dsn(dsn))
-    relay = Relay(config, dsn)
+async def _until_signalled(process: Relay | IndexProcess, *, freeze: bool = False) -> None:
+    """Start ``process``, run until SIGINT or SIGTERM (or a stage fails), then stop it."""
+    log.info("database %s", redact_dsn(process.dsn))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await relay.start()
-    # What start-up allocated (modules, classes, the relay's own structures) lives as long as
-    # the process: out of the collector's sight, a full collection walks only what came
-    # after, and its pauses stop growing with the size of the code base.
-    gc.collect()
-    gc.freeze()
+    await process.start()
+    if freeze:
+        # What start-up allocated (modules, classes, the relay's own structures) lives as
+        # long as the process: out of the collector's sight, a full collection walks only
+        # what came after, and its pauses stop growing with the size of the code base.
+        gc.collect()
+        gc.freeze()
     try:
         await stop.wait()
         log.info("stopping")
     finally:
-        await relay.stop()
+        await process.stop()
+
+
+async def _serve(config: Config, dsn: str) -> None:
+    await _until_signalled(Relay(config, dsn), freeze=True)
 
 
 def _worker_config(config: Config, number: int) -> Config:
@@ -210,44 +212,7 @@ def _serve_workers(config: Config, dsn: str) -> None:
 
 
 async def _index(config: Config, dsn: str) -> None:
-    from indexer.follower import Indexer
-
-    log.info("database %s", redact_dsn(dsn))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    indexer = Indexer(dsn, batch_size=config.indexer.batch_size)
-    monitor = None
-    pool = None
-    if config.metrics.listen:
-        # The standalone indexer is scraped like the relay: its counters and readiness.
-        pool = await create_pool(dsn, min_size=1, max_size=1)
-        metrics = Metrics()
-        metrics.watch_indexer(lambda: indexer.stats)
-
-        async def readiness() -> list[str]:
-            return await database_problems(
-                pool,
-                indexer_lag=indexer.stats.lag_seconds,
-                max_lag=config.metrics.ready_max_indexer_lag_seconds,
-            )
-
-        monitor = MonitorServer(metrics, readiness, config.metrics.listen)
-        await monitor.start()
-    task = asyncio.create_task(indexer.run())
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-        log.info("stopping")
-    finally:
-        task.cancel()
-        stopping.cancel()
-        await asyncio.gather(task, stopping, return_exceptions=True)
-        if monitor is not None:
-            await monitor.stop()
-        if pool is not None:
-            await pool.close()
+    await _until_signalled(IndexProcess(config, dsn))
 
 
 def _reindex_command(config: Config) -> int:

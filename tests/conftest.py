@@ -21,8 +21,8 @@ import asyncpg
 import msgspec
 import pytest
 
+from relay.app import Relay
 from relay.config import Config
-from relay.server.app import Relay
 from relay.storage.migrate import migrate
 from tests.client import RawClient
 

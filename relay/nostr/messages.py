@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import msgspec
 
@@ -33,29 +34,34 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ClientEvent:
+    verb: ClassVar[str] = "EVENT"
     raw: bytes
     """The event object exactly as the client sent it."""
 
 
 @dataclass(frozen=True, slots=True)
 class ClientReq:
+    verb: ClassVar[str] = "REQ"
     sub_id: str
     filters: list[object]
 
 
 @dataclass(frozen=True, slots=True)
 class ClientCount:
+    verb: ClassVar[str] = "COUNT"
     sub_id: str
     filters: list[object]
 
 
 @dataclass(frozen=True, slots=True)
 class ClientClose:
+    verb: ClassVar[str] = "CLOSE"
     sub_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class ClientAuth:
+    verb: ClassVar[str] = "AUTH"
     raw: bytes
 
 

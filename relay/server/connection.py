@@ -11,13 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
-import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -25,20 +22,14 @@ from websockets.protocol import State
 from relay.config import Config
 from relay.nostr.event import Event, KindClass, kind_class
 from relay.nostr.filters import Filter
-from relay.nostr.messages import (
-    encode_closed,
-    encode_count,
-    encode_eose,
-    encode_events,
-    encode_notice,
-    encode_ok,
-)
-from relay.nostr.session import Count, Send, Session, Store, Subscribe, Unsubscribe
+from relay.nostr.messages import encode_eose, encode_events
+from relay.nostr.policy import Policies
+from relay.nostr.replies import Reply, encode_reply
+from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscribe
 from relay.server.live import LiveIndex, LogTail
-from relay.server.metrics import Metrics, kind_label, reason_label
+from relay.server.metrics import Metrics
 from relay.server.writer import Writer, WriterUnavailable
 from relay.storage.cache import QueryStore
-from relay.storage.postgres import IngestStatus
 
 __all__ = ["Connection"]
 
@@ -59,32 +50,8 @@ def _text_frame_header(size: int) -> bytes:
     return b"\x81\x7f" + size.to_bytes(8, "big")
 
 
-_VERB = re.compile(r'\s*\[\s*"([A-Z]{1,8})"')
-
-
-def _verb_in(message: str) -> str:
-    """The verb of a client message, read cheaply from its start (``invalid`` if none)."""
-    match = _VERB.match(message, 0, 64)
-    return match.group(1) if match else "invalid"
-
-
-def _event_kind(message: str) -> int | None:
-    """The kind of the event in an EVENT message, if it can be read (rejections only)."""
-    try:
-        frame = msgspec.json.decode(message)
-        kind = frame[1].get("kind") if isinstance(frame[1], dict) else None
-    except (msgspec.DecodeError, IndexError, TypeError):
-        return None
-    return kind if isinstance(kind, int) and not isinstance(kind, bool) else None
-
-
-def _frame(data: bytes) -> list[Any]:
-    decoded = msgspec.json.decode(data)
-    return decoded if isinstance(decoded, list) else []
-
-
 @dataclass(slots=True)
-class _Sub:
+class _Subscription:
     task: asyncio.Task[None] | None = None
     buffer: list[tuple[str, bytes]] | None = field(default_factory=list)
     """Live matches held back until EOSE; None once the stored events are sent."""
@@ -107,6 +74,7 @@ class Connection:
         conn_id: int,
         metrics: Metrics,
         tail: LogTail,
+        policies: Policies,
     ) -> None:
         self.tail = tail
         self.ws = ws
@@ -117,8 +85,12 @@ class Connection:
         self.writer = writer
         self.index = index
         self.conn_id = conn_id
-        self.session = Session(config.relay.limits)
-        self.subs: dict[str, _Sub] = {}
+        remote = ws.remote_address
+        self.session = Session(
+            config.relay.limits, policies, conn_id=conn_id, ip=str(remote[0]) if remote else ""
+        )
+        self.policies = policies
+        self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
         self.counts: set[asyncio.Task[None]] = set()
         self.in_flight = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
@@ -136,19 +108,18 @@ class Connection:
 
     # -- outbound ---------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Queue one message, written at the end of this turn of the loop."""
+    def reply(self, reply: Reply) -> None:
+        """Count and queue one reply, written at the end of this turn of the loop."""
         if self.closing:
             return
-        verb = data[2 : data.find(b'"', 2)]
-        counter = self.metrics.sent.get(verb)
-        if counter is not None:
-            counter.inc()
-        if verb == b"NOTICE" or verb == b"CLOSED":
-            frame = _frame(data)
-            reason = reason_label(str(frame[-1])) if frame else "other"
-            family = self.metrics.notices if verb == b"NOTICE" else self.metrics.closed
-            family.labels(reason).inc()
+        self.metrics.count_reply(reply)
+        self._queue(encode_reply(reply))
+
+    def _send_event(self, data: bytes) -> None:
+        """Queue one live EVENT frame that was held back until EOSE."""
+        if self.closing:
+            return
+        self.metrics.sent[b"EVENT"].inc()
         self._queue(data)
 
     def _queue(self, *messages: bytes) -> None:
@@ -279,7 +250,7 @@ class Connection:
         try:
             async for message in self.ws:
                 if isinstance(message, bytes):
-                    self.send(encode_notice("invalid: binary frames are not supported"))
+                    self.reply(self.session.binary())
                     continue
                 await self._handle(message)
         except ConnectionClosed:
@@ -297,34 +268,30 @@ class Connection:
             await asyncio.gather(sender, return_exceptions=True)
 
     async def _handle(self, message: str) -> None:
-        verb = _verb_in(message)
+        session = self.session
+        outcomes = session.receive(message, int(time.time()))
+        verb = session.verb
         self.metrics.received.get(verb, self.metrics.received["invalid"]).inc()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("conn %d: received %s (%d bytes)", self.conn_id, verb, len(message))
-        for action in self.session.receive(message, int(time.time())):
-            if isinstance(action, Send):
-                if verb == "EVENT" and action.data.startswith(b'["OK"'):
-                    reason = reason_label(str(_frame(action.data)[-1]))
-                    kind = kind_label(_event_kind(message))
-                    self.metrics.events_rejected.labels(reason, kind).inc()
-                self.send(action.data)
-            elif isinstance(action, Store):
-                await self._store(action.event, action.raw)
-            elif isinstance(action, Subscribe):
-                self._subscribe(action.sub_id, action.filters)
-            elif isinstance(action, Unsubscribe):
-                self._unsubscribe(action.sub_id)
+        for outcome in outcomes:
+            if isinstance(outcome, StoreEvent):
+                await self._store(outcome.event, outcome.raw)
+            elif isinstance(outcome, Subscribe):
+                self._subscribe(outcome.sub_id, outcome.filters)
+            elif isinstance(outcome, Unsubscribe):
+                self._unsubscribe(outcome.sub_id)
+            elif isinstance(outcome, Count):
+                self._spawn_count(outcome.sub_id, outcome.filters)
             else:
-                assert isinstance(action, Count)
-                self._spawn_count(action.sub_id, action.filters)
+                self.reply(outcome)
 
     # -- EVENT ------------------------------------------------------------------------------
 
     async def _store(self, event: Event, raw: bytes) -> None:
         if kind_class(event.kind) is KindClass.EPHEMERAL:
             self.index.dispatch(event, raw, time.monotonic())
-            self.metrics.events_accepted.labels("ephemeral").inc()
-            self.send(encode_ok(event.id, True, ""))
+            self.reply(self.session.broadcast(event))
             return
         await self.in_flight.acquire()
         task = asyncio.create_task(self._commit(event, raw.decode()))
@@ -332,21 +299,17 @@ class Connection:
         task.add_done_callback(self.writes.discard)
 
     async def _commit(self, event: Event, raw: str) -> None:
-        kind = kind_label(event.kind)
         try:
+            if self.policies.admit_event:
+                refused = await self.policies.admit(self.session.conn, event)
+                if refused is not None:
+                    self.reply(self.session.refused(event, refused))
+                    return
             status = await self.writer.submit(event, raw)
         except WriterUnavailable:
-            self.metrics.events_rejected.labels("error", kind).inc()
-            self.send(encode_ok(event.id, False, "error: could not store the event; try again"))
+            self.reply(self.session.store_failed(event))
         else:
-            accepted, message = status.reply
-            if status is IngestStatus.STORED:
-                self.metrics.events_accepted.labels(kind).inc()
-            elif status is IngestStatus.DUPLICATE:
-                self.metrics.events_duplicate.labels(kind).inc()
-            else:
-                self.metrics.events_rejected.labels(reason_label(message), kind).inc()
-            self.send(encode_ok(event.id, accepted, message))
+            self.reply(self.session.stored(event, status))
         finally:
             self.in_flight.release()
 
@@ -359,7 +322,7 @@ class Connection:
 
     def _subscribe(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
         self._unsubscribe(sub_id)
-        sub = _Sub()
+        sub = _Subscription()
         self.subs[sub_id] = sub
         self.index.add(self, sub_id, filters)
         sub.task = asyncio.create_task(self._initial(sub_id, sub, filters))
@@ -370,12 +333,12 @@ class Connection:
         if sub is not None and sub.task is not None and not sub.task.done():
             sub.task.cancel()
 
-    def _fail(self, sub_id: str, message: str) -> None:
+    def _fail(self, sub_id: str, *, timed_out: bool) -> None:
         self.subs.pop(sub_id, None)
         self.index.remove(self, sub_id)
-        self.send(self.session.end(sub_id, message).data)
+        self.reply(self.session.query_failed(sub_id, timed_out=timed_out))
 
-    async def _initial(self, sub_id: str, sub: _Sub, filters: tuple[Filter, ...]) -> None:
+    async def _initial(self, sub_id: str, sub: _Subscription, filters: tuple[Filter, ...]) -> None:
         started = time.monotonic()
         await self._own_writes()
         sub.seen_upto = self.tail.known_committed()
@@ -384,11 +347,11 @@ class Connection:
                 rows = await self.store.query(filters, int(time.time()))
         except (TimeoutError, asyncpg.QueryCanceledError):
             self.metrics.queries_cancelled.inc()
-            self._fail(sub_id, "error: query took too long; narrow the filter")
+            self._fail(sub_id, timed_out=True)
             return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             log.exception("conn %d: query failed", self.conn_id)
-            self._fail(sub_id, "error: could not run the query")
+            self._fail(sub_id, timed_out=False)
             return
         if not self.closing:
             answer = encode_events(sub_id, (raw for _event_id, raw in rows))
@@ -404,7 +367,7 @@ class Connection:
             sent = {event_id.hex() for event_id, _raw in rows}
             for event_id, data in held:
                 if event_id not in sent:
-                    self.send(data)
+                    self._send_event(data)
 
     def _spawn_count(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
         task = asyncio.create_task(self._count(sub_id, filters))
@@ -419,11 +382,11 @@ class Connection:
                 total = await self.store.count(filters, int(time.time()))
         except (TimeoutError, asyncpg.QueryCanceledError):
             self.metrics.queries_cancelled.inc()
-            self.send(encode_closed(sub_id, "error: count took too long; narrow the filter"))
+            self.reply(self.session.count_failed(sub_id, timed_out=True))
             return
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             log.exception("conn %d: count failed", self.conn_id)
-            self.send(encode_closed(sub_id, "error: could not run the count"))
+            self.reply(self.session.count_failed(sub_id, timed_out=False))
             return
         self.metrics.count_seconds.observe(time.monotonic() - started)
-        self.send(encode_count(sub_id, total))
+        self.reply(self.session.counted(sub_id, total))

@@ -15,8 +15,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-import asyncpg
-
 from relay.nostr.event import Event, decode_event
 from relay.nostr.filters import Filter, matches_any
 from relay.nostr.messages import encode_event
@@ -62,7 +60,7 @@ def _event_keys(event: Event) -> Iterator[_Key]:
             yield ("tag", (tag[0], tag[1]))
 
 
-class _Sub:
+class _Listing:
     __slots__ = ("filters", "sub_id", "subscriber")
 
     def __init__(self, subscriber: Subscriber, sub_id: str, filters: tuple[Filter, ...]) -> None:
@@ -79,8 +77,8 @@ class LiveIndex:
         events went out and their delay (seconds since the event was committed, or received
         for an ephemeral one; None when unknown)."""
         self.delivered = delivered
-        self._by_key: defaultdict[_Key, set[_Sub]] = defaultdict(set)
-        self._subs: dict[tuple[int, str], tuple[_Sub, list[_Key]]] = {}
+        self._by_key: defaultdict[_Key, set[_Listing]] = defaultdict(set)
+        self._subs: dict[tuple[int, str], tuple[_Listing, list[_Key]]] = {}
         self._shared: dict[tuple[Filter, ...], tuple[Filter, ...]] = {}
         """Equal filter lists share one tuple, so a dispatch matches an event once per
         distinct list however many subscriptions hold it; ``_users`` counts the holders."""
@@ -94,7 +92,7 @@ class LiveIndex:
         self.remove(subscriber, sub_id)
         filters = self._shared.setdefault(filters, filters)
         self._users[filters] += 1
-        sub = _Sub(subscriber, sub_id, filters)
+        sub = _Listing(subscriber, sub_id, filters)
         keys = sorted({key for flt in filters for key in _index_keys(flt)}, key=repr)
         for key in keys:
             self._by_key[key].add(sub)
@@ -126,7 +124,7 @@ class LiveIndex:
         ``since`` is the ``time.monotonic()`` at which the event became visible, ``seq`` its
         log position (None for an ephemeral event).
         """
-        candidates: set[_Sub] = set()
+        candidates: set[_Listing] = set()
         for key in _event_keys(event):
             bucket = self._by_key.get(key)
             if bucket:
@@ -147,7 +145,9 @@ class LiveIndex:
 
 
 class LogTail:
-    """Reads the log after the last position seen and dispatches each new event."""
+    """A stage: reads the log after the last position seen and dispatches each new event."""
+
+    name = "live tail"
 
     def __init__(
         self,
@@ -168,7 +168,7 @@ class LogTail:
         self.removals_position = 0
         self._local: set[str] = set()
         """Ids stored by this process's writer and not yet read back from the log: the
-        writer already invalidated the cache for them."""
+        writer already invalidated the cache for them, and a stored answer may hold them."""
         self._wake = asyncio.Event()
         self._woken_at = time.monotonic()
 
@@ -192,9 +192,12 @@ class LogTail:
         return {i for i in ids if i in local} if local else set()
 
     def committed(self, ids: list[str]) -> None:
-        """The local writer stored these events (and invalidated the cache for them)."""
-        if self.cache is not None:
-            self._local.update(ids)
+        """The local writer stored these events (and invalidated the cache for them).
+
+        Until the tail reads them back, a query may already have answered with them: the
+        connection learns which from :meth:`undispatched_local` so that they are not sent
+        again as live news, whether or not the query cache is on."""
+        self._local.update(ids)
         self.wake()
 
     def wake(self) -> None:
@@ -221,7 +224,7 @@ class LogTail:
                 if self.index:
                     continue  # a subscription came meanwhile: read these again, events too
                 for entry in appended:
-                    if self.cache is not None and not self._was_local(entry.event_id):
+                    if not self._was_local(entry.event_id) and self.cache is not None:
                         self.cache.invalidate_event(entry.kind, entry.pubkey)
                     self.position = entry.seq
                 if len(appended) < self.page:
@@ -237,7 +240,7 @@ class LogTail:
                     if self.cache is not None:
                         self.cache.invalidate_all()
                 else:
-                    if self.cache is not None and not self._was_local(event.id):
+                    if not self._was_local(event.id) and self.cache is not None:
                         # Written by another process: this is its first sign here.
                         self.cache.invalidate_event(event.kind, event.pubkey)
                     self.index.dispatch(event, raw, since, row.seq)
@@ -262,6 +265,9 @@ class LogTail:
             if len(removals) < self.page:
                 return
 
+    async def stop(self) -> None:
+        """Nothing to drain: what is not dispatched now is not news to anyone left."""
+
     async def run(self) -> None:
         while True:
             await self._wake.wait()
@@ -272,40 +278,3 @@ class LogTail:
                 raise
             except Exception:
                 log.exception("live: reading the log failed; retrying on the next wake-up")
-
-
-async def listen_for_commits(
-    dsn: str,
-    on_notify: Callable[[], None],
-    *,
-    channel: str = "fitrelay_events",
-    on_payload: Callable[[str], None] | None = None,
-) -> None:
-    """Keep a LISTEN connection open (reconnecting as needed) and call ``on_notify`` (or
-    ``on_payload`` with the notification's payload)."""
-
-    def callback(_conn: object, _pid: object, _channel: object, payload: object) -> None:
-        if on_payload is not None:
-            on_payload(str(payload))
-        else:
-            on_notify()
-
-    delay = 0.5
-    while True:
-        try:
-            conn = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("live: LISTEN connection failed (%s); retrying", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            continue
-        delay = 0.5
-        lost = asyncio.Event()
-        conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-        try:
-            await conn.add_listener(channel, callback)
-            on_notify()  # anything committed while we were not listening
-            await lost.wait()
-            log.warning("live: LISTEN connection lost; reconnecting")
-        finally:
-            await conn.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -19,22 +19,22 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
 
 from relay.nostr.errors import PREFIXES
 from relay.nostr.event import KindClass, kind_class
 from relay.nostr.kinds import KIND_NAMES
+from relay.nostr.replies import Closed, Counted, Notice, Ok, Reply
+from relay.scrape import Callback, counter, gauge
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from indexer.follower import IndexerStats
     from relay.storage.cache import QueryCache
     from relay.storage.eventcache import EventCache
 
-__all__ = ["Metrics", "kind_label", "reason_label"]
+__all__ = ["Metrics", "kind_label"]
 
 _REASONS = PREFIXES
 _CLOSE_REASONS = ("client", "slow_client", "shutdown", "protocol_error", "server_error")
@@ -62,30 +62,11 @@ def kind_label(kind: int | None) -> str:
     return name if name is not None else kind_class(kind).value
 
 
-def reason_label(message: str) -> str:
-    """The NIP-01 prefix of a machine-readable message, or ``other``."""
-    prefix, sep, _ = message.partition(":")
-    return prefix if sep and prefix in _REASONS else "other"
-
-
 def _version() -> str:
     try:
         return version("fitrelay")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "unknown"
-
-
-class _Callback(Collector):
-    """Metrics read at scrape time from a function (pool sizes, indexer stats, cache)."""
-
-    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
-        self._collect = collect
-
-    def collect(self) -> Iterable[Metric]:
-        return self._collect()
-
-    def describe(self) -> Iterable[Metric]:
-        return []
 
 
 class Metrics:
@@ -202,9 +183,31 @@ class Metrics:
             for _ in range(sent):
                 self.live_delivery.observe(delay)
 
+    def count_reply(self, reply: Reply) -> None:
+        """Count one reply about to be sent: by verb, and OKs, NOTICEs and CLOSEDs by their
+        NIP-01 prefix (and an OK by the event's kind)."""
+        if isinstance(reply, Ok):
+            self.sent[b"OK"].inc()
+            kind = kind_label(reply.kind)
+            if not reply.accepted:
+                self.events_rejected.labels(reply.prefix or "other", kind).inc()
+            elif reply.error is None:
+                self.events_accepted.labels(kind).inc()
+            else:
+                self.events_duplicate.labels(kind).inc()
+        elif isinstance(reply, Closed):
+            self.sent[b"CLOSED"].inc()
+            self.closed.labels(reply.error.prefix).inc()
+        elif isinstance(reply, Notice):
+            self.sent[b"NOTICE"].inc()
+            self.notices.labels(reply.error.prefix).inc()
+        else:
+            assert isinstance(reply, Counted)
+            self.sent[b"COUNT"].inc()
+
     def add_callback(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Register metrics computed at scrape time."""
-        self.registry.register(_Callback(collect))
+        self.registry.register(Callback(collect))
 
     def watch_pool(self, pool: asyncpg.Pool, waiting: Callable[[], int]) -> None:
         def collect() -> Iterator[Metric]:
@@ -317,65 +320,3 @@ class Metrics:
         gc.callbacks.append(timed)
         self.add_callback(collect)
         return lambda: gc.callbacks.remove(timed)
-
-    def watch_indexer(self, stats: Callable[[], IndexerStats | None]) -> None:
-        """Export the indexer's counters (read when scraped)."""
-
-        def collect() -> Iterator[Metric]:
-            s = stats()
-            if s is None:
-                return
-            yield counter(
-                "fitrelay_indexer_events", "Stored fitness events indexed", {(): s.events_indexed}
-            )
-            yield counter(
-                "fitrelay_indexer_removals",
-                "Removals (replaced, deleted, expired events) applied to the tables",
-                {(): s.removals_applied},
-            )
-            yield counter(
-                "fitrelay_indexer_errors",
-                "Things the indexer could not understand, by reason (index_errors rows)",
-                {(reason,): n for reason, n in s.errors_by_reason.items()},
-                ["reason"],
-            )
-            yield gauge(
-                "fitrelay_indexer_lag_events", "Log positions not indexed yet", s.lag_events
-            )
-            yield gauge(
-                "fitrelay_indexer_lag_seconds",
-                "Age of the oldest stored event not indexed yet (0: caught up)",
-                s.lag_seconds,
-            )
-            yield gauge(
-                "fitrelay_indexer_unresolved_references",
-                "References to exercises or templates that are not indexed",
-                s.unresolved_references,
-            )
-            yield gauge(
-                "fitrelay_indexer_oldest_unresolved_seconds",
-                "Time since the oldest event with a resolvable but missing dependency arrived",
-                s.oldest_unresolved_seconds,
-            )
-
-        self.add_callback(collect)
-
-
-def gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:
-    """One gauge sample for a scrape-time callback."""
-    family = GaugeMetricFamily(name, doc, labels=list(labels) if labels else None)
-    family.add_metric(list(labels.values()) if labels else [], value)
-    return family
-
-
-def counter(
-    name: str,
-    doc: str,
-    samples: Mapping[tuple[str, ...], float],
-    labels: list[str] | None = None,
-) -> Metric:
-    """One counter family (labelled samples) for a scrape-time callback."""
-    family = CounterMetricFamily(name, doc, labels=labels or [])
-    for values, value in samples.items():
-        family.add_metric(list(values), value)
-    return family

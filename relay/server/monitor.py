@@ -8,12 +8,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.config import parse_listen
 from relay.server.metrics import Metrics
+from relay.storage.migrate import applied_migrations, available_migrations
 
-__all__ = ["MonitorServer"]
+__all__ = ["MonitorServer", "database_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,9 @@ _MAX_REQUEST = 8192
 
 
 class MonitorServer:
-    """A small HTTP/1.1 server (GET and HEAD only, one request per connection)."""
+    """A stage: a small HTTP/1.1 server (GET and HEAD only, one request per connection)."""
+
+    name = "monitor"
 
     def __init__(self, metrics: Metrics, readiness: Readiness, listen: str) -> None:
         self.metrics = metrics
@@ -40,6 +44,9 @@ class MonitorServer:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.requested_port)
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    async def run(self) -> None:
+        """Requests are served by the server's own tasks."""
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -89,3 +96,25 @@ def _request_line(head: bytes) -> tuple[str, str]:
     if len(parts) != 3:
         return "", ""
     return parts[0], parts[1]
+
+
+async def database_problems(
+    pool: asyncpg.Pool | None, *, indexer_lag: float | None, max_lag: float
+) -> list[str]:
+    """Readiness: the database answers within 2 s, every migration is applied, and the
+    indexer (when this process runs one) is not further behind than ``max_lag``."""
+    if pool is None:
+        return ["database: not connected yet"]
+    try:
+        async with asyncio.timeout(2):
+            async with pool.acquire() as conn:
+                applied = set(await applied_migrations(conn))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return [f"database: {type(exc).__name__}: {exc}".rstrip(": ")]
+    problems = []
+    missing = [name for name, _ in available_migrations() if name not in applied]
+    if missing:
+        problems.append(f"migrations not applied: {', '.join(missing)}")
+    if indexer_lag is not None and indexer_lag > max_lag:
+        problems.append(f"indexer: {indexer_lag:.0f} s behind the log (limit {max_lag:.0f} s)")
+    return problems

@@ -12,6 +12,7 @@ from websockets.http11 import Request, Response
 
 from relay import __version__
 from relay.config import Config
+from relay.nostr.policy import DEFAULT_POLICIES, Policies
 
 __all__ = ["SUPPORTED_NIPS", "information_document", "make_process_request"]
 
@@ -24,8 +25,11 @@ _CORS = [
 ]
 
 
-def information_document(config: Config) -> dict[str, object]:
-    """The NIP-11 document; ``limitation`` reports exactly the limits the relay enforces."""
+def information_document(
+    config: Config, policies: Policies = DEFAULT_POLICIES
+) -> dict[str, object]:
+    """The NIP-11 document; ``limitation`` reports exactly the limits the relay enforces:
+    those of ``[relay.limits]`` and what the policies in force imply."""
     info = config.relay.info
     limits = config.relay.limits
     limitation: dict[str, object] = {
@@ -49,6 +53,7 @@ def information_document(config: Config) -> dict[str, object]:
     }
     if limits.created_at_past_seconds:
         limitation["created_at_lower_limit"] = limits.created_at_past_seconds
+    limitation.update(policies.limitation)
     document: dict[str, object] = {
         "name": info.name,
         "description": info.description,
@@ -72,10 +77,10 @@ def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Respon
 
 
 def make_process_request(
-    config: Config,
+    config: Config, policies: Policies = DEFAULT_POLICIES
 ) -> Callable[[ServerConnection, Request], Response | None]:
     """A websockets ``process_request`` hook: NIP-11 and a plain page for non-upgrade GETs."""
-    body = msgspec.json.encode(information_document(config))
+    body = msgspec.json.encode(information_document(config, policies))
     page = (
         f"{config.relay.info.name}: a Nostr relay. Connect with a Nostr client over WebSocket;"
         " send Accept: application/nostr+json for the NIP-11 document.\n"

@@ -45,6 +45,12 @@ class _Item:
 
 
 class Writer:
+    """A stage: the one writer of the process."""
+
+    name = "writer"
+    grace = 10.0
+    """Seconds :meth:`run` is given after :meth:`stop` to commit what was queued."""
+
     def __init__(
         self,
         store: Store,
@@ -155,6 +161,9 @@ class Writer:
         for item in batch:
             if not item.done.done():
                 item.done.set_exception(WriterUnavailable("the database did not commit"))
+
+    async def start(self) -> None:
+        """Nothing to set up: the store's pool is open."""
 
     async def run(self) -> None:
         """Commit batches until :meth:`stop` is called and everything before it is committed."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import heapq
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import asyncpg
 
 from relay.nostr.event import Event, KindClass, d_tag, expiration, is_hex64, kind_class
 from relay.nostr.filters import Filter
+from relay.nostr.replies import IngestStatus
 from relay.storage.eventcache import EventCache
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
@@ -36,33 +36,6 @@ __all__ = [
 ]
 
 _Q = load_queries("events.sql")
-
-
-class IngestStatus(enum.IntEnum):
-    """What happened to one event of a batch (mirrors fitrelay_ingest's codes)."""
-
-    STORED = 0
-    DUPLICATE = 1
-    DELETED = 2
-    ADDRESS_DELETED = 3
-    SUPERSEDED = 4
-
-    @property
-    def reply(self) -> tuple[bool, str]:
-        """The NIP-01 OK flag and message for this outcome."""
-        return _REPLIES[self]
-
-
-_REPLIES = {
-    IngestStatus.STORED: (True, ""),
-    IngestStatus.DUPLICATE: (True, "duplicate: already have this event"),
-    IngestStatus.DELETED: (False, "blocked: this event was deleted by its author"),
-    IngestStatus.ADDRESS_DELETED: (
-        False,
-        "blocked: this address was deleted by its author after this version",
-    ),
-    IngestStatus.SUPERSEDED: (False, "duplicate: a newer version of this address is stored"),
-}
 
 
 @dataclass(frozen=True, slots=True)

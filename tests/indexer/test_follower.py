@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from indexer import store as store_module
 from indexer.follower import Indexer, reindex
 from relay.nostr.event import decode_event
+from relay.storage.notify import CommitListener
 from relay.storage.postgres import Store, create_pool
 from tests.indexer.scenario import ALICE, BOB, EVENTS
 from tests.indexer.tables import TABLES, snapshot
@@ -214,6 +215,9 @@ async def test_a_second_run_changes_nothing(store: Store, conn: asyncpg.Connecti
 async def test_follows_new_commits_through_notify(db_dsn: str, store: Store) -> None:
     caught_up = asyncio.Queue[None]()
     indexer = Indexer(db_dsn, batch_size=10)
+    listener = CommitListener(db_dsn)
+    listener.subscribe(indexer.wake)
+    listening = asyncio.create_task(listener.run())
     task = asyncio.create_task(indexer.run(on_caught_up=lambda: caught_up.put_nowait(None)))
     try:
         async with asyncio.timeout(20):
@@ -229,7 +233,8 @@ async def test_follows_new_commits_through_notify(db_dsn: str, store: Store) -> 
         assert current == EVENTS["squat_v2"]["id"]
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        listening.cancel()
+        await asyncio.gather(task, listening, return_exceptions=True)
 
 
 async def test_an_event_the_database_cannot_store_is_recorded_and_skipped(

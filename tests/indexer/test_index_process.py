@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from relay.server.app import Relay
+from relay.app import Relay
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
 from tests.indexer.scenario import ALICE, EVENTS

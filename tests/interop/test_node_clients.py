@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.server.app import Relay
+from relay.app import Relay
 from tests.conftest import url_of
 
 pytestmark = pytest.mark.interop

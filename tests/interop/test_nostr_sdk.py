@@ -32,7 +32,7 @@ from nostr_sdk import (
     Timestamp,
 )
 
-from relay.server.app import Relay
+from relay.app import Relay
 from tests.conftest import url_of
 
 pytestmark = pytest.mark.interop

@@ -7,19 +7,21 @@ from typing import Any
 import msgspec
 import pytest
 
+from relay.nostr.event import decode_event
 from relay.nostr.filters import Filter
 from relay.nostr.limits import Limits
-from relay.nostr.session import Action, Count, Send, Session, Store, Subscribe, Unsubscribe
+from relay.nostr.replies import IngestStatus, Reply, encode_reply
+from relay.nostr.session import Count, Outcome, Session, StoreEvent, Subscribe, Unsubscribe
 from tests.signer import Keys
 
 NOW = 1_750_000_000
 
 
-def frames(actions: list[Action]) -> list[list[Any]]:
+def frames(outcomes: list[Outcome]) -> list[list[Any]]:
     out = []
-    for action in actions:
-        assert isinstance(action, Send), action
-        out.append(msgspec.json.decode(action.data))
+    for outcome in outcomes:
+        assert isinstance(outcome, Reply), outcome
+        out.append(msgspec.json.decode(encode_reply(outcome)))
     return out
 
 
@@ -38,7 +40,7 @@ def session() -> Session:
 def test_valid_event_becomes_store(session: Session) -> None:
     event = Keys(1).sign(1, "hi", created_at=NOW)
     [action] = session.receive(msgspec.json.encode(["EVENT", event]).decode(), NOW)
-    assert isinstance(action, Store)
+    assert isinstance(action, StoreEvent)
     assert action.event.id == event["id"]
     assert msgspec.json.decode(action.raw) == event
 
@@ -47,7 +49,7 @@ def test_raw_event_is_kept_byte_for_byte(session: Session) -> None:
     event = Keys(1).sign(1, "spaced", created_at=NOW)
     raw = msgspec.json.format(msgspec.json.encode(event), indent=2).decode()
     [action] = session.receive(f'[ "EVENT" ,\n{raw} ]', NOW)
-    assert isinstance(action, Store)
+    assert isinstance(action, StoreEvent)
     assert action.raw.decode() == raw
 
 
@@ -91,9 +93,11 @@ def test_created_at_window(session: Session) -> None:
     [action] = session.receive(
         msgspec.json.encode(["EVENT", keys.sign(1, "ok", created_at=NOW + 900)]).decode(), NOW
     )
-    assert isinstance(action, Store)
+    assert isinstance(action, StoreEvent)
     old = keys.sign(1, "old", created_at=1)
-    assert isinstance(session.receive(msgspec.json.encode(["EVENT", old]).decode(), NOW)[0], Store)
+    assert isinstance(
+        session.receive(msgspec.json.encode(["EVENT", old]).decode(), NOW)[0], StoreEvent
+    )
     strict = Session(Limits(created_at_past_seconds=3600))
     reply = one(strict, ["EVENT", old])
     assert reply[3] == "invalid: created_at is more than 3600 seconds in the past"
@@ -104,7 +108,7 @@ def test_expired_event_is_rejected(session: Session) -> None:
     assert one(session, ["EVENT", event])[2:] == [False, "invalid: event has expired"]
     fresh = Keys(1).sign(1, "x", [["expiration", str(NOW + 60)]], created_at=NOW - 10)
     [action] = session.receive(msgspec.json.encode(["EVENT", fresh]).decode(), NOW)
-    assert isinstance(action, Store)
+    assert isinstance(action, StoreEvent)
 
 
 def test_protected_event_is_restricted(session: Session) -> None:
@@ -241,11 +245,50 @@ def test_count(session: Session) -> None:
     )
 
 
-def test_end_forgets_the_subscription(session: Session) -> None:
+def test_a_failed_query_forgets_the_subscription(session: Session) -> None:
     session.receive('["REQ", "s", {}]', NOW)
-    send = session.end("s", "error: boom")
-    assert msgspec.json.decode(send.data) == ["CLOSED", "s", "error: boom"]
+    closed = session.query_failed("s", timed_out=True)
+    assert msgspec.json.decode(encode_reply(closed)) == [
+        "CLOSED",
+        "s",
+        "error: query took too long; narrow the filter",
+    ]
     assert session.subscriptions == set()
+    session.receive('["REQ", "t", {}]', NOW)
+    assert msgspec.json.decode(encode_reply(session.query_failed("t", timed_out=False))) == [
+        "CLOSED",
+        "t",
+        "error: could not run the query",
+    ]
+
+
+def test_later_outcomes_are_typed_replies(session: Session) -> None:
+    """What the shell reports back (commits, failures, counts) becomes replies here, with
+    the fields the shell counts by: no frame is read back."""
+    event = decode_event(msgspec.json.encode(Keys(1).sign(7, "+", created_at=NOW)))
+    stored = session.stored(event, IngestStatus.STORED)
+    assert (stored.accepted, stored.error, stored.kind, stored.stored) == (True, None, 7, True)
+    duplicate = session.stored(event, IngestStatus.DUPLICATE)
+    assert duplicate.accepted and duplicate.prefix == "duplicate" and not duplicate.stored
+    deleted = session.stored(event, IngestStatus.DELETED)
+    assert not deleted.accepted and deleted.prefix == "blocked"
+    assert msgspec.json.decode(encode_reply(session.store_failed(event))) == [
+        "OK",
+        event.id,
+        False,
+        "error: could not store the event; try again",
+    ]
+    assert encode_reply(session.counted("c", 3)) == b'["COUNT","c",{"count":3}]'
+    assert session.binary().error.message == "invalid: binary frames are not supported"
+
+
+def test_the_verb_of_each_message_is_known(session: Session) -> None:
+    session.receive('["CLOSE", "x"]', NOW)
+    assert session.verb == "CLOSE"
+    session.receive("not json", NOW)
+    assert session.verb == "invalid"
+    session.receive('["COUNT", "c", {}]', NOW)
+    assert session.verb == "COUNT"
 
 
 def test_auth_is_answered(session: Session) -> None:

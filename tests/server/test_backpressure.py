@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from relay.server.app import Relay
+from relay.app import Relay
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
 from tests.signer import Keys

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from relay.server.app import Relay
+from relay.app import Relay
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
 from tests.signer import Keys

@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.server.app import Relay
+from relay.app import Relay
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
 from tests.signer import Keys

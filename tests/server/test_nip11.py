@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
+from relay.app import Relay
 from relay.nostr.limits import Limits
-from relay.server.app import Relay
 from tests.client import ClosedError, RawClient
 from tests.conftest import relay_config, url_of
 from tests.signer import Keys

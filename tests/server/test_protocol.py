@@ -11,8 +11,8 @@ import asyncpg
 import msgspec
 import pytest
 
+from relay.app import Relay
 from relay.nostr.event import decode_event
-from relay.server.app import Relay
 from tests.client import ClosedError, RawClient
 from tests.signer import Keys
 

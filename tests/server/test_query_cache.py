@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 
+from relay.app import Relay
 from relay.nostr.event import decode_event
 from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
-from relay.server.app import Relay
 from relay.server.live import LiveIndex, LogTail
 from relay.storage.cache import QueryCache
 from relay.storage.postgres import IngestStatus, Store, create_pool
@@ -107,7 +107,7 @@ async def test_a_remote_write_reaches_the_cache_with_nobody_subscribed(start_rel
         await reader.send(["CLOSE", "a"])
         await reader.send(["CLOSE", "b"])
         async with asyncio.timeout(10):
-            while len(reader_relay.index):
+            while len(reader_relay.live):
                 await asyncio.sleep(0.01)
         assert (await writer.publish(v2))[2] is True
         await _caught_up(reader_relay)

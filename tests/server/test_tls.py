@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from relay.app import Relay
 from relay.config import ConfigError, load
-from relay.server.app import Relay
 from tests.client import RawClient
 from tests.conftest import relay_config
 from tests.signer import Keys

@@ -27,7 +27,8 @@ from relay.archive import (
 from relay.nostr.event import Event, decode_event
 from relay.nostr.filters import Filter, matches
 from relay.nostr.limits import Limits
-from relay.nostr.session import Send, Session, Store
+from relay.nostr.replies import Reply, encode_reply
+from relay.nostr.session import Session, StoreEvent
 from relay.storage.postgres import Store as EventStore
 from relay.storage.postgres import create_pool
 from tests.signer import Keys
@@ -253,10 +254,10 @@ async def test_import_real_invalid_events_rejects_each(db_dsn: str) -> None:
 
 def _session_verdict(line: bytes, limits: Limits, now: int) -> Checked | str:
     [action] = Session(limits).receive(f'["EVENT",{line.decode()}]', now)
-    if isinstance(action, Store):
+    if isinstance(action, StoreEvent):
         return Checked(action.event, action.raw.decode())
-    assert isinstance(action, Send)
-    frame = msgspec.json.decode(action.data)
+    assert isinstance(action, Reply)
+    frame = msgspec.json.decode(encode_reply(action))
     return str(frame[3] if frame[0] == "OK" else frame[1])
 
 
