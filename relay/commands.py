@@ -1,0 +1,214 @@
+"""What each ``fitrelay`` command does, once the command line is parsed (:mod:`relay.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import asyncpg
+
+from relay import archive
+from relay.app import IndexProcess, Relay
+from relay.config import Config
+from relay.logs import redact_dsn
+from relay.nostr.errors import NostrError
+from relay.storage.migrate import migrate
+
+__all__ = [
+    "database",
+    "export_command",
+    "export_table_command",
+    "import_command",
+    "index",
+    "migrate_command",
+    "reindex_command",
+    "run",
+    "serve",
+    "terminate_as_exit",
+]
+
+log = logging.getLogger("relay")
+
+
+@contextlib.contextmanager
+def database(config: Config) -> Iterator[str]:
+    """The configured DSN, or an embedded PostgreSQL started for the duration."""
+    if config.db.dsn:
+        yield config.db.dsn
+        return
+    from relay.storage.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(config.data_path / "postgres")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+_T = TypeVar("_T")
+
+
+def terminate_as_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` on uvloop (plain asyncio where uvloop is missing) and return its result."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+async def until_signalled(process: Relay | IndexProcess, *, freeze: bool = False) -> None:
+    """Start ``process``, run until SIGINT or SIGTERM (or a stage fails), then stop it."""
+    log.info("database %s", redact_dsn(process.dsn))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await process.start()
+    if freeze:
+        # What start-up allocated (modules, classes, the relay's own structures) lives as
+        # long as the process: out of the collector's sight, a full collection walks only
+        # what came after, and its pauses stop growing with the size of the code base.
+        gc.collect()
+        gc.freeze()
+    try:
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await process.stop()
+
+
+async def serve(config: Config, dsn: str) -> None:
+    await until_signalled(Relay(config, dsn), freeze=True)
+
+
+async def index(config: Config, dsn: str) -> None:
+    await until_signalled(IndexProcess(config, dsn))
+
+
+def reindex_command(config: Config) -> int:
+    from indexer.follower import reindex
+
+    try:
+        with database(config) as dsn:
+            report = run(reindex(dsn, progress=sys.stderr.isatty()))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    print(
+        f"reindexed {report.events} log entries up to position {report.head}"
+        f" in {report.seconds:.1f} s",
+        flush=True,
+    )
+    return 0
+
+
+def export_table_command(config: Config, args: argparse.Namespace) -> int:
+    from indexer.export import export_table
+
+    if args.format == "parquet" and not args.output:
+        print("fitrelay: --format parquet needs --output FILE", file=sys.stderr)
+        return 2
+    target: Path | BinaryIO = Path(args.output) if args.output else sys.stdout.buffer
+    try:
+        with database(config) as dsn:
+            rows = run(export_table(dsn, args.name, args.format, target))
+    except ValueError as exc:
+        print(f"fitrelay: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("export failed", exc)
+    print(f"exported {rows} row{'s' if rows != 1 else ''}", file=sys.stderr)
+    return 0
+
+
+async def migrate_command(dsn: str, *, quiet: bool = False) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    if not quiet:
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+
+
+# -- import / export ------------------------------------------------------------------------
+
+
+def _failed(what: str, exc: BaseException) -> int:
+    print(f"fitrelay: {what}: {exc}", file=sys.stderr)
+    return 1
+
+
+def import_command(config: Config, args: argparse.Namespace) -> int:
+    name: str = args.file
+    try:
+        source: BinaryIO = sys.stdin.buffer if name == "-" else open(name, "rb")
+    except OSError as exc:
+        print(f"fitrelay: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    batch: int = args.batch or config.relay.max_batch
+    try:
+        with database(config) as dsn:
+            report = run(
+                archive.import_events(
+                    dsn,
+                    source,
+                    limits=config.relay.limits,
+                    batch_size=batch,
+                    progress=sys.stderr.isatty(),
+                )
+            )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    except KeyboardInterrupt:
+        print("fitrelay: interrupted; the batches committed so far stay", file=sys.stderr)
+        return 130
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    print(report.format("stdin" if name == "-" else name), flush=True)
+    if report.read_error is not None:
+        print(f"fitrelay: cannot read {name}: {report.read_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def export_command(config: Config, args: argparse.Namespace) -> int:
+    flt = None
+    if args.filter is not None:
+        try:
+            flt = archive.parse_export_filter(args.filter, config.relay.limits)
+        except NostrError as exc:
+            print(f"fitrelay: configuration error: --filter: {exc.message}", file=sys.stderr)
+            return 2
+    try:
+        with database(config) as dsn:
+            written = run(
+                archive.export_events(dsn, sys.stdout.buffer, flt, progress=sys.stderr.isatty())
+            )
+    except archive.OutputError as exc:
+        if isinstance(exc.error, BrokenPipeError):
+            # The reader went away (e.g. "| head"): stop quietly, like other filters do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        return _failed("cannot write the output", exc.error)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    except KeyboardInterrupt:
+        print("fitrelay: interrupted", file=sys.stderr)
+        return 130
+    print(f"exported {written} event{'s' if written != 1 else ''}", file=sys.stderr)
+    return 0
