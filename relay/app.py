@@ -51,10 +51,10 @@ def policies_from(config: Config) -> Policies:
 class Relay:
     """A serving process (``fitrelay serve``): the pool, then the stages."""
 
-    def __init__(self, config: Config, dsn: str) -> None:
+    def __init__(self, config: Config, dsn: str, policies: Policies | None = None) -> None:
         self.config = config
         self.dsn = dsn
-        self.policies = policies_from(config)
+        self.policies = policies if policies is not None else policies_from(config)
         self.metrics = Metrics()
         self.live = LiveIndex(self.metrics.count_live)
         self.pool: asyncpg.Pool | None = None

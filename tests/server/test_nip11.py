@@ -99,3 +99,37 @@ async def test_reported_limits_are_the_enforced_ones(start_relay: Callable[..., 
             await client.req("d", {})
     finally:
         await client.close()
+
+
+async def test_policies_reach_the_writer_front_and_nip11(db_dsn: str) -> None:
+    """A rule that waits (run in front of the writer) refuses with its prefix over a real
+    socket, the refusal is counted, and NIP-11 reports what the policies imply."""
+    from relay.nostr.errors import NostrError
+    from relay.nostr.event import Event
+    from relay.nostr.policy import DEFAULT_POLICIES, ConnInfo, Policies
+
+    async def no_reactions(conn: ConnInfo, event: Event) -> NostrError | None:
+        await asyncio.sleep(0)
+        return NostrError("blocked", "no reactions here") if event.kind == 7 else None
+
+    policies = DEFAULT_POLICIES + Policies(
+        admit_event=(no_reactions,), limitation={"restricted_writes": True}
+    )
+    relay = Relay(relay_config(), db_dsn, policies)
+    await relay.start()
+    try:
+        _, _, body = await http_get(relay.port, {"Accept": "application/nostr+json"})
+        assert msgspec.json.decode(body)["limitation"]["restricted_writes"] is True
+        client = await RawClient.open(url_of(relay))
+        try:
+            keys = Keys(5)
+            ok = await client.publish(keys.sign(7, "+"))
+            assert ok[2:] == [False, "blocked: no reactions here"]
+            assert (await client.publish(keys.sign(1, "fine")))[2] is True
+            assert len(await client.req("r", {"kinds": [7, 1]})) == 1
+        finally:
+            await client.close()
+        rejected = relay.metrics.events_rejected.labels("blocked", "regular")._value.get()
+        assert rejected == 1
+    finally:
+        await relay.stop()
