@@ -118,8 +118,8 @@ class Relay:
             max_batch=cfg.relay.max_batch,
             queue_size=cfg.relay.writer_queue,
             on_commit=self.tail.committed,
+            on_write=self.tail.written,
             metrics=self.metrics,
-            cache=self.cache,
         )
         self.server = WebSocketServer(
             cfg,

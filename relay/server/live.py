@@ -191,6 +191,15 @@ class LogTail:
         local = self._local
         return {i for i in ids if i in local} if local else set()
 
+    def written(self, events: list[Event]) -> None:
+        """The local writer tried to store ``events`` (called before any OK, whatever came
+        of it: a lost connection may have committed, and an event refused as deleted can
+        still remove the version it replaced): drop the cached answers they may change.
+        Other processes' writes reach the cache through the log, in :meth:`catch_up`."""
+        if self.cache is not None:
+            for event in events:
+                self.cache.invalidate_event(event.kind, event.pubkey)
+
     def committed(self, ids: list[str]) -> None:
         """The local writer stored these events (and invalidated the cache for them).
 

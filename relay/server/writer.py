@@ -17,7 +17,6 @@ import asyncpg
 
 from relay.nostr.event import Event
 from relay.server.metrics import Metrics
-from relay.storage.cache import QueryCache
 from relay.storage.postgres import IngestStatus, Store
 
 __all__ = ["Writer", "WriterUnavailable"]
@@ -58,15 +57,15 @@ class Writer:
         max_batch: int,
         queue_size: int,
         on_commit: Callable[[list[str]], None] = lambda _ids: None,
+        on_write: Callable[[list[Event]], None] = lambda _events: None,
         metrics: Metrics | None = None,
-        cache: QueryCache | None = None,
         summary_seconds: float = 60.0,
     ) -> None:
         self.store = store
         self.max_batch = max_batch
         self.on_commit = on_commit
         self.metrics = metrics
-        self.cache = cache
+        self.on_write = on_write
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self._stopping = False
         # An INFO line at most every summary_seconds: batches and events since the last one.
@@ -106,12 +105,8 @@ class Writer:
                     [item.event for item in batch], [item.raw for item in batch]
                 )
             finally:
-                # Before any OK, and even when the outcome is unknown (a lost connection may
-                # have committed): every event, whatever its status, since one refused as
-                # deleted can still remove the version it had replaced.
-                if self.cache is not None:
-                    for item in batch:
-                        self.cache.invalidate_event(item.event.kind, item.event.pubkey)
+                # Before any OK, and even when the outcome is unknown (see LogTail.written).
+                self.on_write([item.event for item in batch])
         except asyncio.CancelledError:
             for item in batch:
                 if not item.done.done():
