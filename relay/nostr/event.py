@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
 
 import msgspec
@@ -22,6 +23,7 @@ __all__ = [
     "is_hex64",
     "is_protected",
     "kind_class",
+    "refuse_duplicate_keys",
     "validate_event",
 ]
 
@@ -78,6 +80,45 @@ def decode_event(raw: bytes) -> Event:
         raise NostrError("invalid", f"malformed event: {exc}") from None
     except msgspec.DecodeError:
         raise NostrError("invalid", "malformed event: not a JSON object") from None
+
+
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_KEY_LENGTHS = {name: len(name) + 2 for name in Event.__struct_fields__}
+"""Each field's key as compact JSON writes it: the name in quotes."""
+
+
+def _refuse_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise NostrError("invalid", "malformed event: a key appears twice in one object")
+    return dict(pairs)
+
+
+def refuse_duplicate_keys(raw: bytes) -> None:
+    """Refuse an event whose JSON repeats a key in any object (``"content":"A",
+    "content":"B"``): parsers disagree on which one counts, so a client could show text the
+    signature does not cover.
+
+    The common case costs one shallow decode: when the object holds only the event's own
+    fields and its compact re-spelling is exactly as long as the text, no key can repeat.
+    Anything else (whitespace, escapes, extra fields that may hold objects) is checked key
+    by key.
+
+    Raises:
+        NostrError: ``invalid:`` for a repeated key or JSON that does not decode.
+    """
+    try:
+        members = _members.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return  # not an object of members: decode_event says why
+    if members.keys() <= _KEY_LENGTHS.keys():
+        compact = 1 + sum(_KEY_LENGTHS[k] + 2 + len(v) for k, v in members.items())
+        if compact == len(raw):
+            return
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_pairs)
+    except (ValueError, RecursionError):
+        return  # malformed in a way decode_event reports
 
 
 def canonical_bytes(

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import msgspec
 
 from relay.nostr.errors import NostrError
-from relay.nostr.event import Event, decode_event, expiration, validate_event
+from relay.nostr.event import (
+    Event,
+    decode_event,
+    expiration,
+    refuse_duplicate_keys,
+    validate_event,
+)
 from relay.nostr.filters import Filter, parse_filter
 from relay.nostr.limits import Limits
 from relay.nostr.messages import (
@@ -114,7 +120,7 @@ def check_event(
 ) -> Event:
     """Every check the relay applies to a published event, in order, cheapest first.
 
-    Shape and limits, time window and id (:func:`validate_event`), NIP-40 expiration, the
+    Shape (no key twice) and limits, time window and id (:func:`validate_event`), NIP-40 expiration, the
     policies' event rules (NIP-70 among them), then the signature. Used for EVENT messages
     and by ``fitrelay import``.
 
@@ -122,6 +128,7 @@ def check_event(
         NostrError: the OK message that tells the client why.
     """
     event = decode_event(raw)
+    refuse_duplicate_keys(raw)
     validate_event(event, len(raw), limits, now)
     expires = expiration(event)
     if expires is not None and expires <= now:

@@ -294,3 +294,44 @@ def test_the_verb_of_each_message_is_known(session: Session) -> None:
 def test_auth_is_answered(session: Session) -> None:
     reply = one(session, ["AUTH", {"kind": 22242}])
     assert reply[0] == "NOTICE" and reply[1].startswith("unsupported: ")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ',"content":"B"}',  # compact
+        ' , "content" : "B" }',  # with whitespace
+        ',"cont\\u0065nt":"B"}',  # the same key, escaped
+        ',"extra":{"a":1,"a":2}}',  # deeper, in a field the relay ignores
+    ],
+)
+def test_an_event_with_a_repeated_key_is_refused(session: Session, spelling: str) -> None:
+    event = Keys(1).sign(1, "A", created_at=NOW)
+    text = msgspec.json.encode(event).decode()[:-1] + spelling
+    [outcome] = session.receive(f'["EVENT",{text}]', NOW)
+    assert isinstance(outcome, Reply) and not isinstance(outcome, StoreEvent)
+    reply = msgspec.json.decode(encode_reply(outcome))
+    assert reply[:3] == ["OK", event["id"], False]
+    assert reply[3] == "invalid: malformed event: a key appears twice in one object"
+
+
+def test_an_event_with_extra_fields_and_no_repeats_is_accepted(session: Session) -> None:
+    event = Keys(1).sign(1, "A", created_at=NOW)
+    text = msgspec.json.encode({**event, "extra": {"a": 1, "b": [{"c": 2}]}}).decode()
+    [outcome] = session.receive(f'["EVENT",{text}]', NOW)
+    assert isinstance(outcome, StoreEvent)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 1000 + "]" * 1000,
+        '["REQ","s",' + "[" * 1000 + "]" * 1000 + "]",
+        '["EVENT",' + '{"a":' * 1000 + "1" + "}" * 1000 + "]",
+        '["COUNT","c",{"kinds":' + "[" * 1000 + "]" * 1000 + "}]",
+    ],
+)
+def test_deep_nesting_gets_a_notice(session: Session, text: str) -> None:
+    [outcome] = session.receive(text, NOW)
+    reply = msgspec.json.decode(encode_reply(outcome))  # type: ignore[arg-type]
+    assert reply[0] == "NOTICE" and reply[1].startswith("invalid: ")

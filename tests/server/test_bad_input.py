@@ -36,6 +36,14 @@ async def still_usable(client: RawClient) -> None:
         '["COUNT", "c", {"ids": ["xyz"]}]',
         "[" * 100_000 + "]" * 100_000,
         '["EVENT", ' + '{"a":' * 20_000 + "1" + "}" * 20_000 + "]",
+        # about 1,000 levels, in every place a message can nest
+        '["EVENT", ' + "[" * 1_000 + "]" * 1_000 + "]",
+        '["EVENT", {"id": "' + "ab" * 32 + '", "tags": ' + "[" * 1_000 + "]" * 1_000 + "}]",
+        '["REQ", "s", {"#t": ' + "[" * 1_000 + "]" * 1_000 + "}]",
+        '["COUNT", "c", ' + '{"a":' * 1_000 + "1" + "}" * 1_000 + "]",
+        '["CLOSE", ' + "[" * 1_000 + "]" * 1_000 + "]",
+        # a repeated key: OK false, not stored
+        '["EVENT", {"id": "' + "ab" * 32 + '", "content": "A", "content": "B"}]',
     ],
 )
 async def test_garbage_then_still_usable(client: RawClient, text: str) -> None:
@@ -93,3 +101,22 @@ async def test_process_survives_and_nothing_stored_is_touched(
         await client.recv()
     other = await connect()
     assert await other.req("s", {"ids": [kept["id"]]}) == [kept]
+
+
+async def test_a_repeated_key_is_never_stored(client: RawClient) -> None:
+    """Signed over the last ``content``, shown as the first by some parsers: refused."""
+    import msgspec
+
+    event = Keys(7).sign(1, "B")
+    text = msgspec.json.encode(event).decode()
+    forged = text.replace('"content":"B"', '"content":"A","content":"B"')
+    assert forged != text
+    await client.send_text(f'["EVENT",{forged}]')
+    reply = await client.expect("OK")
+    assert reply[1:] == [
+        event["id"],
+        False,
+        "invalid: malformed event: a key appears twice in one object",
+    ]
+    assert await client.req("s", {"ids": [event["id"]]}) == []
+    await still_usable(client)
