@@ -120,9 +120,9 @@ def check_event(
 ) -> Event:
     """Every check the relay applies to a published event, in order, cheapest first.
 
-    Shape (no key twice) and limits, time window and id (:func:`validate_event`), NIP-40 expiration, the
-    policies' event rules (NIP-70 among them), then the signature. Used for EVENT messages
-    and by ``fitrelay import``.
+    Shape (no key twice) and limits, time window and id (:func:`validate_event`), NIP-40
+    expiration, the policies' event rules (NIP-70 among them), then the signature. Used for
+    EVENT messages and by ``fitrelay import``.
 
     Raises:
         NostrError: the OK message that tells the client why.
