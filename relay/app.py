@@ -110,7 +110,7 @@ class Relay:
         self.queries: QueryStore = (
             CachedStore(self.store, self.cache) if self.cache is not None else self.store
         )
-        listener = CommitListener(self.dsn)
+        self.listener = listener = CommitListener(self.dsn)
         self.tail = LogTail(self.store, self.live, cache=self.cache)
         listener.subscribe(self.tail.notified)
         self.writer = Writer(
