@@ -58,6 +58,9 @@ class Relay:
         self.metrics = Metrics()
         self.live = LiveIndex(self.metrics.count_live)
         self.pool: asyncpg.Pool | None = None
+        """REQ and COUNT, under relay.query_timeout_ms."""
+        self.write_pool: asyncpg.Pool | None = None
+        """The writer, the live tail and the sweep, under db.write_timeout_ms."""
         self.indexer: Indexer | None = None
         self.monitor: MonitorServer | None = None
         self.stages = Stages([])
@@ -73,26 +76,38 @@ class Relay:
 
     async def start(self) -> None:
         cfg = self.config
-        self.pool = await create_pool(
-            self.dsn,
-            min_size=cfg.db.pool_min,
-            max_size=cfg.db.pool_max,
-            statement_timeout_ms=cfg.relay.query_timeout_ms,
-        )
+        # Migrations run on a connection of their own, with no statement timeout: a slow
+        # migration must not be cut short by the limit on client queries.
+        conn = await asyncpg.connect(self.dsn)
         try:
-            async with self.pool.acquire() as conn:
-                await migrate(conn)
-            self.stages = Stages(self._build(self.pool))
+            await migrate(conn)
+        finally:
+            await conn.close()
+        try:
+            self.write_pool = await create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=cfg.db.write_pool_max,
+                statement_timeout_ms=cfg.db.write_timeout_ms,
+            )
+            self.pool = await create_pool(
+                self.dsn,
+                min_size=cfg.db.pool_min,
+                max_size=cfg.db.pool_max,
+                statement_timeout_ms=cfg.relay.query_timeout_ms,
+            )
+            self.stages = Stages(self._build(self.pool, self.write_pool))
             self._watch()
             await self.stages.start()
         except BaseException:
             await self._release()
             raise
 
-    def _build(self, pool: asyncpg.Pool) -> list[Stage]:
+    def _build(self, pool: asyncpg.Pool, write_pool: asyncpg.Pool) -> list[Stage]:
         cfg = self.config
         self.store = Store(
             pool,
+            write_pool=write_pool,
             default_limit=cfg.relay.limits.default_limit,
             events=EventCache(cfg.relay.event_cache_bytes) if cfg.relay.event_cache_bytes else None,
         )
@@ -189,9 +204,10 @@ class Relay:
             await queries.close()
         self._unwatch_gc()
         self._unwatch_gc = lambda: None
-        if self.pool is not None:
-            await self.pool.close()
-            self.pool = None
+        for pool in (self.pool, self.write_pool):
+            if pool is not None:
+                await pool.close()
+        self.pool = self.write_pool = None
 
 
 class IndexProcess:

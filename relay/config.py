@@ -101,6 +101,12 @@ class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data_dir: str = "./var"
     pool_min: int = 2
     pool_max: int = 10
+    """Connections for REQ and COUNT (under relay.query_timeout_ms)."""
+    write_pool_max: int = 3
+    """Connections for the writer, the live tail and the expiration sweep: their own pool,
+    so client queries never queue in front of a commit."""
+    write_timeout_ms: int = 60_000
+    """Longest one writer batch, log read or sweep statement may run (0: no limit)."""
 
 
 class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -233,5 +239,7 @@ def _check(config: Config) -> None:
         raise ConfigError("logging.format must be text or json")
     if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("logging.level must be DEBUG, INFO, WARNING or ERROR")
+    if config.db.write_pool_max < 1 or config.db.write_timeout_ms < 0:
+        raise ConfigError("db.write_pool_max must be at least 1, db.write_timeout_ms >= 0")
     if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
         raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")

@@ -230,12 +230,23 @@ def _merge(results: Sequence[Sequence[Any]]) -> Sequence[Any]:
 
 
 class Store:
-    """Everything the relay asks of PostgreSQL. One instance per process, sharing a pool."""
+    """Everything the relay asks of PostgreSQL. One instance per process.
+
+    Client queries (REQ, COUNT) run on ``pool``; the writer, the log tail and the sweep on
+    ``write_pool`` when one is given, so a flood of queries never queues in front of a
+    commit, and each pool has the statement timeout of its kind of work.
+    """
 
     def __init__(
-        self, pool: asyncpg.Pool, *, default_limit: int, events: EventCache | None = None
+        self,
+        pool: asyncpg.Pool,
+        *,
+        default_limit: int,
+        events: EventCache | None = None,
+        write_pool: asyncpg.Pool | None = None,
     ) -> None:
         self.pool = pool
+        self.write_pool = write_pool if write_pool is not None else pool
         self.default_limit = default_limit
         self.events = events
         """Event JSON held in memory: queries then read only ids from PostgreSQL."""
@@ -244,7 +255,8 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
-        """A pooled connection; counts the wait for it (pool exhaustion shows up there)."""
+        """A connection of the query pool; counts the wait for it (pool exhaustion shows up
+        there)."""
         self.waiting += 1
         try:
             conn = await self.pool.acquire()
@@ -255,10 +267,20 @@ class Store:
         finally:
             await self.pool.release(conn)
 
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[Conn]:
+        """A connection of the write pool (the query pool when there is no other)."""
+        if self.write_pool is self.pool:
+            async with self._connection() as conn:
+                yield conn
+            return
+        async with self.write_pool.acquire() as conn:
+            yield conn
+
     async def ingest(self, events: Sequence[Event], raws: Sequence[str]) -> list[IngestStatus]:
         """Store a batch in one transaction; one status per event, in order."""
         args = ingest_args(events, raws)
-        async with self._connection() as conn:
+        async with self._writing() as conn:
             codes = await conn.fetchval(_Q["ingest"], *args)
         statuses = [_STATUSES[code] for code in codes]
         if self.events is not None:
@@ -318,30 +340,30 @@ class Store:
         return int(rows[0][0])
 
     async def head_seq(self) -> int:
-        async with self._connection() as conn:
+        async with self._writing() as conn:
             return int(await conn.fetchval(_Q["head_seq"]))
 
     async def tail(self, after: int, limit: int) -> list[Stored]:
-        async with self._connection() as conn:
+        async with self._writing() as conn:
             rows = await conn.fetch(_Q["tail"], after, limit)
         return [Stored(row[0], row[1]) for row in rows]
 
     async def tail_keys(self, after: int, limit: int) -> list[Appended]:
-        async with self._connection() as conn:
+        async with self._writing() as conn:
             rows = await conn.fetch(_Q["tail_keys"], after, limit)
         return [Appended(row[0], row[1].hex(), row[2], row[3].hex()) for row in rows]
 
     async def removals_head(self) -> int:
-        async with self._connection() as conn:
+        async with self._writing() as conn:
             return int(await conn.fetchval(_Q["removals_head"]))
 
     async def removals(self, after: int, limit: int) -> list[Removed]:
         """Removal log entries after ``after``, in order."""
-        async with self._connection() as conn:
+        async with self._writing() as conn:
             rows = await conn.fetch(_Q["removals"], after, limit)
         return [Removed(row[0], row[1], row[2].hex()) for row in rows]
 
     async def purge_expired(self, now: int) -> int:
-        async with self._connection() as conn, conn.transaction():
+        async with self._writing() as conn, conn.transaction():
             await conn.execute(_Q["lock_log"])
             return int(await conn.fetchval(_Q["purge_expired"], now))

@@ -22,9 +22,7 @@ from tests.signer import Keys
 AUTHOR = Keys(31)
 
 
-async def test_a_forged_position_does_not_silence_live_delivery(
-    relay: Relay, db_dsn: str
-) -> None:
+async def test_a_forged_position_does_not_silence_live_delivery(relay: Relay, db_dsn: str) -> None:
     payloads: asyncio.Queue[str] = asyncio.Queue()
     relay.listener.subscribe(payloads.put_nowait)
     async with asyncio.timeout(10):

@@ -60,3 +60,27 @@ async def test_a_query_past_the_timeout_is_closed_and_the_relay_carries_on(
     finally:
         await blocker.close()
         await client.close()
+
+
+async def test_the_writer_is_not_under_the_query_timeout(start_relay: Any) -> None:
+    """D6: the writer has its own pool and its own bound, so a query timeout far below any
+    commit's duration refuses no EVENT on a healthy database."""
+    relay: Relay = await start_relay(relay_config(query_timeout_ms=1))
+    clients = [await RawClient.open(url_of(relay)) for _ in range(4)]
+    try:
+        keys = Keys(300)
+        batches = [[keys.sign(1, f"note {c}-{i}") for i in range(50)] for c in range(4)]
+        for client, batch in zip(clients, batches, strict=True):
+            for event in batch:
+                await client.send(["EVENT", event])
+        oks = []
+        for client, batch in zip(clients, batches, strict=True):
+            for _ in batch:
+                oks.append(await client.expect("OK"))
+        assert [ok for ok in oks if ok[2] is not True] == []
+        assert relay.write_pool is not None and relay.write_pool is not relay.pool
+        async with relay.write_pool.acquire() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "1min"
+    finally:
+        for client in clients:
+            await client.close()
