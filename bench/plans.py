@@ -8,7 +8,7 @@ hold is then read by primary key) is run with values picked from the data (the m
 hashtag, mention, author, the largest contact list's follows ...), ``runs`` times on
 a relay-configured connection; p50/p99 and the ``EXPLAIN (ANALYZE, BUFFERS)`` plan of one
 run, the generic plan of the prepared statement as the relay runs it
-(:func:`relay.storage.plans.explain`), go into docs/benchmarks.md between markers.
+(:func:`bench.explain.explain`), go into docs/benchmarks.md between markers.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import asyncpg
 import msgspec
 
 from bench.common import latency_summary
+from bench.explain import explain
 from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
-from relay.storage.plans import explain
 from relay.storage.postgres import SESSION_SETTINGS
 from relay.storage.sqlfilter import compile_query
 

@@ -31,7 +31,8 @@ from relay.server.sweep import ExpirationSweep
 from relay.server.websocket import WebSocketServer
 from relay.server.writer import Writer
 from relay.stages import Stage, Stages
-from relay.storage.cache import CachedStore, QueryCache, QueryStore
+from relay.storage.cache import QueryCache
+from relay.storage.cachedstore import CachedStore, QueryStore
 from relay.storage.eventcache import EventCache
 from relay.storage.migrate import migrate
 from relay.storage.notify import CommitListener

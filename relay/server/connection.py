@@ -29,7 +29,7 @@ from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscri
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.writer import Writer, WriterUnavailable
-from relay.storage.cache import QueryStore
+from relay.storage.cachedstore import QueryStore
 
 __all__ = ["Connection"]
 

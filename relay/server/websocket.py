@@ -17,7 +17,7 @@ from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.nip11 import make_process_request
 from relay.server.writer import Writer
-from relay.storage.cache import QueryStore
+from relay.storage.cachedstore import QueryStore
 
 __all__ = ["WebSocketServer", "tls_context"]
 

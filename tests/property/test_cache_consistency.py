@@ -29,7 +29,9 @@ from hypothesis.control import currently_in_test_context
 from relay.nostr.event import Event, KindClass, d_tag, decode_event, kind_class
 from relay.nostr.filters import Filter, parse_filter
 from relay.nostr.limits import Limits
-from relay.storage.cache import CachedStore, Op, QueryCache
+from relay.storage.cache import QueryCache
+from relay.storage.cachedstore import CachedStore
+from relay.storage.cachekey import Op
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from tests.signer import Keys, dumps
 

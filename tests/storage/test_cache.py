@@ -13,15 +13,9 @@ import pytest
 from relay.nostr.filters import Filter, parse_filter
 from relay.nostr.kinds import FITNESS_LIBRARY_KINDS
 from relay.nostr.limits import Limits
-from relay.storage.cache import (
-    NEVER,
-    CachedStore,
-    Op,
-    QueryCache,
-    Rows,
-    cache_key,
-    earliest_expiration,
-)
+from relay.storage.cache import NEVER, QueryCache
+from relay.storage.cachedstore import CachedStore
+from relay.storage.cachekey import Op, Rows, cache_key, earliest_expiration
 from tests.signer import Keys, dumps
 
 _T = TypeVar("_T")

@@ -9,10 +9,10 @@ import asyncpg
 import msgspec
 import pytest
 
+from bench.explain import explain
 from relay.nostr.event import decode_event
 from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
-from relay.storage.plans import explain
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.sqlfilter import compile_count, compile_query
 from tests.signer import Keys
