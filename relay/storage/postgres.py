@@ -118,7 +118,7 @@ async def _fetch(conn: Conn, query: Query) -> list[Any]:
     if query.generic:
         return await conn.fetch(query.sql, *query.args)
     async with conn.transaction():
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        await conn.execute(_Q["plan_per_run"])
         return await conn.fetch(query.sql, *query.args)
 
 

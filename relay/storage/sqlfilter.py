@@ -16,7 +16,14 @@ from typing import NamedTuple
 
 from relay.nostr.filters import Filter
 
-__all__ = ["Query", "compile_count", "compile_query", "effective_limit", "tag_key"]
+__all__ = [
+    "Query",
+    "compile_count",
+    "compile_cutoff",
+    "compile_query",
+    "effective_limit",
+    "tag_key",
+]
 
 TAG_VALUE_INLINE_BYTES = 200
 _HASHED = "\x01"
@@ -343,3 +350,14 @@ def compile_count(filters: Sequence[Filter], now: int) -> Query:
     parts = [f"SELECT e.id FROM events e WHERE {_where(f, now, params)}" for f in filters]
     sql = f"SELECT count(*) FROM ({' UNION '.join(parts)}) AS matched"
     return Query(sql, params.values, generic=False)
+
+
+def compile_cutoff(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]:
+    """The statement that finds ``(created_at, id)`` of the last of the ``limit`` newest
+    matches of ``flt`` in the REQ order (no row when nothing matches): the relay's own query,
+    read back one row. Planned per run, for a connection that does so."""
+    sql, args = compile_query(flt, now, limit).exact()[:2]
+    wrapped = (
+        f"SELECT q.created_at, q.id FROM ({sql}) AS q ORDER BY q.created_at, q.id DESC LIMIT 1"
+    )
+    return wrapped, args

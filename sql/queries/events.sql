@@ -62,3 +62,8 @@ WHERE e.seq > $1::bigint
        OR (e.created_at = $8::bigint AND e.id <= $9::bytea))
 ORDER BY e.seq
 LIMIT $10;
+
+-- name: plan_per_run
+-- For the rest of this transaction, plan each statement for its values (shapes whose best
+-- plan depends on them: ANY over many values, COUNT).
+SET LOCAL plan_cache_mode = force_custom_plan
