@@ -70,7 +70,7 @@ async def _apply(store: FitnessStore, row: asyncpg.Record) -> list[Issue]:
         await store.remove_event(event_id, kind)
         return []
     outcome = derive(decode_event(raw))
-    await store.write(event_id, kind, outcome.row)
+    await store.write(outcome.row)
     await store.write_issues(event_id, kind, outcome.issues)
     return list(outcome.issues)
 

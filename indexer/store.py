@@ -112,7 +112,7 @@ class FitnessStore:
 
     # -- insertion -------------------------------------------------------------------------
 
-    async def write(self, event_id: str, kind: int, row: Derived | None) -> None:
+    async def write(self, row: Derived | None) -> None:
         """Write the rows derived from one stored event (replacing its address's rows)."""
         if isinstance(row, Exercise):
             await self._write_exercise(row)

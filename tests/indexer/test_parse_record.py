@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from indexer.dialect import detect_dialect, is_set_reference
 from indexer.model import (
     Address,
     Hashtag,
@@ -14,7 +15,7 @@ from indexer.model import (
     Split,
     Workout,
 )
-from indexer.record import detect_dialect, is_set_reference, parse_record
+from indexer.record import parse_record
 from relay.nostr.event import Event
 
 AUTHOR = "55127fc9e1c03c6b459a3bab72fdb99def1644c5f239bdd09f3e5fb401ed9b21"
