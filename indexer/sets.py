@@ -23,8 +23,17 @@ without set_type still takes a keyword found among the values as the set_type.
 
 Value rules: ``""`` and non-numeric text give None (``weight_raw`` keeps the text), ``"0"``
 weight is 0 kg (bodyweight), negative weights stay negative (assisted), weight units follow
-``format_units`` (none means kg). A ``reps`` field whose unit is a time unit (``seconds``)
-holds a duration (§9.6) and fills ``duration_s``.
+``format_units`` (none means kg).
+
+A blank weight (``""``, how v1 to v3 write bodyweight; v4 writes ``"0"``) depends on what it is
+a weight of: on a performed set of a resolved exercise whose equipment is ``bodyweight`` it is
+read as ``"0"``; in a template (a prescribed set) it means "fill in at workout time", and on
+other equipment or an unresolved exercise "not recorded", so it stays None. The caller passes
+the resolved exercise's equipment and whether the set is prescribed, and maps again whenever
+either changes (the exercise arrives, is replaced or removed).
+
+A ``reps`` field whose unit is a time unit (``seconds``) holds a duration (§9.6) and fills
+``duration_s``.
 """
 
 from __future__ import annotations
@@ -45,9 +54,11 @@ from indexer.units import (
 )
 from relay.nostr.kinds import EXERCISE
 
-__all__ = ["DEFAULT_FORMAT", "map_set", "split_set_number"]
+__all__ = ["BODYWEIGHT", "DEFAULT_FORMAT", "blank_weight_is_zero", "map_set", "split_set_number"]
 
 DEFAULT_FORMAT: tuple[str, ...] = ("weight", "reps", "rpe", "set_type")
+BODYWEIGHT = "bodyweight"
+"""The ``equipment`` value (lowercased) whose blank weights are 0 kg on performed sets."""
 
 _HEART_RATE = frozenset({"heartrate", "heart_rate", "hr"})
 _DURATION = frozenset({"duration", "time"})
@@ -103,14 +114,27 @@ def _pairs(values: Sequence[str], fields: Sequence[str]) -> tuple[list[tuple[str
     return pairs, True
 
 
+def blank_weight_is_zero(equipment: str | None, prescribed: bool) -> bool:
+    """Whether a blank weight means 0 kg: a performed set of a bodyweight exercise."""
+    return not prescribed and equipment is not None and equipment.strip().lower() == BODYWEIGHT
+
+
 def map_set(
     values_raw: Sequence[str],
     format: Sequence[str] | None = None,
     format_units: Sequence[str | None] | None = None,
+    *,
+    equipment: str | None = None,
+    prescribed: bool = False,
 ) -> SetValues:
-    """Map one set's raw values (set_number already removed) to research units."""
+    """Map one set's raw values (set_number already removed) to research units.
+
+    ``equipment`` is the resolved exercise's (None when unresolved) and ``prescribed`` says
+    the set is a template's; together they decide what a blank weight means.
+    """
     if not values_raw:
         return SetValues()
+    zero_blank = blank_weight_is_zero(equipment, prescribed)
     fields = [f.strip().lower() for f in format] if format else list(DEFAULT_FORMAT)
     units: Sequence[str | None] = (format_units or ()) if format else ()
     pairs, by_keyword = _pairs(values_raw, fields)
@@ -122,7 +146,7 @@ def map_set(
         if name == "weight":
             texts.setdefault("weight_raw", value)
             texts.setdefault("weight_unit", unit or None)
-            number = parse_number(value)
+            number = 0.0 if zero_blank and not value.strip() else parse_number(value)
             nums.setdefault("weight_kg", None if number is None else weight_to_kg(number, unit))
         elif name == "reps" and _is_time_unit(unit):
             nums.setdefault("duration_s", parse_duration(value, unit))

@@ -42,6 +42,7 @@ class LinkedExercise:
     event_id: str
     format: tuple[str, ...]
     format_units: tuple[str | None, ...]
+    equipment: str | None = None
 
 
 def _values(values: SetValues) -> tuple[Any, ...]:
@@ -78,10 +79,20 @@ def _link(
     return pubkey, d, known.get((pubkey, d))
 
 
-def _mapped(values_raw: Sequence[str], linked: LinkedExercise | None) -> SetValues:
+def _mapped(
+    values_raw: Sequence[str], linked: LinkedExercise | None, *, prescribed: bool = False
+) -> SetValues:
+    """A set's values read through the exercise it resolves to (the spec's default order when
+    unresolved); ``prescribed`` for a template's set, where a blank weight means "fill in"."""
     if linked is None:
-        return map_set(values_raw, None, None)
-    return map_set(values_raw, linked.format, linked.format_units)
+        return map_set(values_raw, None, None, prescribed=prescribed)
+    return map_set(
+        values_raw,
+        linked.format,
+        linked.format_units,
+        equipment=linked.equipment,
+        prescribed=prescribed,
+    )
 
 
 class FitnessStore:
@@ -169,7 +180,7 @@ class FitnessStore:
                 for i, m in enumerate(ex.media)
             ],
         )
-        linked = LinkedExercise(ex.event_id, ex.format, ex.format_units)
+        linked = LinkedExercise(ex.event_id, ex.format, ex.format_units, ex.equipment)
         await self._relink_sets(ex.pubkey, ex.d, linked)
 
     async def _relink_sets(self, pubkey: str, d: str, linked: LinkedExercise | None) -> None:
@@ -185,7 +196,7 @@ class FitnessStore:
                     r["template_d"],
                     r["position"],
                     event_id,
-                    *_values(_mapped(r["values_raw"], linked)),
+                    *_values(_mapped(r["values_raw"], linked, prescribed=True)),
                 )
                 for r in rows
             ],
@@ -215,7 +226,7 @@ class FitnessStore:
         )
         return {
             (r["pubkey"], r["d"]): LinkedExercise(
-                r["event_id"], tuple(r["format"]), tuple(r["format_units"])
+                r["event_id"], tuple(r["format"]), tuple(r["format_units"]), r["equipment"]
             )
             for r in rows
         }
@@ -260,7 +271,7 @@ class FitnessStore:
                     s.set_number_given,
                     s.group_number,
                     list(s.values_raw),
-                    *_values(_mapped(s.values_raw, linked)),
+                    *_values(_mapped(s.values_raw, linked, prescribed=True)),
                 )
             )
         await conn.executemany(_Q["insert_template_set"], rows)

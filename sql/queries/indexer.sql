@@ -182,8 +182,9 @@ VALUES ($1, $2, $3, $4, $5);
 -- Resolving references ------------------------------------------------------------------
 
 -- name: exercise_formats
--- The indexed exercises among the given addresses (parallel arrays), with their formats.
-SELECT e.pubkey, e.d, e.event_id, e.format, e.format_units
+-- The indexed exercises among the given addresses (parallel arrays), with their formats and
+-- equipment (which decides what a blank weight means).
+SELECT e.pubkey, e.d, e.event_id, e.format, e.format_units, e.equipment
 FROM fitness.exercises e
 JOIN unnest($1::text[], $2::text[]) AS a (pubkey, d) ON e.pubkey = a.pubkey AND e.d = a.d;
 

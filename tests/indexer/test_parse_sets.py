@@ -183,3 +183,39 @@ def test_split_set_number_with_format() -> None:
     assert split_set_number(("0", "8", "normal", "1"), STRENGTH) == (("0", "8", "normal"), 1)
     assert split_set_number(("0", "8", "3"), STRENGTH) == (("0", "8", "3"), None)
     assert split_set_number(("20", "5"), ("weight",)) == (("20",), 5)
+
+
+BODYWEIGHT_SET = ("", "10", "7", "normal")
+
+
+def test_blank_weight_of_a_performed_bodyweight_set_is_zero() -> None:
+    values = map_set(BODYWEIGHT_SET, STRENGTH, STRENGTH_UNITS, equipment="bodyweight")
+    assert (values.weight_kg, values.weight_raw, values.reps) == (0.0, "", 10.0)
+    # Equipment as an exercise's tag may be spelled (the parser lowercases it already).
+    spelled = map_set(("  ", "10"), ("weight", "reps"), ("lbs", "count"), equipment=" Bodyweight")
+    assert (spelled.weight_kg, spelled.weight_raw) == (0.0, "  ")
+
+
+def test_blank_weight_elsewhere_stays_unknown() -> None:
+    prescribed = map_set(
+        BODYWEIGHT_SET, STRENGTH, STRENGTH_UNITS, equipment="bodyweight", prescribed=True
+    )
+    assert (prescribed.weight_kg, prescribed.weight_raw) == (None, "")  # "fill in"
+    barbell = map_set(BODYWEIGHT_SET, STRENGTH, STRENGTH_UNITS, equipment="barbell")
+    assert (barbell.weight_kg, barbell.weight_raw) == (None, "")  # not recorded
+    unresolved = map_set(BODYWEIGHT_SET)
+    assert (unresolved.weight_kg, unresolved.weight_raw) == (None, "")
+    no_equipment = map_set(BODYWEIGHT_SET, STRENGTH, STRENGTH_UNITS, equipment=None)
+    assert no_equipment.weight_kg is None
+
+
+def test_bodyweight_only_changes_blank_weights() -> None:
+    for raw, expected in (("0", 0.0), ("-20", -20.0), ("12.5", 12.5), ("heavy", None)):
+        values = map_set((raw, "8"), ("weight", "reps"), ("kg", "count"), equipment="bodyweight")
+        assert (values.weight_kg, values.weight_raw) == (expected, raw)
+    # A blank in another field is not a weight.
+    reps = map_set(("0", ""), ("weight", "reps"), ("kg", "count"), equipment="bodyweight")
+    assert reps.reps is None
+    # An unknown weight unit reads a blank like "0": unknown too.
+    odd = map_set(("", "5"), ("weight", "reps"), ("plates", "count"), equipment="bodyweight")
+    assert (odd.weight_kg, odd.weight_raw) == (None, "")
