@@ -25,6 +25,7 @@ import asyncpg
 from asyncpg.types import Type
 
 from relay.storage.migrate import Conn
+from relay.storage.queries import load_queries
 
 __all__ = [
     "BATCH_ROWS",
@@ -41,13 +42,7 @@ FORMATS = ("csv", "parquet")
 BATCH_ROWS = 10_000
 """Rows per Parquet row group (and per cursor fetch)."""
 
-_LIST_TABLES = """
-SELECT c.relname
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-ORDER BY c.relname
-"""
+_Q = load_queries("export.sql")
 
 _SESSION = {
     "application_name": "fitrelay export-table",
@@ -88,9 +83,19 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _select_all(relation: str) -> str:
+    """``SELECT * FROM relation`` for a relation :func:`resolve_table` returned.
+
+    Built here rather than kept in ``sql/queries``: a table name cannot be a bind parameter,
+    so the statement would be a template to fill in anyway, and keeping it beside the
+    quoting and the catalog check makes the one place an identifier enters SQL easy to see.
+    """
+    return f"SELECT * FROM {relation}"
+
+
 async def exportable_tables(conn: Conn) -> list[str]:
     """The tables and views of schema ``fitness``, sorted by name."""
-    rows = await conn.fetch(_LIST_TABLES, SCHEMA)
+    rows = await conn.fetch(_Q["list_tables"], SCHEMA)
     return [str(row["relname"]) for row in rows]
 
 
@@ -122,7 +127,7 @@ async def export_table(dsn: str, name: str, fmt: str, out: BinaryIO | Path) -> i
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             relation = await resolve_table(conn, name)
-            query = f"SELECT * FROM {relation}"
+            query = _select_all(relation)
             if fmt == "csv":
                 return await _csv(conn, query, out)
             return await _parquet(conn, query, out, pa, pq)
