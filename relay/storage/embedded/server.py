@@ -1,0 +1,357 @@
+"""The server of one data directory: start (or adopt) and stop, serialised across processes.
+
+:meth:`EmbeddedPostgres.start` returns an asyncpg-compatible DSN; the server is a detached
+process (``pg_ctl`` puts it in its own session), so if the holder is killed the server keeps
+running and the next :meth:`~EmbeddedPostgres.start` on the same directory *adopts* it instead
+of failing; :meth:`~EmbeddedPostgres.stop` then shuts it down. A ``postmaster.pid`` left by a
+dead server is removed before starting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shlex
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from relay.storage.embedded.account import (
+    Account,
+    ensure_traversable,
+    resolve_account,
+)
+from relay.storage.embedded.cluster import DB_USER, check_path, ensure_cluster
+from relay.storage.embedded.errors import EmbeddedPostgresError
+from relay.storage.embedded.install import ensure_install_access, find_install_dir, run
+from relay.storage.embedded.pidfile import is_postmaster_of, read_pidfile, wait_for_exit
+from relay.storage.embedded.socketdir import PORT, guc_list_item, prepare_socket_dir
+
+__all__ = ["EmbeddedPostgres"]
+
+# One logger for the whole package.
+_log = logging.getLogger("relay.storage.embedded")
+
+_DB_NAME: Final = "postgres"
+_START_TIMEOUT: Final = 60
+_STOP_TIMEOUT: Final = 60
+_LOG_TAIL_BYTES: Final = 4000
+
+_SERVER_SETTINGS: Final[tuple[tuple[str, str], ...]] = (
+    # Durability: never trade it for speed.
+    ("fsync", "on"),
+    ("synchronous_commit", "on"),
+    ("full_page_writes", "on"),
+    # A small dedicated server.
+    ("shared_buffers", "128MB"),
+    ("max_connections", "100"),
+    ("work_mem", "8MB"),
+    ("maintenance_work_mem", "128MB"),
+    ("effective_cache_size", "1GB"),
+    ("max_wal_size", "1GB"),
+    ("jit", "off"),
+    # Everything goes to stderr, which pg_ctl -l sends to <data_dir>/pg.log.
+    ("logging_collector", "off"),
+)
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server for one data directory.
+
+    Example (start and stop outside the event loop)::
+
+        with EmbeddedPostgres(Path("/var/lib/fitrelay")) as pg:
+            asyncio.run(serve(pg.dsn))  # e.g. asyncpg.create_pool(dsn) inside
+    """
+
+    def __init__(self, data_dir: Path, logger: logging.Logger | None = None) -> None:
+        self._data_dir = Path(data_dir).expanduser().resolve()
+        self._cluster = self._data_dir / "pg"
+        self._log_file = self._data_dir / "pg.log"
+        self._logger = logger if logger is not None else _log
+        self._account: Account | None = None
+        self._install: Path | None = None
+        self._dsn: str | None = None
+        self._socket_dir: Path | None = None
+        self._adopted = False
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """The (resolved) data directory; the cluster itself is ``data_dir / "pg"``."""
+        return self._data_dir
+
+    @property
+    def dsn(self) -> str:
+        """The asyncpg/libpq DSN of the running server (raises if not started)."""
+        if self._dsn is None:
+            raise EmbeddedPostgresError("the embedded PostgreSQL server is not started")
+        return self._dsn
+
+    @property
+    def socket_dir(self) -> Path | None:
+        """The directory holding the server's Unix socket, or None when not started."""
+        return self._socket_dir
+
+    @property
+    def adopted(self) -> bool:
+        """True when :meth:`start` reused a server that was already running."""
+        return self._adopted
+
+    def start(self) -> str:
+        """Start (or adopt) the server, creating the cluster on first use; return the DSN.
+
+        Idempotent: a second call on a started instance returns the same DSN.
+        """
+        if self._dsn is not None:
+            return self._dsn
+        began = time.monotonic()
+        check_path(self._data_dir)
+        account = self._get_account()
+        install = self._get_install()
+        self._data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._locked():
+            if account.switch:
+                ensure_install_access(install, account, self._logger)
+                ensure_traversable(self._data_dir, account, self._logger)
+            ensure_cluster(self._data_dir, self._cluster, account, install, self._logger)
+            socket_dir = self._adopt_running()
+            adopted = socket_dir is not None
+            if socket_dir is None:
+                socket_dir = prepare_socket_dir(
+                    self._data_dir, self._cluster, account, self._logger
+                )
+                self._start_server(account, install, socket_dir)
+        self._socket_dir = socket_dir
+        self._adopted = adopted
+        self._dsn = (
+            f"postgresql://{DB_USER}@/{_DB_NAME}"
+            f"?host={urllib.parse.quote(str(socket_dir), safe='/')}&port={PORT}"
+        )
+        self._logger.info(
+            "embedded PostgreSQL %s in %.2fs (cluster %s, socket in %s, running as %s)",
+            "adopted" if adopted else "started",
+            time.monotonic() - began,
+            self._cluster,
+            socket_dir,
+            account.name,
+        )
+        return self._dsn
+
+    def stop(self) -> None:
+        """Shut the server down (``pg_ctl stop -m fast``); a no-op when not started.
+
+        This also stops an adopted server.  If the server is already gone (stopped by another
+        instance), this only forgets it.
+        """
+        if self._dsn is None:
+            return
+        account = self._get_account()
+        install = self._get_install()
+        began = time.monotonic()
+        with self._locked():
+            pidfile = read_pidfile(self._cluster)
+            if pidfile is None or not is_postmaster_of(pidfile.pid, self._cluster):
+                self._logger.info("embedded PostgreSQL for %s was already stopped", self._cluster)
+            else:
+                self._shutdown(account, install, pidfile.pid)
+                self._logger.info(
+                    "embedded PostgreSQL stopped in %.2fs (cluster %s)",
+                    time.monotonic() - began,
+                    self._cluster,
+                )
+        self._dsn = None
+        self._socket_dir = None
+        self._adopted = False
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._dsn is not None else "stopped"
+        return f"EmbeddedPostgres({str(self._data_dir)!r}, {state})"
+
+    # -- the server process ----------------------------------------------------------------
+
+    def _get_install(self) -> Path:
+        if self._install is None:
+            self._install = find_install_dir()
+        return self._install
+
+    def _get_account(self) -> Account:
+        if self._account is None:
+            self._account = resolve_account(self._logger)
+        return self._account
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise start/stop of this cluster across processes."""
+        fd = os.open(self._data_dir / "pg.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _adopt_running(self) -> Path | None:
+        """Return the socket dir of a server already running on the cluster, else None.
+
+        A ``postmaster.pid`` whose process is gone (or is not a postgres in this cluster) is
+        removed.  A server that is starting up is waited for; one shutting down, too.
+        """
+        deadline = time.monotonic() + _START_TIMEOUT
+        while True:
+            pidfile = read_pidfile(self._cluster)
+            if pidfile is None:
+                return None
+            if not is_postmaster_of(pidfile.pid, self._cluster):
+                self._logger.warning(
+                    "removing stale %s (pid %d is not a running server for this cluster)",
+                    self._cluster / "postmaster.pid",
+                    pidfile.pid,
+                )
+                with contextlib.suppress(FileNotFoundError):
+                    (self._cluster / "postmaster.pid").unlink()
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise EmbeddedPostgresError(
+                    f"a PostgreSQL server (pid {pidfile.pid}) is running on {self._cluster} but "
+                    f"did not become ready within {_START_TIMEOUT}s (status {pidfile.status!r})"
+                    + self._log_tail(0)
+                )
+            if pidfile.status in ("ready", "standby"):
+                if not pidfile.socket_dir:
+                    raise EmbeddedPostgresError(
+                        f"the PostgreSQL server (pid {pidfile.pid}) running on {self._cluster} "
+                        "has no Unix socket; stop it and start again"
+                    )
+                self._logger.warning(
+                    "adopting the PostgreSQL server (pid %d) already running on %s, probably "
+                    "left by a previous run that did not stop it; stop() will shut it down",
+                    pidfile.pid,
+                    self._cluster,
+                )
+                return Path(pidfile.socket_dir)
+            if pidfile.status == "stopping":
+                wait_for_exit(pidfile.pid, remaining)
+            else:  # starting, or the pid file is still being written
+                time.sleep(0.05)
+
+    def _start_server(self, account: Account, install: Path, socket_dir: Path) -> None:
+        fd = os.open(
+            self._log_file,
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        )
+        try:
+            if account.switch:
+                os.fchown(fd, account.uid, account.gid)
+            log_offset = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        options = [
+            "-c",
+            "listen_addresses=",
+            "-c",
+            f"unix_socket_directories={guc_list_item(socket_dir)}",
+            "-c",
+            f"port={PORT}",
+        ]
+        for name, value in _SERVER_SETTINGS:
+            options += ["-c", f"{name}={value}"]
+        code, output = run(
+            [
+                install / "bin" / "pg_ctl",
+                "start",
+                "-w",
+                "-t",
+                str(_START_TIMEOUT),
+                "-D",
+                self._cluster,
+                "-l",
+                self._log_file,
+                "-o",
+                shlex.join(options),  # pg_ctl passes it through sh
+            ],
+            account,
+            self._logger,
+            timeout=_START_TIMEOUT + 30,
+        )
+        if code == 0:
+            return
+        message = (
+            f"PostgreSQL failed to start on {self._cluster} (pg_ctl exit {code}): "
+            f"{output.strip()}" + self._log_tail(log_offset)
+        )
+        # Do not leak a server that is still coming up (e.g. pg_ctl timed out).
+        pidfile = read_pidfile(self._cluster)
+        if pidfile is not None and is_postmaster_of(pidfile.pid, self._cluster):
+            try:
+                self._shutdown(account, install, pidfile.pid)
+            except EmbeddedPostgresError as exc:
+                message += f"\n(and stopping it failed too: {exc})"
+        raise EmbeddedPostgresError(message)
+
+    def _shutdown(self, account: Account, install: Path, pid: int) -> None:
+        for mode in ("fast", "immediate"):
+            code, output = run(
+                [
+                    install / "bin" / "pg_ctl",
+                    "stop",
+                    "-D",
+                    self._cluster,
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    str(_STOP_TIMEOUT),
+                ],
+                account,
+                self._logger,
+                timeout=_STOP_TIMEOUT + 30,
+            )
+            gone = read_pidfile(self._cluster) is None or not is_postmaster_of(pid, self._cluster)
+            if code == 0 or gone:
+                # pg_ctl returns once postmaster.pid is removed; the process exits right after.
+                if not wait_for_exit(pid, 10):
+                    self._logger.warning("PostgreSQL pid %d is still alive after shutdown", pid)
+                return
+            self._logger.warning(
+                "pg_ctl stop -m %s failed (exit %d): %s", mode, code, output.strip()
+            )
+        raise EmbeddedPostgresError(
+            f"could not stop the PostgreSQL server (pid {pid}) on {self._cluster}"
+            + self._log_tail(0)
+        )
+
+    def _log_tail(self, offset: int) -> str:
+        """The end of the server log written since ``offset``, formatted for an error message."""
+        try:
+            with self._log_file.open("rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(offset, size - _LOG_TAIL_BYTES))
+                tail = log.read().decode(errors="replace").strip()
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return ""
+            return f"\n(could not read {self._log_file}: {exc})"
+        if not tail:
+            return ""
+        return f"\n--- end of {self._log_file} ---\n{tail}"
