@@ -7,6 +7,8 @@ import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from relay.storage.queries import load_queries
+
 if TYPE_CHECKING:
     import asyncpg
     from asyncpg.pool import PoolConnectionProxy
@@ -17,6 +19,7 @@ log = logging.getLogger(__name__)
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
+_Q = load_queries("migrate.sql")
 _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK = 7447000
 
@@ -29,10 +32,10 @@ def available_migrations() -> list[tuple[str, str]]:
 
 
 async def applied_migrations(conn: Conn) -> list[str]:
-    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    exists = await conn.fetchval(_Q["ledger_exists"])
     if not exists:
         return []
-    rows = await conn.fetch("SELECT name FROM schema_migrations ORDER BY name")
+    rows = await conn.fetch(_Q["applied"])
     return [row["name"] for row in rows]
 
 
@@ -42,12 +45,9 @@ async def migrate(conn: Conn) -> list[str]:
     Safe to run from several processes at once: the first takes the lock and migrates,
     the others wait and then find nothing left to do.
     """
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+    await conn.execute(_Q["lock"], _LOCK)
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        await conn.execute(_Q["create_ledger"])
         done = set(await applied_migrations(conn))
         applied: list[str] = []
         for name, sql in available_migrations():
@@ -55,9 +55,9 @@ async def migrate(conn: Conn) -> list[str]:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                await conn.execute(_Q["record"], name)
             log.info("applied migration %s", name)
             applied.append(name)
         return applied
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+        await conn.execute(_Q["unlock"], _LOCK)
