@@ -71,7 +71,7 @@ def run(coro: Coroutine[Any, Any, _T]) -> _T:
 
 
 async def until_signalled(process: Relay | IndexProcess, *, freeze: bool = False) -> None:
-    """Start ``process``, run until SIGINT or SIGTERM (or a stage fails), then stop it."""
+    """Start ``process``, run until SIGINT or SIGTERM, then stop it."""
     log.info("database %s", redact_dsn(process.dsn))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 __all__ = ["Stage", "Stages"]
@@ -36,14 +36,6 @@ class Stages:
     def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = list(stages)
         self._running: list[tuple[Stage, asyncio.Task[None]]] = []
-        self.failed = asyncio.Event()
-        """Set when a stage's run ended with an exception."""
-
-    def __iter__(self) -> Iterator[Stage]:
-        return iter(self.stages)
-
-    def find(self, name: str) -> Stage | None:
-        return next((stage for stage in self.stages if stage.name == name), None)
 
     async def start(self) -> None:
         """Start every stage in order; if one fails, stop those already started."""
@@ -63,7 +55,6 @@ class Stages:
             raise
         except Exception:
             log.exception("%s stopped unexpectedly", stage.name)
-            self.failed.set()
             raise
 
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ import pytest
 from relay.app import Relay
 from relay.config import Config
 from relay.storage.migrate import migrate
+from relay.storage.postgres import Store, create_pool
 from tests.client import RawClient
 
 _ids = itertools.count()
@@ -96,6 +97,16 @@ async def other_dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
     """A second fresh migrated database (for round trips between databases)."""
     async with cloned_database(server_dsn, template_db) as dsn:
         yield dsn
+
+
+@pytest.fixture
+async def store(db_dsn: str) -> AsyncIterator[Store]:
+    """The relay's store on the test database (one pool, no event cache)."""
+    pool = await create_pool(db_dsn)
+    try:
+        yield Store(pool, default_limit=100)
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

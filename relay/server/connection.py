@@ -89,7 +89,6 @@ class Connection:
         self.session = Session(
             config.relay.limits, policies, conn_id=conn_id, ip=str(remote[0]) if remote else ""
         )
-        self.policies = policies
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
         self.counts: set[asyncio.Task[None]] = set()
@@ -300,8 +299,9 @@ class Connection:
 
     async def _commit(self, event: Event, raw: str) -> None:
         try:
-            if self.policies.admit_event:
-                refused = await self.policies.admit(self.session.conn, event)
+            policies = self.session.policies
+            if policies.admit_event:
+                refused = await policies.admit(self.session.conn, event)
                 if refused is not None:
                     self.reply(self.session.refused(event, refused))
                     return

@@ -45,6 +45,8 @@ from relay.storage.account import (
     resolve_account,
 )
 from relay.storage.postmaster import (
+    PORT,
+    SOCKET_NAME,
     Account,
     EmbeddedPostgresError,
     chown_tree,
@@ -61,14 +63,8 @@ __all__ = ["SERVICE_USER", "EmbeddedPostgres", "EmbeddedPostgresError"]
 
 _log = logging.getLogger(__name__)
 
-"""The unprivileged account PostgreSQL runs as when the relay runs as root."""
-
 _DB_USER: Final = "postgres"
 _DB_NAME: Final = "postgres"
-_PORT: Final = 5432
-_SOCKET_NAME: Final = f".s.PGSQL.{_PORT}"
-# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
-_MAX_SOCKET_PATH: Final = 107
 _SOCKET_FALLBACK_PARENT: Final = Path("/tmp")
 _START_TIMEOUT: Final = 60
 _STOP_TIMEOUT: Final = 60
@@ -165,7 +161,7 @@ class EmbeddedPostgres:
         self._adopted = adopted
         self._dsn = (
             f"postgresql://{_DB_USER}@/{_DB_NAME}"
-            f"?host={urllib.parse.quote(str(socket_dir), safe='/')}&port={_PORT}"
+            f"?host={urllib.parse.quote(str(socket_dir), safe='/')}&port={PORT}"
         )
         self._logger.info(
             "embedded PostgreSQL %s in %.2fs (cluster %s, socket in %s, running as %s)",
@@ -372,7 +368,7 @@ class EmbeddedPostgres:
             socket_dir = self._cluster
         else:
             socket_dir = self._fallback_socket_dir(account)
-        for name in (_SOCKET_NAME, _SOCKET_NAME + ".lock"):
+        for name in (SOCKET_NAME, SOCKET_NAME + ".lock"):
             with contextlib.suppress(FileNotFoundError):
                 (socket_dir / name).unlink()
         return socket_dir
@@ -432,7 +428,7 @@ class EmbeddedPostgres:
             "-c",
             f"unix_socket_directories={guc_list_item(socket_dir)}",
             "-c",
-            f"port={_PORT}",
+            f"port={PORT}",
         ]
         for name, value in _SERVER_SETTINGS:
             options += ["-c", f"{name}={value}"]

@@ -5,7 +5,6 @@ runs as, ``postmaster.pid``, the socket directory, and the permission and proces
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
 import select
@@ -15,6 +14,9 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "MAX_SOCKET_PATH",
+    "PORT",
+    "SOCKET_NAME",
     "Account",
     "EmbeddedPostgresError",
     "PidFile",
@@ -29,41 +31,10 @@ __all__ = [
     "wait_for_exit",
 ]
 
-_log = logging.getLogger(__name__)
-
-SERVICE_USER: Final = "fitrelay"
-"""The unprivileged account PostgreSQL runs as when the relay runs as root."""
-
-_DB_USER: Final = "postgres"
-_DB_NAME: Final = "postgres"
-_PORT: Final = 5432
-_SOCKET_NAME: Final = f".s.PGSQL.{_PORT}"
+PORT: Final = 5432
+SOCKET_NAME: Final = f".s.PGSQL.{PORT}"
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
-_MAX_SOCKET_PATH: Final = 107
-_SOCKET_FALLBACK_PARENT: Final = Path("/tmp")
-_START_TIMEOUT: Final = 60
-_STOP_TIMEOUT: Final = 60
-_INITDB_TIMEOUT: Final = 300
-_LOG_TAIL_BYTES: Final = 4000
-# pg_ctl embeds paths in a double-quoted ``sh -c`` command line; these would break it.
-_UNSAFE_PATH_CHARS: Final = frozenset('"$`\\\n')
-
-_SERVER_SETTINGS: Final[tuple[tuple[str, str], ...]] = (
-    # Durability: never trade it for speed.
-    ("fsync", "on"),
-    ("synchronous_commit", "on"),
-    ("full_page_writes", "on"),
-    # A small dedicated server.
-    ("shared_buffers", "128MB"),
-    ("max_connections", "100"),
-    ("work_mem", "8MB"),
-    ("maintenance_work_mem", "128MB"),
-    ("effective_cache_size", "1GB"),
-    ("max_wal_size", "1GB"),
-    ("jit", "off"),
-    # Everything goes to stderr, which pg_ctl -l sends to <data_dir>/pg.log.
-    ("logging_collector", "off"),
-)
+MAX_SOCKET_PATH: Final = 107
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -105,7 +76,7 @@ def find_install_dir() -> Path:
 
 
 def socket_path_ok(socket_dir: Path) -> bool:
-    return len(os.fsencode(socket_dir / _SOCKET_NAME)) <= _MAX_SOCKET_PATH
+    return len(os.fsencode(socket_dir / SOCKET_NAME)) <= MAX_SOCKET_PATH
 
 
 def guc_list_item(path: Path) -> str:

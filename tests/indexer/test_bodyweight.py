@@ -14,7 +14,7 @@ import pytest
 
 from indexer.follower import Indexer, reindex
 from relay.nostr.event import decode_event
-from relay.storage.postgres import Store, create_pool
+from relay.storage.postgres import Store
 from tests.indexer.tables import snapshot
 from tests.signer import Keys
 
@@ -75,15 +75,6 @@ TEMPLATE = COACH.sign(
 PUSH_UP_BODYWEIGHT = exercise("push-up", "bodyweight", 100)
 PUSH_UP_WEIGHTED = exercise("push-up", "barbell", 200)  # replaced: now a weighted push-up
 SQUAT_BARBELL = exercise("squat", "barbell", 100)
-
-
-@pytest.fixture
-async def store(db_dsn: str) -> AsyncIterator[Store]:
-    pool = await create_pool(db_dsn)
-    try:
-        yield Store(pool, default_limit=100)
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

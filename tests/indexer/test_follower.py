@@ -17,20 +17,11 @@ from indexer import store as store_module
 from indexer.follower import Indexer, reindex
 from relay.nostr.event import decode_event
 from relay.storage.notify import CommitListener
-from relay.storage.postgres import Store, create_pool
+from relay.storage.postgres import Store
 from tests.indexer.scenario import ALICE, BOB, EVENTS
 from tests.indexer.tables import TABLES, snapshot
 
 Event = dict[str, Any]
-
-
-@pytest.fixture
-async def store(db_dsn: str) -> AsyncIterator[Store]:
-    pool = await create_pool(db_dsn)
-    try:
-        yield Store(pool, default_limit=100)
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

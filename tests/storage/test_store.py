@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,15 +15,6 @@ from relay.nostr.limits import Limits
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.sqlfilter import compile_count, compile_query
 from tests.signer import Keys
-
-
-@pytest.fixture
-async def store(db_dsn: str) -> AsyncIterator[Store]:
-    pool = await create_pool(db_dsn)
-    try:
-        yield Store(pool, default_limit=100)
-    finally:
-        await pool.close()
 
 
 def parsed(*events: dict[str, object]) -> tuple[list, list[str]]:  # type: ignore[type-arg]
