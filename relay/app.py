@@ -21,7 +21,9 @@ from prometheus_client.core import Metric
 from indexer.follower import Indexer
 from indexer.metrics import register_metrics
 from relay.config import Config
+from relay.nostr.kinds import PRESETS
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
+from relay.nostr.rules import Rules
 from relay.scrape import gauge
 from relay.server.connection import Connection
 from relay.server.live import LiveIndex, LogTail
@@ -38,15 +40,33 @@ from relay.storage.migrate import migrate
 from relay.storage.notify import CommitListener
 from relay.storage.postgres import Store, create_pool
 
-__all__ = ["IndexProcess", "Relay", "policies_from"]
+__all__ = ["IndexProcess", "Relay", "policies_from", "rules_from"]
 
 log = logging.getLogger(__name__)
 
 
 def policies_from(config: Config) -> Policies:
-    """The policy hooks the configuration asks for."""
-    del config  # every relay applies the defaults; configured rules join them here
-    return DEFAULT_POLICIES
+    """The policy hooks the configuration asks for: the defaults every relay applies, then
+    the rules of ``[policy]`` and ``[auth]``."""
+    return DEFAULT_POLICIES + rules_from(config).policies()
+
+
+def rules_from(config: Config) -> Rules:
+    """``[policy]`` and ``[auth]`` as write and read rules (an empty list means no list)."""
+    policy, auth = config.policy, config.auth
+    allowed = set(policy.kinds_allow)
+    if policy.preset:
+        allowed |= PRESETS[policy.preset]
+    return Rules(
+        kinds_allow=frozenset(allowed) if allowed else None,
+        kinds_deny=frozenset(policy.kinds_deny),
+        pubkeys_allow=frozenset(policy.pubkeys_allow) if policy.pubkeys_allow else None,
+        pubkeys_deny=frozenset(policy.pubkeys_deny),
+        min_pow_difficulty=policy.min_pow_difficulty,
+        auth_writes=auth.required in ("writes", "all"),
+        auth_reads=auth.required in ("reads", "all"),
+        auth_kinds=frozenset(auth.kinds),
+    )
 
 
 class Relay:

@@ -15,10 +15,14 @@ from typing import Any
 
 import msgspec
 
+from relay.nostr.auth import normalise_url
 from relay.nostr.errors import RelayError
+from relay.nostr.event import MAX_KIND, is_hex64
+from relay.nostr.kinds import PRESETS
 from relay.nostr.limits import Limits
 
 __all__ = [
+    "AuthConfig",
     "CacheConfig",
     "Config",
     "ConfigError",
@@ -26,6 +30,7 @@ __all__ = [
     "IndexerConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "PolicyConfig",
     "RelayConfig",
     "load",
     "parse_listen",
@@ -42,6 +47,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65_535:
         raise ValueError(f"not host:port: {listen!r}")
     return host.strip("[]"), int(port)
+
+
+AUTH_REQUIRED = ("none", "writes", "reads", "all")
 
 
 class ConfigError(RelayError):
@@ -90,6 +98,9 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tls_cert: str = ""
     """PEM certificate chain; with tls_key, the relay serves wss:// itself."""
     tls_key: str = ""
+    public_url: str = ""
+    """The ws:// or wss:// URL clients connect to; NIP-42 AUTH events must name it. Empty:
+    AUTH is not offered."""
     limits: Limits = Limits()
     info: Nip11Config = Nip11Config()
     cache: CacheConfig = CacheConfig()
@@ -129,12 +140,40 @@ class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """text, or json for one JSON object per line."""
 
 
+class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Which events are accepted (reported in NIP-11). Deny lists win over allow lists."""
+
+    preset: str = ""
+    """"fitness" accepts only the fitness kinds and those beside them; "" any kind."""
+    kinds_allow: list[int] = []
+    """Kinds accepted besides the preset's; with no preset, only these (empty: any)."""
+    kinds_deny: list[int] = []
+    pubkeys_allow: list[str] = []
+    """Hex pubkeys that alone may publish (empty: anyone)."""
+    pubkeys_deny: list[str] = []
+    min_pow_difficulty: int = 0
+    """NIP-13: leading zero bits every event id needs (0: none)."""
+
+
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """NIP-42, offered when ``relay.public_url`` is set."""
+
+    required: str = "none"
+    """none, writes (events only from their authenticated author), reads (REQ/COUNT), all."""
+    kinds: list[int] = []
+    """Kinds whose writes and reads need AUTH whatever ``required`` says."""
+    window_seconds: int = 600
+    """How far an AUTH event's created_at may be from now."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     relay: RelayConfig = RelayConfig()
     indexer: IndexerConfig = IndexerConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     db: DbConfig = DbConfig()
+    policy: PolicyConfig = PolicyConfig()
+    auth: AuthConfig = AuthConfig()
 
     @property
     def data_path(self) -> Path:
@@ -243,3 +282,28 @@ def _check(config: Config) -> None:
         raise ConfigError("db.write_pool_max must be at least 1, db.write_timeout_ms >= 0")
     if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
         raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")
+    _check_policy(config)
+
+
+def _check_policy(config: Config) -> None:
+    policy, auth = config.policy, config.auth
+    if policy.preset and policy.preset not in PRESETS:
+        raise ConfigError(f"policy.preset must be one of {', '.join(PRESETS)} or empty")
+    for key in ("kinds_allow", "kinds_deny"):
+        if any(not 0 <= kind <= MAX_KIND for kind in getattr(policy, key)):
+            raise ConfigError(f"policy.{key} must hold kinds from 0 to {MAX_KIND}")
+    for key in ("pubkeys_allow", "pubkeys_deny"):
+        if not all(map(is_hex64, getattr(policy, key))):
+            raise ConfigError(f"policy.{key} must hold 64 lowercase hex pubkeys")
+    if not 0 <= policy.min_pow_difficulty <= 256:
+        raise ConfigError("policy.min_pow_difficulty must be between 0 and 256")
+    if any(not 0 <= kind <= MAX_KIND for kind in auth.kinds):
+        raise ConfigError(f"auth.kinds must hold kinds from 0 to {MAX_KIND}")
+    if auth.required not in AUTH_REQUIRED:
+        raise ConfigError("auth.required must be none, writes, reads or all")
+    if auth.window_seconds < 1:
+        raise ConfigError("auth.window_seconds must be at least 1")
+    if config.relay.public_url and not normalise_url(config.relay.public_url):
+        raise ConfigError("relay.public_url must be a ws:// or wss:// URL")
+    if (auth.required != "none" or auth.kinds) and not config.relay.public_url:
+        raise ConfigError("auth.required and auth.kinds need relay.public_url (AUTH names it)")

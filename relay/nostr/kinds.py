@@ -17,9 +17,11 @@ __all__ = [
     "EXERCISE",
     "FITNESS_KINDS",
     "FITNESS_LIBRARY_KINDS",
+    "FITNESS_PRESET",
     "KIND_NAMES",
     "LIST_KINDS",
     "LIST_MEMBER_KINDS",
+    "PRESETS",
     "RECORD_KINDS",
     "WORKOUT_RECORD",
     "WORKOUT_RECORD_LEGACY",
@@ -60,3 +62,24 @@ FITNESS_LIBRARY_KINDS = frozenset(
 )
 """The replaceable and addressable fitness kinds (exercises, templates, legacy records,
 lists): the library every client fetches on start, kept longest by the query cache."""
+
+FITNESS_PRESET = frozenset(
+    {
+        0,  # profile metadata
+        1,  # shares: POWR and RUNSTR post workouts as notes (q/e/naddr links, t=powr)
+        3,  # follows
+        5,  # NIP-09 deletions (POWR deletes templates with an e tag)
+        7,  # reactions: likes on workouts (POWR's social feed)
+        1111,  # comments on workouts (POWR, NIP-10 style tags)
+        10002,  # relay list (NIP-65)
+        *FITNESS_KINDS,  # 33401, 33402, 1301, 33403, 30003, 30004
+        30000,  # RUNSTR team members and season participants (NIP-51 follow sets)
+        33404,  # RUNSTR teams
+    }
+)
+"""``policy.preset = "fitness"``: what NIP-101e clients publish (``shared/spec/nip101e.md``
+sections 6 and 7) and the profile, follow, relay-list and deletion kinds they need around
+it. Not in it: 22242 (AUTH answers are never stored), NIP-101h health metrics (1351-1399,
+encrypted by default), RUNSTR's 30100-30102 (they collide with NIP-113)."""
+PRESETS: Mapping[str, frozenset[int]] = MappingProxyType({"fitness": FITNESS_PRESET})
+"""Kind lists an operator names in ``policy.preset`` instead of listing kinds."""

@@ -22,6 +22,7 @@ __all__ = [
     "ClientMessage",
     "ClientReq",
     "decode_client_message",
+    "encode_auth",
     "encode_closed",
     "encode_count",
     "encode_eose",
@@ -154,3 +155,7 @@ def encode_notice(message: str) -> bytes:
 
 def encode_count(sub_id: str, count: int) -> bytes:
     return _enc.encode(["COUNT", sub_id, {"count": count}])
+
+
+def encode_auth(challenge: str) -> bytes:
+    return _enc.encode(["AUTH", challenge])

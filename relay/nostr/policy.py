@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
+from relay.nostr.auth import AUTH_KIND
 from relay.nostr.errors import NostrError
 from relay.nostr.event import Event, is_protected
 from relay.nostr.filters import Filter
@@ -25,18 +26,20 @@ __all__ = [
     "EventRule",
     "FilterRule",
     "Policies",
+    "refuse_auth_event",
     "refuse_protected",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class ConnInfo:
-    """What a rule may know of the connection: its id, the client's address and the
-    pubkeys it has authenticated as (NIP-42)."""
+    """What a rule may know of the connection: its id, the client's address, the pubkeys
+    it has authenticated as (NIP-42) and whether AUTH is offered on it at all."""
 
     conn_id: int = 0
     ip: str = ""
     authed: frozenset[str] = frozenset()
+    auth_offered: bool = False
 
 
 class EventRule(Protocol):
@@ -70,6 +73,8 @@ class Policies:
     admit_event: tuple[AdmitRule, ...] = ()
     limitation: Mapping[str, object] = field(default_factory=lambda: _frozen({}))
     """NIP-11 ``limitation`` fields these rules imply (``restricted_writes``, ...)."""
+    retention: tuple[Mapping[str, object], ...] = ()
+    """NIP-11 ``retention`` entries these rules imply (kinds never stored: ``time`` 0)."""
 
     def check_event(self, conn: ConnInfo, event: Event, now: int) -> NostrError | None:
         for rule in self.reject_event:
@@ -100,18 +105,33 @@ class Policies:
             self.reject_filters + other.reject_filters,
             self.admit_event + other.admit_event,
             _frozen({**self.limitation, **other.limitation}),
+            self.retention + other.retention,
         )
 
 
 def refuse_protected(conn: ConnInfo, event: Event, now: int) -> NostrError | None:
-    """NIP-70: an event tagged ``["-"]`` is accepted only from its authenticated author
-    (this relay has no AUTH yet, so from nobody)."""
-    if is_protected(event) and event.pubkey not in conn.authed:
+    """NIP-70: an event tagged ``["-"]`` is accepted only from its authenticated author."""
+    if not is_protected(event) or event.pubkey in conn.authed:
+        return None
+    if not conn.auth_offered:
         return NostrError(
-            "restricted", "protected events (NIP-70) need AUTH, which this relay lacks"
+            "restricted", "protected events (NIP-70) need AUTH, which this relay does not offer"
         )
+    if not conn.authed:
+        return NostrError(
+            "auth-required", "this event is protected (NIP-70): authenticate as its author"
+        )
+    return NostrError(
+        "restricted", "a protected event (NIP-70) is accepted only from its authenticated author"
+    )
+
+
+def refuse_auth_event(conn: ConnInfo, event: Event, now: int) -> NostrError | None:
+    """NIP-42: kind 22242 answers a challenge with AUTH; it is never stored or broadcast."""
+    if event.kind == AUTH_KIND:
+        return NostrError("invalid", "kind 22242 is sent with AUTH, not EVENT")
     return None
 
 
-DEFAULT_POLICIES = Policies(reject_event=(refuse_protected,))
+DEFAULT_POLICIES = Policies(reject_event=(refuse_protected, refuse_auth_event))
 """The rules every relay applies unless configured otherwise."""

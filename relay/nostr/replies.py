@@ -11,9 +11,16 @@ import enum
 from dataclasses import dataclass
 
 from relay.nostr.errors import NostrError, Prefix
-from relay.nostr.messages import encode_closed, encode_count, encode_notice, encode_ok
+from relay.nostr.messages import (
+    encode_auth,
+    encode_closed,
+    encode_count,
+    encode_notice,
+    encode_ok,
+)
 
 __all__ = [
+    "AuthChallenge",
     "Closed",
     "Counted",
     "IngestStatus",
@@ -106,7 +113,14 @@ class Counted:
     count: int
 
 
-Reply = Ok | Notice | Closed | Counted
+@dataclass(frozen=True, slots=True)
+class AuthChallenge:
+    """``["AUTH", challenge]`` (NIP-42): sent when a connection opens, if AUTH is offered."""
+
+    challenge: str
+
+
+Reply = Ok | Notice | Closed | Counted | AuthChallenge
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -118,4 +132,6 @@ def encode_reply(reply: Reply) -> bytes:
         return encode_closed(reply.sub_id, reply.error.message)
     if isinstance(reply, Notice):
         return encode_notice(reply.error.message)
+    if isinstance(reply, AuthChallenge):
+        return encode_auth(reply.challenge)
     return encode_count(reply.sub_id, reply.count)

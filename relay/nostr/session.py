@@ -10,10 +10,11 @@ becomes an OK, CLOSED or NOTICE here and nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 
+from relay.nostr.auth import AUTH_KIND, AuthSettings, verify_auth
 from relay.nostr.errors import NostrError
 from relay.nostr.event import (
     Event,
@@ -33,7 +34,7 @@ from relay.nostr.messages import (
     decode_client_message,
 )
 from relay.nostr.policy import DEFAULT_POLICIES, ConnInfo, Policies
-from relay.nostr.replies import Closed, Counted, IngestStatus, Notice, Ok, Reply
+from relay.nostr.replies import AuthChallenge, Closed, Counted, IngestStatus, Notice, Ok, Reply
 from relay.nostr.verify import verify_signature
 
 __all__ = [
@@ -154,6 +155,9 @@ _QUERY_FAILED = NostrError("error", "could not run the query")
 _COUNT_SLOW = NostrError("error", "count took too long; narrow the filter")
 _COUNT_FAILED = NostrError("error", "could not run the count")
 _BINARY = NostrError("invalid", "binary frames are not supported")
+_NO_AUTH = NostrError("unsupported", "AUTH (NIP-42) is not offered by this relay")
+MAX_AUTHED = 16
+"""Most pubkeys one connection may authenticate as."""
 
 
 class Session:
@@ -167,11 +171,17 @@ class Session:
         *,
         conn_id: int = 0,
         ip: str = "",
+        auth: AuthSettings | None = None,
+        challenge: str = "",
     ) -> None:
         self.limits = limits
         self.policies = policies
-        self.conn = ConnInfo(conn_id, ip)
-        """What policy rules see of this connection (AUTH will add pubkeys to it)."""
+        self.auth = auth if auth is not None and challenge else None
+        """How AUTH is checked here; None when it is not offered."""
+        self.challenge = challenge
+        """This connection's NIP-42 challenge (random, from the shell)."""
+        self.conn = ConnInfo(conn_id, ip, auth_offered=self.auth is not None)
+        """What policy rules see of this connection; AUTH adds pubkeys to it."""
         self.subscriptions: set[str] = set()
         self.verb = "invalid"
         """The type of the message last received (``invalid`` when it had none)."""
@@ -207,7 +217,11 @@ class Session:
             self.subscriptions.discard(message.sub_id)
             return [Unsubscribe(message.sub_id)]
         assert isinstance(message, ClientAuth)
-        return [Notice(NostrError("unsupported", "AUTH (NIP-42) is not supported by this relay"))]
+        return [self._auth(message.raw, now)]
+
+    def greeting(self) -> AuthChallenge | None:
+        """What to send as the connection opens: the AUTH challenge, when AUTH is offered."""
+        return AuthChallenge(self.challenge) if self.auth is not None else None
 
     def binary(self) -> Notice:
         """A binary frame arrived: Nostr messages are text."""
@@ -255,6 +269,22 @@ class Session:
         except NostrError as exc:
             return _rejected(raw, exc)
         return StoreEvent(event, raw)
+
+    def _auth(self, raw: bytes, now: int) -> Reply:
+        """NIP-42: a valid answer to this connection's challenge adds its pubkey to the
+        connection's authenticated set (a connection may hold several)."""
+        if self.auth is None:
+            return Notice(_NO_AUTH)
+        try:
+            event = verify_auth(raw, self.challenge, self.auth, self.limits, now)
+        except NostrError as exc:
+            return _rejected(raw, exc)
+        authed = self.conn.authed
+        if event.pubkey not in authed and len(authed) >= MAX_AUTHED:
+            error = NostrError("restricted", f"at most {MAX_AUTHED} pubkeys per connection")
+            return Ok(event.id, False, error, AUTH_KIND)
+        self.conn = replace(self.conn, authed=authed | {event.pubkey})
+        return Ok(event.id, True, None, AUTH_KIND)
 
     def _filters(self, sub_id: str, raw_filters: list[object], now: int) -> tuple[Filter, ...]:
         if not 0 < len(sub_id) <= self.limits.max_subid_length:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from relay.config import Config
+from relay.nostr.auth import AuthSettings
 from relay.nostr.event import Event, KindClass, kind_class
 from relay.nostr.filters import Filter
 from relay.nostr.messages import encode_eose, encode_events
@@ -86,8 +88,14 @@ class Connection:
         self.index = index
         self.conn_id = conn_id
         remote = ws.remote_address
+        public_url = config.relay.public_url
         self.session = Session(
-            config.relay.limits, policies, conn_id=conn_id, ip=str(remote[0]) if remote else ""
+            config.relay.limits,
+            policies,
+            conn_id=conn_id,
+            ip=str(remote[0]) if remote else "",
+            auth=AuthSettings.of(public_url, config.auth.window_seconds) if public_url else None,
+            challenge=secrets.token_urlsafe(16),
         )
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
@@ -246,6 +254,9 @@ class Connection:
     async def run(self) -> None:
         """Serve the connection until it closes."""
         sender = asyncio.create_task(self._sender())
+        greeting = self.session.greeting()
+        if greeting is not None:
+            self.reply(greeting)  # NIP-42: the challenge, before anything else
         try:
             async for message in self.ws:
                 if isinstance(message, bytes):

@@ -22,10 +22,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
+from relay.nostr.auth import AUTH_KIND
 from relay.nostr.errors import PREFIXES
 from relay.nostr.event import KindClass, kind_class
 from relay.nostr.kinds import KIND_NAMES
-from relay.nostr.replies import Closed, Counted, Notice, Ok, Reply
+from relay.nostr.replies import AuthChallenge, Closed, Counted, Notice, Ok, Reply
 from relay.scrape import Callback, counter, gauge
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ _KINDS = (
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _IN_VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH")
-_OUT_VERBS = ("EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT")
+_OUT_VERBS = ("EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT", "AUTH")
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 _BATCH = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -189,6 +190,8 @@ class Metrics:
         if isinstance(reply, Ok):
             self.sent[b"OK"].inc()
             kind = kind_label(reply.kind)
+            if reply.accepted and reply.kind == AUTH_KIND:
+                return  # a NIP-42 AUTH answered (kind 22242 is never accepted as an EVENT)
             if not reply.accepted:
                 self.events_rejected.labels(reply.prefix or "other", kind).inc()
             elif reply.error is None:
@@ -201,6 +204,8 @@ class Metrics:
         elif isinstance(reply, Notice):
             self.sent[b"NOTICE"].inc()
             self.notices.labels(reply.error.prefix).inc()
+        elif isinstance(reply, AuthChallenge):
+            self.sent[b"AUTH"].inc()
         else:
             assert isinstance(reply, Counted)
             self.sent[b"COUNT"].inc()

@@ -54,14 +54,21 @@ def information_document(
     if limits.created_at_past_seconds:
         limitation["created_at_lower_limit"] = limits.created_at_past_seconds
     limitation.update(policies.limitation)
+    nips = list(SUPPORTED_NIPS)
+    if config.policy.min_pow_difficulty:
+        nips.append(13)  # proof of work required
+    if config.relay.public_url:
+        nips.append(42)  # AUTH offered
     document: dict[str, object] = {
         "name": info.name,
         "description": info.description,
-        "supported_nips": SUPPORTED_NIPS,
+        "supported_nips": sorted(nips),
         "software": "fitrelay",
         "version": __version__,
         "limitation": limitation,
     }
+    if policies.retention:
+        document["retention"] = [dict(entry) for entry in policies.retention]
     for key in ("pubkey", "contact", "icon"):
         value = getattr(info, key)
         if value:

@@ -8,7 +8,13 @@ from relay.nostr.errors import NostrError
 from relay.nostr.event import Event
 from relay.nostr.filters import Filter
 from relay.nostr.limits import Limits
-from relay.nostr.policy import DEFAULT_POLICIES, ConnInfo, Policies, refuse_protected
+from relay.nostr.policy import (
+    DEFAULT_POLICIES,
+    ConnInfo,
+    Policies,
+    refuse_auth_event,
+    refuse_protected,
+)
 from relay.nostr.replies import Closed, Ok
 from relay.nostr.session import Session, StoreEvent, Subscribe
 from tests.signer import Keys
@@ -74,15 +80,31 @@ def test_protected_events_need_their_authed_author() -> None:
     event = msgspec.json.decode(
         msgspec.json.encode(ALICE.sign(1, "mine", [["-"]], created_at=NOW)), type=Event
     )
-    assert refuse_protected(ConnInfo(), event, NOW) is not None
-    assert refuse_protected(ConnInfo(authed=frozenset({BOB.pubkey})), event, NOW) is not None
-    assert refuse_protected(ConnInfo(authed=frozenset({ALICE.pubkey})), event, NOW) is None
+    no_auth = refuse_protected(ConnInfo(), event, NOW)
+    assert no_auth is not None and no_auth.prefix == "restricted"
+    assert "does not offer" in no_auth.reason
+    offered = ConnInfo(auth_offered=True)
+    unauthed = refuse_protected(offered, event, NOW)
+    assert unauthed is not None and unauthed.prefix == "auth-required"
+    other = refuse_protected(
+        ConnInfo(authed=frozenset({BOB.pubkey}), auth_offered=True), event, NOW
+    )
+    assert other is not None and other.prefix == "restricted"
+    author = ConnInfo(authed=frozenset({BOB.pubkey, ALICE.pubkey}), auth_offered=True)
+    assert refuse_protected(author, event, NOW) is None
     assert refuse_protected in DEFAULT_POLICIES.reject_event
+
+
+def test_auth_events_are_never_published() -> None:
+    session = Session(Limits())
+    refused = _event(session, ALICE.sign(22242, "", [["challenge", "c"]], created_at=NOW))
+    assert isinstance(refused, Ok) and refused.prefix == "invalid"
+    assert refuse_auth_event in DEFAULT_POLICIES.reject_event
 
 
 def test_policies_add_up() -> None:
     both = DEFAULT_POLICIES + Policies(
         reject_event=(no_bob,), limitation={"restricted_writes": True}
     )
-    assert both.reject_event == (refuse_protected, no_bob)
+    assert both.reject_event == (refuse_protected, refuse_auth_event, no_bob)
     assert dict(both.limitation) == {"restricted_writes": True}
