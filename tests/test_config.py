@@ -47,6 +47,15 @@ def test_precedence(tmp_path: Path) -> None:
         ("[db]\npool_min = 5\npool_max = 2\n", {}, "db.pool_min"),
         ("not toml [", {}, "c.toml"),
         ("", {"FITRELAY_PORT": "eighty"}, "FITRELAY_PORT must be an integer"),
+        ("[policy]\npreset = 'gym'\n", {}, "policy.preset must be one of fitness"),
+        ("[policy]\nkinds_deny = [70000]\n", {}, "policy.kinds_deny must hold kinds"),
+        ("[policy]\npubkeys_allow = ['npub1x']\n", {}, "64 lowercase hex"),
+        ("[policy]\nmin_pow_difficulty = 300\n", {}, "min_pow_difficulty"),
+        ("[auth]\nrequired = 'writes'\n", {}, "need relay.public_url"),
+        ("[auth]\nkinds = [1301]\n", {}, "need relay.public_url"),
+        ("[relay]\npublic_url = 'https://x'\n[auth]\nrequired = 'all'\n", {}, "ws:// or wss://"),
+        ("[relay]\npublic_url = 'wss://x'\n[auth]\nrequired = 'some'\n", {}, "auth.required"),
+        ("[relay]\npublic_url = 'wss://x'\n[auth]\nwindow_seconds = 0\n", {}, "at least 1"),
     ],
 )
 def test_errors_name_the_problem(
