@@ -111,6 +111,12 @@ async def test_auth_round_trip_and_refusals(start_relay: Start, opened: list[Raw
     stored = {e["id"] for e in await other.req("r", {"kinds": [1]})}
     assert stored == {bob_note["id"], note["id"]}
     assert (await other.publish(ALICE.sign(1, "other")))[3].startswith("auth-required: ")
+    sample = relay.metrics.registry.get_sample_value
+    assert sample("fitrelay_messages_sent_total", {"verb": "AUTH"}) == 2  # one per connection
+    assert sample("fitrelay_messages_received_total", {"verb": "AUTH"}) == 6
+    # The accepted AUTH answers are not counted as accepted events; the two notes are.
+    assert sample("fitrelay_events_accepted_total", {"kind": "regular"}) == 2
+    assert sample("fitrelay_events_accepted_total", {"kind": "ephemeral"}) == 0
 
 
 async def test_protected_event_accepted_from_its_authed_author(
