@@ -95,7 +95,7 @@ class Connection:
             conn_id=conn_id,
             ip=str(remote[0]) if remote else "",
             auth=AuthSettings.of(public_url, config.auth.window_seconds) if public_url else None,
-            challenge=secrets.token_urlsafe(16),
+            challenge=secrets.token_urlsafe(16) if public_url else "",
         )
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
