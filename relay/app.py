@@ -13,7 +13,8 @@ handed to the session and the writer's front.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import asyncpg
 from prometheus_client.core import Metric
@@ -22,11 +23,13 @@ from indexer.follower import Indexer
 from indexer.metrics import register_metrics
 from relay.config import Config
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
-from relay.scrape import gauge
+from relay.nostr.ratelimit import VERBS, Rate, RateLimiter
+from relay.scrape import counter, gauge
 from relay.server.connection import Connection
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.monitor import MonitorServer, database_problems
+from relay.server.plugin import WritePolicyPlugin
 from relay.server.sweep import ExpirationSweep
 from relay.server.websocket import WebSocketServer
 from relay.server.writer import Writer
@@ -43,10 +46,34 @@ __all__ = ["IndexProcess", "Relay", "policies_from"]
 log = logging.getLogger(__name__)
 
 
-def policies_from(config: Config) -> Policies:
-    """The policy hooks the configuration asks for."""
-    del config  # every relay applies the defaults; configured rules join them here
-    return DEFAULT_POLICIES
+def policies_from(config: Config, clock: Callable[[], float] = time.monotonic) -> Policies:
+    """The policy hooks the configuration asks for (the rate limiter reads ``clock``)."""
+    return DEFAULT_POLICIES + rate_limits_from(config, clock)
+
+
+def rate_limits_from(config: Config, clock: Callable[[], float]) -> Policies:
+    """``[relay.rate_limits]``: one limiter for the process, reported in NIP-11 under the
+    custom ``limitation`` keys ``rate_limits`` and ``max_connections_per_ip``."""
+    cfg = config.relay.rate_limits
+    rates: dict[tuple[str, str], Rate] = {}
+    report: dict[str, dict[str, dict[str, float]]] = {}
+    for scope, rate_cfg in (("ip", cfg.ip), ("pubkey", cfg.pubkey)):
+        for verb in VERBS:
+            name = verb.lower()
+            per_second = getattr(rate_cfg, f"{name}_per_second")
+            if per_second > 0:
+                rate = rates[scope, verb] = Rate.of(per_second, getattr(rate_cfg, f"{name}_burst"))
+                report.setdefault(scope, {})[verb] = {
+                    "per_second": rate.per_second,
+                    "burst": rate.burst,
+                }
+    limitation: dict[str, object] = {}
+    if report:
+        limitation["rate_limits"] = report
+    if cfg.max_connections_per_ip:
+        limitation["max_connections_per_ip"] = cfg.max_connections_per_ip
+    limiter = RateLimiter(rates, clock, cfg.max_buckets)
+    return Policies(throttle=(limiter,) if limiter else (), limitation=limitation)
 
 
 class Relay:
@@ -64,6 +91,7 @@ class Relay:
         """The writer, the live tail and the sweep, under db.write_timeout_ms."""
         self.indexer: Indexer | None = None
         self.monitor: MonitorServer | None = None
+        self.plugin: WritePolicyPlugin | None = None
         self.stages = Stages([])
         self._unwatch_gc: Callable[[], None] = lambda: None
 
@@ -137,6 +165,12 @@ class Relay:
             on_write=self.tail.written,
             metrics=self.metrics,
         )
+        if cfg.relay.write_policy.plugin:
+            # A stage of its own (the process is kept running) and an admit rule.
+            self.plugin = WritePolicyPlugin(cfg.relay.write_policy)
+            self.policies = self.policies + Policies(
+                admit_event=(self.plugin.admit,), limitation={"restricted_writes": True}
+            )
         self.server = WebSocketServer(
             cfg,
             queries=self.queries,
@@ -152,6 +186,8 @@ class Relay:
             self.writer,
             ExpirationSweep(self.store, cfg.relay.expiration_sweep_seconds),
         ]
+        if self.plugin is not None:
+            stages.append(self.plugin)  # stopped after the server has answered its EVENTs
         if cfg.indexer.enabled:
             self.indexer = Indexer(self.dsn, batch_size=cfg.indexer.batch_size)
             listener.subscribe(self.indexer.wake)
@@ -178,6 +214,29 @@ class Relay:
             ]  # fmt: skip
 
         self.metrics.add_callback(now)
+        # Refusals counted where they are decided (their counters are read when scraped).
+        sources: list[Callable[[], Mapping[tuple[str, str], int]]] = [self.server.refused.copy]
+        for rule in self.policies.throttle:
+            if isinstance(rule, RateLimiter):
+                sources.append(rule.refused.copy)
+        plugin = self.plugin
+        if plugin is not None:
+            sources.append(plugin.refused.copy)
+
+        def plugin_health() -> list[Metric]:
+            failures = plugin.failures if plugin is not None else {}
+            return [
+                counter("fitrelay_write_plugin_failures",
+                        "Events the write policy plugin did not decide, by cause",
+                        {(cause,): failures.get(cause, 0)
+                         for cause in ("timeout", "down", "bad_answer")}, ["cause"]),
+                counter("fitrelay_write_plugin_restarts",
+                        "Times the write policy plugin was started again after it exited",
+                        {(): plugin.restarts if plugin is not None else 0}),
+            ]  # fmt: skip
+
+        self.metrics.add_callback(plugin_health)
+        self.metrics.watch_refusals(*sources)
         register_metrics(
             self.metrics.registry, lambda: self.indexer.stats if self.indexer else None
         )

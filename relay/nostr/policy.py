@@ -25,6 +25,8 @@ __all__ = [
     "EventRule",
     "FilterRule",
     "Policies",
+    "ShadowRejected",
+    "ThrottleRule",
     "refuse_protected",
 ]
 
@@ -51,9 +53,24 @@ class FilterRule(Protocol):
         ...
 
 
+class ShadowRejected(NostrError):
+    """An admit rule's refusal the client is not told of: it gets OK true and the event is
+    not stored (strfry's ``shadowReject``)."""
+
+    def __init__(self, reason: str = "shadow-rejected") -> None:
+        super().__init__("blocked", reason)
+
+
 class AdmitRule(Protocol):
     def __call__(self, conn: ConnInfo, event: Event) -> Awaitable[NostrError | None]:
         """A rule that waits (a plugin, the database): run in front of the writer."""
+        ...
+
+
+class ThrottleRule(Protocol):
+    def __call__(self, conn: ConnInfo, verb: str) -> NostrError | None:
+        """Why one more ``verb`` message (EVENT, REQ, COUNT) may not be handled now on
+        ``conn``; checked before anything else is done with the message."""
         ...
 
 
@@ -70,6 +87,16 @@ class Policies:
     admit_event: tuple[AdmitRule, ...] = ()
     limitation: Mapping[str, object] = field(default_factory=lambda: _frozen({}))
     """NIP-11 ``limitation`` fields these rules imply (``restricted_writes``, ...)."""
+    throttle: tuple[ThrottleRule, ...] = ()
+    """Rate limits, checked first for EVENT, REQ and COUNT (a refusal is OK false or
+    CLOSED)."""
+
+    def check_rate(self, conn: ConnInfo, verb: str) -> NostrError | None:
+        for rule in self.throttle:
+            error = rule(conn, verb)
+            if error is not None:
+                return error
+        return None
 
     def check_event(self, conn: ConnInfo, event: Event, now: int) -> NostrError | None:
         for rule in self.reject_event:
@@ -100,6 +127,7 @@ class Policies:
             self.reject_filters + other.reject_filters,
             self.admit_event + other.admit_event,
             _frozen({**self.limitation, **other.limitation}),
+            self.throttle + other.throttle,
         )
 
 

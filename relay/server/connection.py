@@ -75,6 +75,8 @@ class Connection:
         metrics: Metrics,
         tail: LogTail,
         policies: Policies,
+        *,
+        ip: str | None = None,
     ) -> None:
         self.tail = tail
         self.ws = ws
@@ -85,10 +87,10 @@ class Connection:
         self.writer = writer
         self.index = index
         self.conn_id = conn_id
-        remote = ws.remote_address
-        self.session = Session(
-            config.relay.limits, policies, conn_id=conn_id, ip=str(remote[0]) if remote else ""
-        )
+        if ip is None:
+            remote = ws.remote_address
+            ip = str(remote[0]) if remote else ""
+        self.session = Session(config.relay.limits, policies, conn_id=conn_id, ip=ip)
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
         self.counts: set[asyncio.Task[None]] = set()
