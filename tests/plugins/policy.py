@@ -26,7 +26,12 @@ def answer(request: dict[str, Any]) -> dict[str, Any] | None:
     elif content == "noprefix":
         reply.update(action="reject", msg="not today")
     elif content == "whoami":
-        fields = (request["type"], request["sourceType"], request["sourceInfo"])
+        fields = (
+            request["type"],
+            request["sourceType"],
+            request["sourceInfo"],
+            request.get("authed", "-"),
+        )
         received = isinstance(request["receivedAt"], int)
         reply.update(action="reject", msg=f"restricted: {' '.join(fields)} {received}")
     return reply

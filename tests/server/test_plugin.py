@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from relay.app import Relay
+from relay.nostr.event import decode_event
+from relay.nostr.policy import ConnInfo
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
 from tests.signer import Keys
@@ -36,7 +40,7 @@ async def test_plugin_accepts_rejects_and_shadow_rejects(start_relay: Any) -> No
         shadow = keys.sign(content="shadow")
         assert await client.publish(shadow) == ["OK", shadow["id"], True, ""]
         who = keys.sign(content="whoami")
-        assert (await client.publish(who))[3] == "restricted: new IP4 127.0.0.1 True"
+        assert (await client.publish(who))[3] == "restricted: new IP4 127.0.0.1 - True"
         stored = await client.req("q", {"authors": [keys.pubkey]})
         assert [e["id"] for e in stored] == [fine["id"]]  # the shadow-rejected one is not
         assert relay.plugin is not None
@@ -46,6 +50,19 @@ async def test_plugin_accepts_rejects_and_shadow_rejects(start_relay: Any) -> No
         }
     finally:
         await client.close()
+
+
+async def test_the_plugin_is_told_the_address_family_and_the_authed_pubkey(
+    start_relay: Any,
+) -> None:
+    relay, client = await start(start_relay)
+    await client.close()
+    keys = Keys()
+    event = decode_event(msgspec.json.encode(keys.sign(content="whoami")))
+    assert relay.plugin is not None
+    refused = await relay.plugin.admit(ConnInfo(9, "2001:db8::1", frozenset({keys.pubkey})), event)
+    assert refused is not None
+    assert refused.message == f"restricted: new IP6 2001:db8::1 {keys.pubkey} True"
 
 
 async def test_a_plugin_that_does_not_answer_fails_closed(start_relay: Any) -> None:
