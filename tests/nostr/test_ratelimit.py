@@ -1,9 +1,13 @@
-"""The token-bucket registry with a fake clock: bursts, refill, scopes, verbs, memory bound."""
+"""The token-bucket registry with a fake clock (bursts, refill, scopes, verbs, memory
+bound) and the session refusing over the rate."""
 
 from __future__ import annotations
 
-from relay.nostr.policy import ConnInfo
+from relay.nostr.limits import Limits
+from relay.nostr.policy import ConnInfo, Policies
 from relay.nostr.ratelimit import Rate, RateLimiter
+from relay.nostr.replies import Closed, Notice, Ok
+from relay.nostr.session import Session, Unsubscribe
 
 
 class Clock:
@@ -91,3 +95,25 @@ def test_a_burst_of_zero_means_one_second_of_tokens() -> None:
     assert Rate.of(2.5, 0) == Rate(2.5, 3.0)
     assert Rate.of(0.01, 0) == Rate(0.01, 1.0)
     assert Rate.of(5, 20) == Rate(5, 20.0)
+
+
+def test_the_session_refuses_over_the_rate_before_reading_the_message() -> None:
+    limiter = RateLimiter(
+        {("ip", verb): Rate(0.001, 1.0) for verb in ("EVENT", "REQ", "COUNT")}, Clock()
+    )
+    policies = Policies() + Policies(throttle=(limiter,))
+    assert policies.throttle == (limiter,)
+    session = Session(Limits(), policies, conn_id=1, ip=ALICE.ip)
+    claimed = "ab" * 32
+    event = '["EVENT", {"id": "' + claimed + '", "kind": 1}]'
+    first = session.receive(event, 0)
+    assert isinstance(first[0], Ok) and first[0].prefix == "invalid"  # a token was taken
+    second = session.receive(event, 0)
+    assert isinstance(second[0], Ok) and second[0].prefix == "rate-limited"
+    assert second[0].event_id == claimed
+    assert isinstance(session.receive('["EVENT", {}]', 0)[0], Notice)  # no id to answer
+    for verb in ("REQ", "COUNT"):
+        assert not isinstance(session.receive(f'["{verb}", "s", {{}}]', 0)[0], Closed)
+        again = session.receive(f'["{verb}", "s", {{}}]', 0)
+        assert isinstance(again[0], Closed) and again[0].error.prefix == "rate-limited"
+    assert session.receive('["CLOSE", "s"]', 0) == [Unsubscribe("s")]  # never limited
