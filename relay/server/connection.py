@@ -290,16 +290,21 @@ class Connection:
     # -- EVENT ------------------------------------------------------------------------------
 
     async def _store(self, event: Event, raw: bytes) -> None:
-        if kind_class(event.kind) is KindClass.EPHEMERAL:
-            self.index.dispatch(event, raw, time.monotonic())
-            self.reply(self.session.broadcast(event))
+        ephemeral = kind_class(event.kind) is KindClass.EPHEMERAL
+        if ephemeral and not self.session.policies.admit_event:
+            self._broadcast(event, raw)
             return
         await self.in_flight.acquire()
-        task = asyncio.create_task(self._commit(event, raw.decode()))
+        task = asyncio.create_task(self._commit(event, raw, ephemeral))
         self.writes.add(task)
         task.add_done_callback(self.writes.discard)
 
-    async def _commit(self, event: Event, raw: str) -> None:
+    def _broadcast(self, event: Event, raw: bytes) -> None:
+        self.index.dispatch(event, raw, time.monotonic())
+        self.reply(self.session.broadcast(event))
+
+    async def _commit(self, event: Event, raw: bytes, ephemeral: bool = False) -> None:
+        """Run the admit rules (ephemeral events too), then store or broadcast."""
         try:
             policies = self.session.policies
             if policies.admit_event:
@@ -307,7 +312,10 @@ class Connection:
                 if refused is not None:
                     self.reply(self.session.refused(event, refused))
                     return
-            status = await self.writer.submit(event, raw)
+            if ephemeral:
+                self._broadcast(event, raw)
+                return
+            status = await self.writer.submit(event, raw.decode())
         except WriterUnavailable:
             self.reply(self.session.store_failed(event))
         else:

@@ -52,6 +52,23 @@ async def test_plugin_accepts_rejects_and_shadow_rejects(start_relay: Any) -> No
         await client.close()
 
 
+async def test_the_plugin_vets_ephemeral_events_too(start_relay: Any) -> None:
+    relay, publisher = await start(start_relay)
+    listener = await RawClient.open(url_of(relay))
+    keys = Keys()
+    try:
+        assert await listener.req("live", {"kinds": [20001]}) == []
+        spam = keys.sign(kind=20001, content="spam")
+        assert (await publisher.publish(spam))[2:] == [False, "blocked: no spam here"]
+        fine = keys.sign(kind=20001, content="hi")
+        assert (await publisher.publish(fine))[2] is True
+        live = await listener.expect("EVENT")
+        assert live[2]["id"] == fine["id"]  # the refused one was never relayed before it
+    finally:
+        await publisher.close()
+        await listener.close()
+
+
 async def test_the_plugin_is_told_the_address_family_and_the_authed_pubkey(
     start_relay: Any,
 ) -> None:
