@@ -97,12 +97,10 @@ class WebSocketServer:
     async def run(self) -> None:
         """Connections are served by the server's own tasks."""
 
-    def client_ip(self, ws: ServerConnection) -> str:
+    def client_ip(self, ws: ServerConnection, headers: Headers) -> str:
         """The client's address: the peer, or whom a trusted proxy forwards for."""
         remote = ws.remote_address
-        peer = str(remote[0]) if remote else ""
-        headers = ws.request.headers if ws.request is not None else Headers()
-        return self.proxies.client(peer, headers)
+        return self.proxies.client(str(remote[0]) if remote else "", headers)
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         """NIP-11 for plain GETs; for upgrades, the cap on connections per address."""
@@ -110,11 +108,10 @@ class WebSocketServer:
             return self._nip11(ws, request)
         if not self.max_per_ip:
             return None
-        remote = ws.remote_address
-        ip = self.proxies.client(str(remote[0]) if remote else "", request.headers)
+        ip = self.client_ip(ws, request.headers)
         if self.per_ip[ip] >= self.max_per_ip:
             self.refused["connect", "ip_connections"] += 1
-            log.info("refused a connection from %s: %d open", ip, self.per_ip[ip])
+            log.debug("refused a connection from %s: %d open", ip, self.per_ip[ip])
             body = f"rate-limited: at most {self.max_per_ip} connections per address\n".encode()
             return Response(
                 http.HTTPStatus.TOO_MANY_REQUESTS.value,
@@ -139,7 +136,7 @@ class WebSocketServer:
             del self.per_ip[ip]
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        ip = self.client_ip(ws)
+        ip = self.client_ip(ws, ws.request.headers if ws.request is not None else Headers())
         conn = Connection(
             ws,
             self.config,
