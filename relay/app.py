@@ -2,9 +2,10 @@
 indexer's stages, and the only one that imports both.
 
 ``fitrelay serve`` is, in start order: the commit listener, the live tail, the writer, the
-expiration sweep, the indexer (unless ``indexer.enabled = false``), the monitor (``/metrics``,
-``/healthz``, ``/readyz``) and the WebSocket server; they stop in the reverse order, so the
-server stops taking EVENTs before the writer commits what it holds, and the pool closes last.
+expiration sweep, the write-policy plugin (when configured), the indexer (unless
+``indexer.enabled = false``), the monitor (``/metrics``, ``/healthz``, ``/readyz``) and the
+WebSocket server; they stop in the reverse order, so the server stops taking EVENTs before
+the writer commits what it holds (and the plugin has vetted them), and the pool closes last.
 ``fitrelay index`` is the commit listener, the indexer and the monitor. A new capability (a
 fetcher, a sync) is one more entry in a list here, and policy hooks are built here once and
 handed to the session and the writer's front.
@@ -13,7 +14,8 @@ handed to the session and the writer's front.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import asyncpg
 from prometheus_client.core import Metric
@@ -23,12 +25,14 @@ from indexer.metrics import register_metrics
 from relay.config import Config
 from relay.nostr.kinds import PRESETS
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
+from relay.nostr.ratelimit import VERBS, Rate, RateLimiter
 from relay.nostr.rules import Rules
-from relay.scrape import gauge
+from relay.scrape import counter, gauge
 from relay.server.connection import Connection
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.monitor import MonitorServer, database_problems
+from relay.server.plugin import WritePolicyPlugin
 from relay.server.sweep import ExpirationSweep
 from relay.server.websocket import WebSocketServer
 from relay.server.writer import Writer
@@ -45,10 +49,11 @@ __all__ = ["IndexProcess", "Relay", "policies_from", "rules_from"]
 log = logging.getLogger(__name__)
 
 
-def policies_from(config: Config) -> Policies:
-    """The policy hooks the configuration asks for: the defaults every relay applies, then
-    the rules of ``[policy]`` and ``[auth]``."""
-    return DEFAULT_POLICIES + rules_from(config).policies()
+def policies_from(config: Config, clock: Callable[[], float] = time.monotonic) -> Policies:
+    """The policy hooks the configuration asks for: the defaults every relay applies, the
+    rules of ``[policy]`` and ``[auth]``, then ``[relay.rate_limits]`` (whose limiter reads
+    ``clock``)."""
+    return DEFAULT_POLICIES + rules_from(config).policies() + rate_limits_from(config, clock)
 
 
 def rules_from(config: Config) -> Rules:
@@ -69,6 +74,31 @@ def rules_from(config: Config) -> Rules:
     )
 
 
+def rate_limits_from(config: Config, clock: Callable[[], float]) -> Policies:
+    """``[relay.rate_limits]``: one limiter for the process, reported in NIP-11 under the
+    custom ``limitation`` keys ``rate_limits`` and ``max_connections_per_ip``."""
+    cfg = config.relay.rate_limits
+    rates: dict[tuple[str, str], Rate] = {}
+    report: dict[str, dict[str, dict[str, float]]] = {}
+    for scope, rate_cfg in (("ip", cfg.ip), ("pubkey", cfg.pubkey)):
+        for verb in VERBS:
+            name = verb.lower()
+            per_second = getattr(rate_cfg, f"{name}_per_second")
+            if per_second > 0:
+                rate = rates[scope, verb] = Rate.of(per_second, getattr(rate_cfg, f"{name}_burst"))
+                report.setdefault(scope, {})[verb] = {
+                    "per_second": rate.per_second,
+                    "burst": rate.burst,
+                }
+    limitation: dict[str, object] = {}
+    if report:
+        limitation["rate_limits"] = report
+    if cfg.max_connections_per_ip:
+        limitation["max_connections_per_ip"] = cfg.max_connections_per_ip
+    limiter = RateLimiter(rates, clock, cfg.max_buckets)
+    return Policies(throttle=(limiter,) if limiter else (), limitation=limitation)
+
+
 class Relay:
     """A serving process (``fitrelay serve``): the pool, then the stages."""
 
@@ -84,6 +114,7 @@ class Relay:
         """The writer, the live tail and the sweep, under db.write_timeout_ms."""
         self.indexer: Indexer | None = None
         self.monitor: MonitorServer | None = None
+        self.plugin: WritePolicyPlugin | None = None
         self.stages = Stages([])
         self._unwatch_gc: Callable[[], None] = lambda: None
 
@@ -157,6 +188,12 @@ class Relay:
             on_write=self.tail.written,
             metrics=self.metrics,
         )
+        if cfg.relay.write_policy.plugin:
+            # A stage of its own (the process is kept running) and an admit rule.
+            self.plugin = WritePolicyPlugin(cfg.relay.write_policy)
+            self.policies = self.policies + Policies(
+                admit_event=(self.plugin.admit,), limitation={"restricted_writes": True}
+            )
         self.server = WebSocketServer(
             cfg,
             queries=self.queries,
@@ -172,6 +209,8 @@ class Relay:
             self.writer,
             ExpirationSweep(self.store, cfg.relay.expiration_sweep_seconds),
         ]
+        if self.plugin is not None:
+            stages.append(self.plugin)  # stopped after the server has answered its EVENTs
         if cfg.indexer.enabled:
             self.indexer = Indexer(self.dsn, batch_size=cfg.indexer.batch_size)
             listener.subscribe(self.indexer.wake)
@@ -198,6 +237,29 @@ class Relay:
             ]  # fmt: skip
 
         self.metrics.add_callback(now)
+        # Refusals counted where they are decided (their counters are read when scraped).
+        sources: list[Callable[[], Mapping[tuple[str, str], int]]] = [self.server.refused.copy]
+        for rule in self.policies.throttle:
+            if isinstance(rule, RateLimiter):
+                sources.append(rule.refused.copy)
+        plugin = self.plugin
+        if plugin is not None:
+            sources.append(plugin.refused.copy)
+
+        def plugin_health() -> list[Metric]:
+            failures = plugin.failures if plugin is not None else {}
+            return [
+                counter("fitrelay_write_plugin_failures",
+                        "Events the write policy plugin did not decide, by cause",
+                        {(cause,): failures.get(cause, 0)
+                         for cause in ("timeout", "down", "bad_answer")}, ["cause"]),
+                counter("fitrelay_write_plugin_restarts",
+                        "Times the write policy plugin was started again after it exited",
+                        {(): plugin.restarts if plugin is not None else 0}),
+            ]  # fmt: skip
+
+        self.metrics.add_callback(plugin_health)
+        self.metrics.watch_refusals(*sources)
         register_metrics(
             self.metrics.registry, lambda: self.indexer.stats if self.indexer else None
         )

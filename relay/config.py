@@ -7,7 +7,9 @@ command line. :func:`load` validates everything once; the result is passed to co
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +33,10 @@ __all__ = [
     "LoggingConfig",
     "MetricsConfig",
     "PolicyConfig",
+    "RateConfig",
+    "RateLimitsConfig",
     "RelayConfig",
+    "WritePolicyConfig",
     "load",
     "parse_listen",
 ]
@@ -75,6 +80,38 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Longest an answer is kept (a backstop; writes invalidate answers exactly)."""
 
 
+class RateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Token-bucket rates, per second (0 turns one off), and bursts (0: one second's worth,
+    at least 1)."""
+
+    event_per_second: float = 0.0
+    event_burst: int = 0
+    req_per_second: float = 0.0
+    req_burst: int = 0
+    count_per_second: float = 0.0
+    count_burst: int = 0
+
+
+class RateLimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    ip: RateConfig = RateConfig()
+    """Per client address, shared by all its connections to this process."""
+    pubkey: RateConfig = RateConfig()
+    """Per authenticated pubkey (NIP-42), in addition to its address's."""
+    max_connections_per_ip: int = 0
+    """Open WebSocket connections per client address; more are refused with HTTP 429."""
+    max_buckets: int = 100_000
+    """Most buckets held in memory; full (idle) buckets are dropped first."""
+
+
+class WritePolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    plugin: str = ""
+    """Command of a strfry-compatible write-policy plugin (JSONL on stdin/stdout); empty: none."""
+    timeout_ms: int = 5_000
+    """Longest the plugin may take to answer for one event."""
+    on_failure: str = "reject"
+    """When the plugin is down or too slow: reject (error:) or accept the event."""
+
+
 class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 7447
@@ -101,9 +138,13 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     public_url: str = ""
     """The ws:// or wss:// URL clients connect to; NIP-42 AUTH events must name it. Empty:
     AUTH is not offered."""
+    trusted_proxies: list[str] = []
+    """CIDRs of reverse proxies whose X-Forwarded-For / X-Real-IP name the client."""
     limits: Limits = Limits()
     info: Nip11Config = Nip11Config()
     cache: CacheConfig = CacheConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    write_policy: WritePolicyConfig = WritePolicyConfig()
 
 
 class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -263,6 +304,7 @@ def _check(config: Config) -> None:
         raise ConfigError("relay.workers must be between 1 and 64")
     if config.relay.workers > 1 and config.relay.port == 0:
         raise ConfigError("relay.workers > 1 needs a fixed relay.port to share")
+    _check_limits(config.relay)
     if config.indexer.batch_size < 1:
         raise ConfigError("indexer.batch_size must be at least 1")
     if bool(config.relay.tls_cert) != bool(config.relay.tls_key):
@@ -307,3 +349,32 @@ def _check_policy(config: Config) -> None:
         raise ConfigError("relay.public_url must be a ws:// or wss:// URL")
     if (auth.required != "none" or auth.kinds) and not config.relay.public_url:
         raise ConfigError("auth.required and auth.kinds need relay.public_url (AUTH names it)")
+
+
+def _check_limits(relay: RelayConfig) -> None:
+    """[relay.rate_limits], [relay.write_policy] and relay.trusted_proxies."""
+    rates = relay.rate_limits
+    for scope in (rates.ip, rates.pubkey):
+        for field in scope.__struct_fields__:
+            if getattr(scope, field) < 0:
+                raise ConfigError(f"relay.rate_limits: {field} must not be negative")
+    if rates.max_connections_per_ip < 0 or rates.max_buckets < 1:
+        raise ConfigError(
+            "relay.rate_limits: max_connections_per_ip must be >= 0, max_buckets >= 1"
+        )
+    for cidr in relay.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"relay.trusted_proxies: not an address or CIDR: {cidr!r}") from None
+    policy = relay.write_policy
+    if policy.on_failure not in ("reject", "accept"):
+        raise ConfigError("relay.write_policy.on_failure must be reject or accept")
+    if policy.timeout_ms < 1:
+        raise ConfigError("relay.write_policy.timeout_ms must be at least 1")
+    if policy.plugin:
+        try:
+            if not shlex.split(policy.plugin):
+                raise ValueError
+        except ValueError:
+            raise ConfigError("relay.write_policy.plugin is not a command line") from None

@@ -26,6 +26,8 @@ __all__ = [
     "EventRule",
     "FilterRule",
     "Policies",
+    "ShadowRejected",
+    "ThrottleRule",
     "refuse_auth_event",
     "refuse_protected",
 ]
@@ -54,9 +56,24 @@ class FilterRule(Protocol):
         ...
 
 
+class ShadowRejected(NostrError):
+    """An admit rule's refusal the client is not told of: it gets OK true and the event is
+    not stored (strfry's ``shadowReject``)."""
+
+    def __init__(self, reason: str = "shadow-rejected") -> None:
+        super().__init__("blocked", reason)
+
+
 class AdmitRule(Protocol):
     def __call__(self, conn: ConnInfo, event: Event) -> Awaitable[NostrError | None]:
         """A rule that waits (a plugin, the database): run in front of the writer."""
+        ...
+
+
+class ThrottleRule(Protocol):
+    def __call__(self, conn: ConnInfo, verb: str) -> NostrError | None:
+        """Why one more ``verb`` message (EVENT, REQ, COUNT) may not be handled now on
+        ``conn``; checked before anything else is done with the message."""
         ...
 
 
@@ -75,6 +92,16 @@ class Policies:
     """NIP-11 ``limitation`` fields these rules imply (``restricted_writes``, ...)."""
     retention: tuple[Mapping[str, object], ...] = ()
     """NIP-11 ``retention`` entries these rules imply (kinds never stored: ``time`` 0)."""
+    throttle: tuple[ThrottleRule, ...] = ()
+    """Rate limits, checked first for EVENT, REQ and COUNT (a refusal is OK false or
+    CLOSED)."""
+
+    def check_rate(self, conn: ConnInfo, verb: str) -> NostrError | None:
+        for rule in self.throttle:
+            error = rule(conn, verb)
+            if error is not None:
+                return error
+        return None
 
     def check_event(self, conn: ConnInfo, event: Event, now: int) -> NostrError | None:
         for rule in self.reject_event:
@@ -106,6 +133,7 @@ class Policies:
             self.admit_event + other.admit_event,
             _frozen({**self.limitation, **other.limitation}),
             self.retention + other.retention,
+            self.throttle + other.throttle,
         )
 
 

@@ -33,7 +33,7 @@ from relay.nostr.messages import (
     ClientReq,
     decode_client_message,
 )
-from relay.nostr.policy import DEFAULT_POLICIES, ConnInfo, Policies
+from relay.nostr.policy import DEFAULT_POLICIES, ConnInfo, Policies, ShadowRejected
 from relay.nostr.replies import AuthChallenge, Closed, Counted, IngestStatus, Notice, Ok, Reply
 from relay.nostr.verify import verify_signature
 
@@ -198,6 +198,12 @@ class Session:
         except NostrError as exc:
             return [Notice(exc)]
         self.verb = message.verb
+        if self.policies.throttle and isinstance(message, ClientEvent | ClientReq | ClientCount):
+            limited = self.policies.check_rate(self.conn, message.verb)
+            if limited is not None:
+                if isinstance(message, ClientEvent):
+                    return [_rejected(message.raw, limited)]
+                return [Closed(message.sub_id, limited)]
         if self._too_large(text):
             error = NostrError(
                 "invalid", f"message is larger than {self.limits.max_message_bytes} bytes"
@@ -239,7 +245,10 @@ class Session:
         return Ok(event.id, True, None, event.kind)
 
     def refused(self, event: Event, error: NostrError) -> Ok:
-        """A rule in front of the writer refused ``event``."""
+        """A rule in front of the writer refused ``event`` (a shadow refusal looks like
+        acceptance to the client)."""
+        if isinstance(error, ShadowRejected):
+            return Ok(event.id, True, None, event.kind)
         return Ok(event.id, False, error, event.kind)
 
     def store_failed(self, event: Event) -> Ok:

@@ -77,6 +77,8 @@ class Connection:
         metrics: Metrics,
         tail: LogTail,
         policies: Policies,
+        *,
+        ip: str | None = None,
     ) -> None:
         self.tail = tail
         self.ws = ws
@@ -87,13 +89,15 @@ class Connection:
         self.writer = writer
         self.index = index
         self.conn_id = conn_id
-        remote = ws.remote_address
+        if ip is None:
+            remote = ws.remote_address
+            ip = str(remote[0]) if remote else ""
         public_url = config.relay.public_url
         self.session = Session(
             config.relay.limits,
             policies,
             conn_id=conn_id,
-            ip=str(remote[0]) if remote else "",
+            ip=ip,
             auth=AuthSettings.of(public_url, config.auth.window_seconds) if public_url else None,
             challenge=secrets.token_urlsafe(16) if public_url else "",
         )
@@ -299,16 +303,21 @@ class Connection:
     # -- EVENT ------------------------------------------------------------------------------
 
     async def _store(self, event: Event, raw: bytes) -> None:
-        if kind_class(event.kind) is KindClass.EPHEMERAL:
-            self.index.dispatch(event, raw, time.monotonic())
-            self.reply(self.session.broadcast(event))
+        ephemeral = kind_class(event.kind) is KindClass.EPHEMERAL
+        if ephemeral and not self.session.policies.admit_event:
+            self._broadcast(event, raw)
             return
         await self.in_flight.acquire()
-        task = asyncio.create_task(self._commit(event, raw.decode()))
+        task = asyncio.create_task(self._commit(event, raw, ephemeral))
         self.writes.add(task)
         task.add_done_callback(self.writes.discard)
 
-    async def _commit(self, event: Event, raw: str) -> None:
+    def _broadcast(self, event: Event, raw: bytes) -> None:
+        self.index.dispatch(event, raw, time.monotonic())
+        self.reply(self.session.broadcast(event))
+
+    async def _commit(self, event: Event, raw: bytes, ephemeral: bool = False) -> None:
+        """Run the admit rules (ephemeral events too), then store or broadcast."""
         try:
             policies = self.session.policies
             if policies.admit_event:
@@ -316,7 +325,10 @@ class Connection:
                 if refused is not None:
                     self.reply(self.session.refused(event, refused))
                     return
-            status = await self.writer.submit(event, raw)
+            if ephemeral:
+                self._broadcast(event, raw)
+                return
+            status = await self.writer.submit(event, raw.decode())
         except WriterUnavailable:
             self.reply(self.session.store_failed(event))
         else:

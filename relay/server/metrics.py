@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,15 @@ if TYPE_CHECKING:
 __all__ = ["Metrics", "kind_label"]
 
 _REASONS = PREFIXES
+REFUSALS: tuple[tuple[str, str], ...] = (
+    *((verb, f"{scope}_rate") for verb in ("EVENT", "REQ", "COUNT") for scope in ("ip", "pubkey")),
+    ("connect", "ip_connections"),
+    ("EVENT", "plugin_reject"),
+    ("EVENT", "plugin_shadow_reject"),
+    ("EVENT", "plugin_failure"),
+)
+"""Every (verb, reason) of ``fitrelay_refusals_total``: the rule that refused, finer than
+the NIP-01 prefix the OK, CLOSED and NOTICE counters carry."""
 _CLOSE_REASONS = ("client", "slow_client", "shutdown", "protocol_error", "server_error")
 _KINDS = (
     *dict.fromkeys(KIND_NAMES.values()),
@@ -282,6 +291,24 @@ class Metrics:
                 "fitrelay_event_cache_bytes", "Estimated memory held by events' JSON", events.bytes
             )
             yield gauge("fitrelay_event_cache_entries", "Events whose JSON is held", len(events))
+
+        self.add_callback(collect)
+
+    def watch_refusals(self, *sources: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Export refusals by (verb, reason), summed over ``sources`` (read when scraped)."""
+
+        def collect() -> Iterator[Metric]:
+            totals: dict[tuple[str, ...], float] = dict.fromkeys(REFUSALS, 0)
+            for source in sources:
+                for key, n in source().items():
+                    totals[key] = totals.get(key, 0) + n
+            yield counter(
+                "fitrelay_refusals",
+                "Messages and connections refused by a rate limit, a cap or the write "
+                "policy plugin, by verb and reason",
+                totals,
+                ["verb", "reason"],
+            )
 
         self.add_callback(collect)
 

@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import http
 import itertools
 import logging
 import ssl
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 
 from relay.config import Config
 from relay.nostr.policy import Policies
@@ -16,6 +20,7 @@ from relay.server.connection import Connection
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.nip11 import make_process_request
+from relay.server.proxies import TrustedProxies
 from relay.server.writer import Writer
 from relay.storage.cachedstore import QueryStore
 
@@ -56,6 +61,13 @@ class WebSocketServer:
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._stopping = False
+        self.proxies = TrustedProxies(config.relay.trusted_proxies)
+        self.max_per_ip = config.relay.rate_limits.max_connections_per_ip
+        self.per_ip: collections.Counter[str] = collections.Counter()
+        """Open WebSocket connections by client address (counted from the upgrade)."""
+        self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
+        """Upgrades refused, by (verb, reason), read by the metrics."""
+        self._nip11 = make_process_request(config, self.policies)
 
     @property
     def port(self) -> int:
@@ -71,7 +83,7 @@ class WebSocketServer:
             cfg.relay.port,
             ssl=tls_context(cfg.relay.tls_cert, cfg.relay.tls_key),
             reuse_port=cfg.relay.workers > 1,
-            process_request=make_process_request(cfg, self.policies),
+            process_request=self._process_request,
             max_size=cfg.relay.limits.max_message_bytes * _FRAME_SLACK,
             compression="deflate" if cfg.relay.compression else None,
             ping_interval=30,
@@ -85,7 +97,46 @@ class WebSocketServer:
     async def run(self) -> None:
         """Connections are served by the server's own tasks."""
 
+    def client_ip(self, ws: ServerConnection, headers: Headers) -> str:
+        """The client's address: the peer, or whom a trusted proxy forwards for."""
+        remote = ws.remote_address
+        return self.proxies.client(str(remote[0]) if remote else "", headers)
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """NIP-11 for plain GETs; for upgrades, the cap on connections per address."""
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            return self._nip11(ws, request)
+        if not self.max_per_ip:
+            return None
+        ip = self.client_ip(ws, request.headers)
+        if self.per_ip[ip] >= self.max_per_ip:
+            self.refused["connect", "ip_connections"] += 1
+            log.debug("refused a connection from %s: %d open", ip, self.per_ip[ip])
+            body = f"rate-limited: at most {self.max_per_ip} connections per address\n".encode()
+            return Response(
+                http.HTTPStatus.TOO_MANY_REQUESTS.value,
+                http.HTTPStatus.TOO_MANY_REQUESTS.phrase,
+                Headers(
+                    [
+                        ("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", str(len(body))),
+                        ("Retry-After", "10"),
+                    ]
+                ),
+                body,
+            )
+        # Counted from the upgrade until the TCP connection is gone, whatever happens.
+        self.per_ip[ip] += 1
+        ws.connection_lost_waiter.add_done_callback(lambda _: self._gone(ip))
+        return None
+
+    def _gone(self, ip: str) -> None:
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+
     async def _serve_connection(self, ws: ServerConnection) -> None:
+        ip = self.client_ip(ws, ws.request.headers if ws.request is not None else Headers())
         conn = Connection(
             ws,
             self.config,
@@ -96,10 +147,13 @@ class WebSocketServer:
             self.metrics,
             self.tail,
             self.policies,
+            ip=ip,
         )
         self.connections.add(conn)
         self.metrics.connections_opened.inc()
-        log.info("conn %d: open from %s", conn.conn_id, ws.remote_address)
+        peer = ws.remote_address
+        via = f" via {peer[0]}" if peer and str(peer[0]) != ip else ""
+        log.info("conn %d: open from %s%s", conn.conn_id, ip, via)
         try:
             await conn.run()
         finally:
