@@ -54,6 +54,8 @@ DEFINITIONS = [
     (COACH, "db-bench", "DB Bench Press", "barbell"),  # the title's equipment wins
     (COACH, "squat", "Back Squats", "barbell"),
     (COACH, "pull-up", "Pull-Ups", "other"),  # no equipment: the canonical default
+    (COACH, "hammer", "Hammer Curls", "dumbbells"),  # the tag read through equipment_words
+    (OTHER_COACH, "farmer", "Farmer\u2019s Walk", "kettlebell"),  # a typographic apostrophe
     (COACH, "getup", "Turkish Get-up", "kettlebell"),
     (COACH, "weird", "Weird Core Thing!", "bodyweight"),
 ]
@@ -68,6 +70,8 @@ CANONICAL = {
     "db-bench": ("bench_press", "dumbbell", "alias"),
     "squat": ("squat", "barbell", "alias"),
     "pull-up": ("pull_up", "bodyweight", "alias"),
+    "hammer": ("hammer_curl", "dumbbell", "alias"),
+    "farmer": ("farmers_carry", "kettlebell", "alias"),
     "getup": (None, "kettlebell", None),
     "weird": (None, "bodyweight", None),
 }
