@@ -204,6 +204,11 @@ async def test_every_view_is_the_same_whatever_the_arrival_order(
     assert {"weekly_volume_by_exercise", "weekly_volume_by_muscle", "cardio_totals"} <= set(first)
     assert len(first["weekly_volume_by_exercise"][1]) >= len(ATHLETES) * len(EXERCISES)
     assert len(first["cardio_totals"][1]) == len(ATHLETES) + 1  # and the scenario's run
+    # The canonical exercise views (0009) see the corpus: "press" is an overhead press,
+    # "push-up" a push up, "squat" a squat, each in every athlete's weekly progression.
+    canonical = {"exercise_canonical", "canonical_sets", "weekly_progression"}
+    assert canonical | {"weekly_training_frequency", "unmatched_exercises"} <= set(first)
+    assert len(first["weekly_progression"][1]) >= len(ATHLETES) * len(EXERCISES)
     # The corpus does make row order matter: plain float sums differ between the databases.
     assert len({tuple(p) for p in plain}) > 1
     for other in dumps[1:]:
