@@ -76,6 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("name", help="table or view name, e.g. workout_sets")
     table.add_argument("--format", choices=["csv", "parquet"], default="csv")
     table.add_argument("--output", "-o", help="file to write (default: stdout; csv only)")
+    table.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="replace pubkeys, event ids, d-tags and addresses by keyed HMAC-SHA256 pseudonyms",
+    )
+    table.add_argument(
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the pseudonym secret (default: $FITRELAY_PSEUDONYM_SECRET; there is no default)",
+    )
+    table.add_argument(
+        "--coarsen-dates",
+        choices=["day", "week", "month"],
+        help="truncate every time and date to the start of its day, ISO week or month (UTC)",
+    )
     common(commands.add_parser("check-config", help="validate the configuration and exit"))
     _archive_commands(commands, common)
     return parser

@@ -117,14 +117,34 @@ def reindex_command(config: Config) -> int:
 
 def export_table_command(config: Config, args: argparse.Namespace) -> int:
     from indexer.export import export_table
+    from indexer.pseudonym import Pseudonymizer, load_secret
 
     if args.format == "parquet" and not args.output:
         print("fitrelay: --format parquet needs --output FILE", file=sys.stderr)
         return 2
+    pseudonymizer = None
+    if args.pseudonymize:
+        try:
+            pseudonymizer = Pseudonymizer(load_secret(args.secret_file))
+        except (ValueError, OSError) as exc:
+            print(f"fitrelay: configuration error: {exc}", file=sys.stderr)
+            return 2
+    elif args.secret_file is not None:
+        print("fitrelay: --secret-file is only used with --pseudonymize", file=sys.stderr)
+        return 2
     target: Path | BinaryIO = Path(args.output) if args.output else sys.stdout.buffer
     try:
         with database(config) as dsn:
-            rows = run(export_table(dsn, args.name, args.format, target))
+            rows = run(
+                export_table(
+                    dsn,
+                    args.name,
+                    args.format,
+                    target,
+                    pseudonymizer=pseudonymizer,
+                    coarsen_dates=args.coarsen_dates,
+                )
+            )
     except ValueError as exc:
         print(f"fitrelay: {exc}", file=sys.stderr)
         return 2
