@@ -25,6 +25,7 @@ from relay.storage.migrate import migrate
 
 __all__ = [
     "database",
+    "demo_command",
     "export_command",
     "export_table_command",
     "import_command",
@@ -232,3 +233,45 @@ def export_command(config: Config, args: argparse.Namespace) -> int:
         return 130
     print(f"exported {written} event{'s' if written != 1 else ''}", file=sys.stderr)
     return 0
+
+
+def demo_command(config: Config, args: argparse.Namespace) -> int:
+    """Generate the demo data set; write it to ``--output``, or import and index it."""
+    import io
+
+    from relay.archive.demo import generate
+
+    try:
+        events = generate(athletes=args.athletes, weeks=args.weeks, seed=args.seed)
+    except ValueError as exc:
+        print(f"fitrelay: {exc}", file=sys.stderr)
+        return 2
+    lines = b"".join(_json_line(e) for e in events)
+    if args.output:
+        try:
+            Path(args.output).write_bytes(lines)
+        except OSError as exc:
+            return _failed(f"cannot write {args.output}", exc)
+        print(f"wrote {len(events)} events to {args.output}", file=sys.stderr)
+        return 0
+    from indexer.follower import reindex
+
+    try:
+        with database(config) as dsn:
+            report = run(
+                archive.import_events(
+                    dsn, io.BytesIO(lines), limits=config.relay.limits, batch_size=1000
+                )
+            )
+            indexed = run(reindex(dsn))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    print(report.format(f"demo (seed {args.seed})"), flush=True)
+    print(f"indexed {indexed.events} log entries; try: fitrelay export-table personal_records")
+    return 0
+
+
+def _json_line(event: dict[str, Any]) -> bytes:
+    import msgspec
+
+    return msgspec.json.encode(event) + b"\n"
