@@ -12,7 +12,8 @@ PostgreSQL's (:data:`PARQUET_TYPES`): ``timestamptz`` becomes ``timestamp[us, UT
 
 With a :class:`~indexer.pseudonym.Pseudonymizer`, pubkeys, event ids, d-tags and addresses
 are replaced by keyed pseudonyms before they are written, in either format; with a
-coarseness, every time and date is truncated to its day, week or month.
+coarseness, every time and date is truncated to its day, week or month (and the raw
+``start``/``end`` tag values to the unix time of that start).
 
 Both read one consistent snapshot in a read-only transaction, so a table can be exported
 while the indexer writes to it, and a ``fitrelay_reader`` DSN is enough. The table name is
@@ -36,7 +37,7 @@ import asyncpg
 import msgspec
 from asyncpg.types import Type
 
-from indexer.pseudonym import Pseudonymizer, coarsen
+from indexer.pseudonym import RAW_TIME_COLUMNS, Pseudonymizer, coarsen, coarsen_raw_time
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 
@@ -171,6 +172,8 @@ def _mask(name: str, pseudonymizer: Pseudonymizer | None, unit: str | None) -> C
     hide = None if pseudonymizer is None else pseudonymizer.column(name)
     if unit is None:
         return hide
+    if name in RAW_TIME_COLUMNS:
+        return lambda value: coarsen_raw_time(value, unit)
     if hide is None:
         return lambda value: coarsen(value, unit)
     pseudonymize = hide

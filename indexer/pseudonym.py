@@ -9,7 +9,8 @@ A :class:`Pseudonymizer` replaces, with HMAC-SHA256 under an operator's secret:
   different domain than hex strings;
 - an address ``kind:pubkey:d`` (the whole value of a text field, or an element of an
   array) by ``kind:<pseudonym of pubkey>:<pseudonym of d>``, so an address column matches
-  the ``pubkey`` and ``d`` columns of the table it refers to.
+  the ``pubkey`` and ``d`` columns of the table it refers to (a pubkey slot that holds no
+  pubkey, as POWR's ``33401:local:<d>``, is kept, and its d still hidden).
 
 The same secret gives the same pseudonyms in every export; there is no default secret.
 :func:`coarsen` truncates a time or date to the start of its day, ISO week or month (UTC).
@@ -29,9 +30,11 @@ from typing import Any
 __all__ = [
     "COARSENESS",
     "MIN_SECRET_BYTES",
+    "RAW_TIME_COLUMNS",
     "SECRET_ENV",
     "Pseudonymizer",
     "coarsen",
+    "coarsen_raw_time",
     "is_d_column",
     "load_secret",
 ]
@@ -42,7 +45,10 @@ MIN_SECRET_BYTES = 16
 COARSENESS = ("day", "week", "month")
 
 _HEX = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
-_ADDRESS = re.compile(r"^(\d+):([0-9a-fA-F]{64}):(.*)$", re.DOTALL)
+_ADDRESS = re.compile(r"^([13]\d{4}):([0-9a-fA-F]{64}|[^:]*):(.*)$", re.DOTALL)
+"""An address of a replaceable (1xxxx) or addressable (3xxxx) kind; the pubkey slot may hold
+something else than a pubkey (POWR writes ``local`` or nothing), the d-tag anything."""
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _DOMAIN_HEX = b"fitrelay-hex\x00"
 _DOMAIN_D = b"fitrelay-d\x00"
 
@@ -107,7 +113,8 @@ class Pseudonymizer:
         address = _ADDRESS.match(value)
         if address is not None:
             kind, pubkey, d = address.groups()
-            return f"{kind}:{self.hex(pubkey)}:{self.d(d)}"
+            author = self.hex(pubkey) if _HEX64.match(pubkey) else pubkey
+            return f"{kind}:{author}:{self.d(d)}"
         if len(value) < 64:
             return value
         return _HEX.sub(lambda m: self.hex(m.group(0)), value)
@@ -141,6 +148,27 @@ def coarsen(value: Any, unit: str) -> Any:
     if isinstance(value, dt.date):
         return _truncate(value, unit)
     return value
+
+
+RAW_TIME_COLUMNS = frozenset({"start_raw", "end_raw"})
+"""Text columns holding a time as published (unix seconds or milliseconds)."""
+
+
+def coarsen_raw_time(value: Any, unit: str) -> Any:
+    """A raw unix time (seconds, or 13-digit milliseconds) as the unix seconds of the start of
+    its ``unit``; a value that is no such number becomes None, since it may still say when."""
+    if value is None or value == "":
+        return value
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    seconds = number // 1000 if abs(number) >= 10**12 else number
+    try:
+        at = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return str(int(coarsen(at, unit).timestamp()))
 
 
 def _truncate(day: dt.date, unit: str) -> dt.date:

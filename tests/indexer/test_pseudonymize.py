@@ -16,7 +16,7 @@ import pytest
 
 from indexer.export import export_table
 from indexer.follower import reindex
-from indexer.pseudonym import SECRET_ENV, Pseudonymizer, coarsen, load_secret
+from indexer.pseudonym import SECRET_ENV, Pseudonymizer, coarsen, coarsen_raw_time, load_secret
 from relay.nostr.event import decode_event
 from relay.storage.postgres import Store
 from tests.indexer.scenario import EVENTS
@@ -124,10 +124,36 @@ async def test_coarsened_dates_are_truncated(indexed: str) -> None:
         ):
             t = dt.datetime.fromisoformat(before["created_at"])
             assert dt.datetime.fromisoformat(after["created_at"]) == coarsen(t, unit)
+            if after["started_at"] and before["start_raw"].isdigit():
+                started = dt.datetime.fromisoformat(after["started_at"])
+                assert int(after["start_raw"]) == int(started.timestamp())
+        assert any(r["start_raw"] for r in coarse)
     assert coarsen(dt.datetime(2025, 1, 9, 13, 5, tzinfo=dt.UTC), "week") == dt.datetime(
         2025, 1, 6, tzinfo=dt.UTC
     )
     assert coarsen(dt.date(2025, 2, 17), "month") == dt.date(2025, 2, 1)
+
+
+def test_addresses_keep_their_shape_and_other_text_is_left_alone() -> None:
+    hide = Pseudonymizer(SECRET)
+    pk, d = "ab" * 32, "local:m8l4p7sp"
+    assert hide.text(f"33402:{pk}:{d}") == f"33402:{hide.hex(pk)}:{hide.d(d)}"
+    assert hide.text(f"33402::{d}") == f"33402::{hide.d(d)}"
+    assert hide.text(f"33401:local:{d}") == f"33401:local:{hide.d(d)}"
+    assert hide.text(f"note about {pk.upper()}.") == f"note about {hide.hex(pk)}."
+    for kept in ("00:28:15", "05:39", "Morning 5K", "1:2:3"):
+        assert hide.text(kept) == kept
+    assert hide.column("exercise_d")(["squat", None]) == [hide.d("squat"), None]
+    assert hide.hex(pk) != Pseudonymizer(OTHER).hex(pk)
+
+
+def test_raw_times_are_coarsened_too() -> None:
+    at = int(dt.datetime(2025, 3, 19, 17, 45, 12, tzinfo=dt.UTC).timestamp())
+    monday = str(int(dt.datetime(2025, 3, 17, tzinfo=dt.UTC).timestamp()))
+    assert coarsen_raw_time(str(at), "week") == monday
+    assert coarsen_raw_time(str(at * 1000 + 250), "week") == monday  # milliseconds
+    assert coarsen_raw_time("yesterday", "day") is None
+    assert coarsen_raw_time("", "day") == ""
 
 
 def test_there_is_no_default_secret(tmp_path: Path) -> None:
