@@ -212,7 +212,9 @@ def _csv_field(value: Any) -> str:
         case float():
             return repr(value)
         case dt.datetime() if value.tzinfo is not None:
-            return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+            # Always with microseconds: one column, one layout, whatever the values.
+            utc = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+            return utc.replace("+00:00", "Z")
         case dt.date() | dt.datetime() | dt.time():
             return value.isoformat()
         case decimal.Decimal() if value.is_finite():

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
@@ -101,6 +103,19 @@ async def test_csv_is_typed_for_a_reader(indexed: str) -> None:
     assert {r["set_number_given"] for r in sets} <= {"true", "false"}
     assert all(isinstance(json.loads(r["values_raw"]), list) for r in sets)
     assert any(r["weight_kg"] == "" for r in sets) or all(float(r["weight_kg"]) >= 0 for r in sets)
+
+
+async def test_csv_types_are_inferred_by_a_typed_reader(indexed: str) -> None:
+    """pyarrow's CSV reader (pandas is not a test dependency) infers each column's type from
+    the text alone, as pandas.read_csv does."""
+    out = io.BytesIO()
+    await export_table(indexed, "workouts", "csv", out, pseudonymizer=Pseudonymizer(SECRET))
+    table = pa_csv.read_csv(io.BytesIO(out.getvalue()))
+    created = table.schema.field("created_at").type
+    assert pa.types.is_timestamp(created) and created.tz == "UTC"
+    assert table.schema.field("completed").type == pa.bool_()
+    assert table.schema.field("kind").type == pa.int64()
+    assert pa.types.is_floating(table.schema.field("duration_s").type)
 
 
 async def test_parquet_pseudonymized_matches_csv(indexed: str, tmp_path: Path) -> None:
