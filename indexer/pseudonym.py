@@ -53,15 +53,20 @@ _DOMAIN_HEX = b"fitrelay-hex\x00"
 _DOMAIN_D = b"fitrelay-d\x00"
 
 
-def load_secret(path: Path | None, environ: Mapping[str, str] | None = None) -> bytes:
-    """The pseudonym secret: the contents of ``path`` (trailing line break dropped) when
-    given, else the environment variable :data:`SECRET_ENV`.
+def load_secret(
+    path: Path | None, environ: Mapping[str, str] | None = None, configured: Path | None = None
+) -> bytes:
+    """The pseudonym secret, from the first of: the contents of ``path`` (``--secret-file``),
+    the environment variable :data:`SECRET_ENV`, the contents of ``configured``
+    (``export.pseudonym_secret_file``). A file's trailing line break is dropped.
 
     Raises:
         ValueError: no secret is configured, or it is shorter than :data:`MIN_SECRET_BYTES`.
         OSError: the file cannot be read.
     """
     env = os.environ if environ is None else environ
+    if path is None and not env.get(SECRET_ENV):
+        path = configured
     if path is not None:
         secret = path.read_bytes().rstrip(b"\r\n")
         where = str(path)
@@ -70,8 +75,8 @@ def load_secret(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         where = SECRET_ENV
     else:
         raise ValueError(
-            f"--pseudonymize needs a secret: --secret-file FILE or the environment variable"
-            f" {SECRET_ENV} (there is no default)"
+            f"--pseudonymize needs a secret: --secret-file FILE, the environment variable"
+            f" {SECRET_ENV} or export.pseudonym_secret_file (there is no default)"
         )
     if len(secret) < MIN_SECRET_BYTES:
         raise ValueError(

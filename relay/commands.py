@@ -126,7 +126,11 @@ def export_table_command(config: Config, args: argparse.Namespace) -> int:
     pseudonymizer = None
     if args.pseudonymize:
         try:
-            pseudonymizer = Pseudonymizer(load_secret(args.secret_file))
+            configured = config.export.pseudonym_secret_file
+            secret = load_secret(
+                args.secret_file, configured=Path(configured) if configured else None
+            )
+            pseudonymizer = Pseudonymizer(secret)
         except (ValueError, OSError) as exc:
             print(f"fitrelay: configuration error: {exc}", file=sys.stderr)
             return 2

@@ -129,12 +129,18 @@ class LoggingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """text, or json for one JSON object per line."""
 
 
+class ExportConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pseudonym_secret_file: str = ""
+    """File holding the secret of ``export-table --pseudonymize`` (no default secret)."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     relay: RelayConfig = RelayConfig()
     indexer: IndexerConfig = IndexerConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     db: DbConfig = DbConfig()
+    export: ExportConfig = ExportConfig()
 
     @property
     def data_path(self) -> Path:

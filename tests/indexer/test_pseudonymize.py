@@ -179,6 +179,11 @@ def test_there_is_no_default_secret(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET + b"\n")
     assert load_secret(secret, {SECRET_ENV: OTHER.decode()}) == SECRET
+    configured = tmp_path / "configured"
+    configured.write_bytes(OTHER)
+    assert load_secret(None, {}, configured) == OTHER
+    assert load_secret(None, {SECRET_ENV: SECRET.decode()}, configured) == SECRET
+    assert load_secret(secret, {}, configured) == SECRET
 
 
 def _fitrelay(
@@ -205,6 +210,11 @@ async def test_commands_run_as_the_reader_role(indexed: str, tmp_path: Path) -> 
     assert refused.returncode == 2 and SECRET_ENV.encode() in refused.stderr
     done = _fitrelay(table, tmp_path, {SECRET_ENV: SECRET.decode()})
     assert done.returncode == 0, done.stderr.decode()
+    (tmp_path / "key").write_bytes(SECRET)
+    (tmp_path / "config.toml").write_text('[export]\npseudonym_secret_file = "key"\n')
+    configured = _fitrelay(table, tmp_path, {})
+    assert configured.returncode == 0, configured.stderr.decode()
+    assert configured.stdout == done.stdout
     assert done.stdout.decode() == "".join(
         f"{line}\n" for line in _csv_lines(await export_csv(indexed, "workout_sets", SECRET))
     )
