@@ -1,12 +1,19 @@
 """Export one table or view of schema ``fitness`` as CSV or Parquet, streamed.
 
-CSV goes through PostgreSQL's own ``COPY ... TO STDOUT (FORMAT csv, HEADER)``: arrays come
-out in their PostgreSQL text form (``{chest,push}``), timestamps in ISO 8601 with a UTC
-offset. Parquet is written through pyarrow (the ``parquet`` extra), one row group per batch
-read from a server-side cursor, with column types mapped from PostgreSQL's
-(:data:`PARQUET_TYPES`): ``timestamptz`` becomes ``timestamp[us, UTC]``, ``text[]`` becomes
-``list<string>``, ``date`` becomes ``date32``, ``numeric`` becomes ``double``, and a type
-not in the table goes out as its text.
+Rows are read from a server-side cursor, :data:`BATCH_ROWS` at a time. CSV is written so
+that pandas, R or a spreadsheet reads each column as its type: times in ISO 8601 in UTC with
+a ``Z`` (``2024-01-11T10:30:15.250000Z``), dates as ``2024-01-11``, booleans as ``true`` and
+``false``, arrays and JSON as JSON text (``["chest","push"]``), numbers with every digit
+needed to read them back exactly, and NULL as the empty field. Parquet is written through
+pyarrow (the ``parquet`` extra), one row group per batch, with column types mapped from
+PostgreSQL's (:data:`PARQUET_TYPES`): ``timestamptz`` becomes ``timestamp[us, UTC]``,
+``text[]`` becomes ``list<string>``, ``date`` becomes ``date32``, ``numeric`` becomes
+``double``, and a type not in the table goes out as its text.
+
+With a :class:`~indexer.pseudonym.Pseudonymizer`, pubkeys, event ids, d-tags and addresses
+are replaced by keyed pseudonyms before they are written, in either format; with a
+coarseness, every time and date is truncated to its day, week or month (and the raw
+``start``/``end`` tag values to the unix time of that start).
 
 Both read one consistent snapshot in a read-only transaction, so a table can be exported
 while the indexer writes to it, and a ``fitrelay_reader`` DSN is enough. The table name is
@@ -15,15 +22,22 @@ checked against the catalog before it is used; it is never spliced in unchecked.
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import datetime as dt
+import decimal
 import importlib
+import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import asyncpg
+import msgspec
 from asyncpg.types import Type
 
+from indexer.pseudonym import RAW_TIME_COLUMNS, Pseudonymizer, coarsen, coarsen_raw_time
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 
@@ -110,15 +124,28 @@ async def resolve_table(conn: Conn, name: str) -> str:
     return f"{_quote_ident(SCHEMA)}.{_quote_ident(bare)}"
 
 
-async def export_table(dsn: str, name: str, fmt: str, out: BinaryIO | Path) -> int:
+async def export_table(
+    dsn: str,
+    name: str,
+    fmt: str,
+    out: BinaryIO | Path,
+    *,
+    pseudonymizer: Pseudonymizer | None = None,
+    coarsen_dates: str | None = None,
+) -> int:
     """Write table or view ``name`` of schema ``fitness`` to ``out`` as ``fmt`` (``csv``
     with a header row, or ``parquet``); returns the number of rows written.
 
-    ``ValueError`` for an unknown format or name (before anything is written); for Parquet,
-    ``RuntimeError`` naming the extra to install when pyarrow is missing.
+    ``pseudonymizer`` replaces pubkeys, ids, d-tags and addresses by their pseudonyms;
+    ``coarsen_dates`` (``day``, ``week`` or ``month``) truncates every time and date.
+
+    ``ValueError`` for an unknown format, coarseness or name (before anything is written);
+    for Parquet, ``RuntimeError`` naming the extra to install when pyarrow is missing.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if coarsen_dates is not None:
+        coarsen(dt.date(2000, 1, 1), coarsen_dates)  # checks the unit before connecting
     pa: Any = None
     pq: Any = None
     if fmt == "parquet":
@@ -127,20 +154,109 @@ async def export_table(dsn: str, name: str, fmt: str, out: BinaryIO | Path) -> i
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             relation = await resolve_table(conn, name)
-            query = _select_all(relation)
+            stmt = await conn.prepare(_select_all(relation))
+            attributes = stmt.get_attributes()
+            masks = [_mask(a.name, pseudonymizer, coarsen_dates) for a in attributes]
             if fmt == "csv":
-                return await _csv(conn, query, out)
-            return await _parquet(conn, query, out, pa, pq)
+                return await _csv(stmt, attributes, masks, out)
+            return await _parquet(stmt, attributes, masks, out, pa, pq)
     finally:
         await conn.close()
 
 
-async def _csv(conn: asyncpg.Connection[Any], query: str, out: BinaryIO | Path) -> int:
-    status = await conn.copy_from_query(query, output=out, format="csv", header=True)
+Convert = Callable[[Any], Any]
+
+
+def _mask(name: str, pseudonymizer: Pseudonymizer | None, unit: str | None) -> Convert | None:
+    """What hides column ``name``'s values before they are written, None for nothing."""
+    hide = None if pseudonymizer is None else pseudonymizer.column(name)
+    if unit is None:
+        return hide
+    if name in RAW_TIME_COLUMNS:
+        return lambda value: coarsen_raw_time(value, unit)
+    if hide is None:
+        return lambda value: coarsen(value, unit)
+    pseudonymize = hide
+    return lambda value: coarsen(pseudonymize(value), unit)
+
+
+async def _rows(
+    stmt: asyncpg.prepared_stmt.PreparedStatement[Any], masks: Sequence[Convert | None]
+) -> Any:
+    """Batches of rows (lists of values) with ``masks`` applied, from a cursor."""
+    cursor = await stmt.cursor()
+    while True:
+        batch = await cursor.fetch(BATCH_ROWS)
+        if not batch:
+            return
+        rows = [list(record) for record in batch]
+        for index, mask in enumerate(masks):
+            if mask is not None:
+                for row in rows:
+                    row[index] = mask(row[index])
+        yield rows
+
+
+_json = msgspec.json.Encoder(decimal_format="number")
+
+
+def _csv_field(value: Any) -> str:
+    """The CSV text of one value, as pandas and other readers take it for its type."""
+    match value:
+        case None:
+            return ""
+        case str():
+            return value
+        case bool():
+            return "true" if value else "false"
+        case float():
+            return repr(value)
+        case dt.datetime() if value.tzinfo is not None:
+            # Always with microseconds: one column, one layout, whatever the values.
+            utc = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+            return utc.replace("+00:00", "Z")
+        case dt.date() | dt.datetime() | dt.time():
+            return value.isoformat()
+        case decimal.Decimal() if value.is_finite():
+            return format(value, "f")
+        case list() | dict():
+            return _json.encode(value).decode()
+        case bytes():
+            return "\\x" + value.hex()
+    return str(value)
+
+
+@contextlib.contextmanager
+def _text_sink(out: BinaryIO | Path) -> Iterator[io.TextIOWrapper]:
+    if isinstance(out, Path):
+        with out.open("w", encoding="utf-8", newline="") as f:
+            yield f
+        return
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    try:
+        yield text
+        text.flush()
+    finally:
+        text.detach()
+
+
+async def _csv(
+    stmt: asyncpg.prepared_stmt.PreparedStatement[Any],
+    attributes: Sequence[Any],
+    masks: Sequence[Convert | None],
+    out: BinaryIO | Path,
+) -> int:
+    """Write a header and the rows as CSV (RFC 4180 quoting, ``\\n`` line ends)."""
+    written = 0
+    with _text_sink(out) as sink:
+        writer = csv.writer(sink, lineterminator="\n")
+        writer.writerow([a.name for a in attributes])
+        async for rows in _rows(stmt, masks):
+            writer.writerows([_csv_field(v) for v in row] for row in rows)
+            written += len(rows)
     if not isinstance(out, Path):
         out.flush()
-    # "COPY n"
-    return int(status.rsplit(" ", 1)[-1])
+    return written
 
 
 def _pyarrow() -> tuple[Any, Any]:
@@ -222,21 +338,20 @@ def _converter(pg_type: Type) -> Callable[[Any], Any] | None:
 
 
 async def _parquet(
-    conn: asyncpg.Connection[Any], query: str, out: BinaryIO | Path, pa: Any, pq: Any
+    stmt: asyncpg.prepared_stmt.PreparedStatement[Any],
+    attributes: Sequence[Any],
+    masks: Sequence[Convert | None],
+    out: BinaryIO | Path,
+    pa: Any,
+    pq: Any,
 ) -> int:
-    stmt = await conn.prepare(query)
-    attributes = stmt.get_attributes()
     schema = pa.schema([pa.field(a.name, _arrow_type(pa, a.type)) for a in attributes])
     converters = [_converter(a.type) for a in attributes]
     sink: Any = os.fspath(out) if isinstance(out, Path) else out
     written = 0
     writer = pq.ParquetWriter(sink, schema)
     try:
-        cursor = await stmt.cursor()
-        while True:
-            rows = await cursor.fetch(BATCH_ROWS)
-            if not rows:
-                break
+        async for rows in _rows(stmt, masks):
             writer.write_table(_batch(pa, schema, converters, rows))
             written += len(rows)
     finally:
@@ -250,7 +365,7 @@ def _batch(
     pa: Any,
     schema: Any,
     converters: Sequence[Callable[[Any], Any] | None],
-    rows: Sequence[asyncpg.Record],
+    rows: Sequence[Sequence[Any]],
 ) -> Any:
     columns = []
     for index, convert in enumerate(converters):

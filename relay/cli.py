@@ -10,6 +10,7 @@ from pathlib import Path
 
 from relay.commands import (
     database,
+    demo_command,
     export_command,
     export_table_command,
     import_command,
@@ -76,7 +77,37 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("name", help="table or view name, e.g. workout_sets")
     table.add_argument("--format", choices=["csv", "parquet"], default="csv")
     table.add_argument("--output", "-o", help="file to write (default: stdout; csv only)")
+    table.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="replace pubkeys, event ids, d-tags and addresses by keyed HMAC-SHA256 pseudonyms",
+    )
+    table.add_argument(
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the pseudonym secret (default: $FITRELAY_PSEUDONYM_SECRET; there is no default)",
+    )
+    table.add_argument(
+        "--coarsen-dates",
+        choices=["day", "week", "month"],
+        help="truncate every time and date to the start of its day, ISO week or month (UTC)",
+    )
     common(commands.add_parser("check-config", help="validate the configuration and exit"))
+    demo = commands.add_parser(
+        "demo",
+        help="import and index a generated, signed fitness data set to try the research views",
+        description=(
+            "Generate a reproducible data set (an exercise library, templates, weeks of"
+            " strength sessions in POWR's dialect and runs in RUNSTR's, edits and deletions),"
+            " import it as `fitrelay import` would and index it."
+        ),
+    )
+    common(demo)
+    demo.add_argument("--athletes", type=_positive, default=5, help="athletes (default 5)")
+    demo.add_argument("--weeks", type=_positive, default=12, help="weeks of training (default 12)")
+    demo.add_argument("--seed", type=int, default=1, help="keys and values follow from it")
+    demo.add_argument("--output", "-o", help="write the events as JSON Lines instead of importing")
     _archive_commands(commands, common)
     return parser
 
@@ -172,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reindex_command(config)
     if args.command == "export-table":
         return export_table_command(config, args)
+    if args.command == "demo":
+        return demo_command(config, args)
     with database(config) as dsn:
         if args.command == "serve" and config.relay.workers > 1:
             serve_workers(config, dsn)

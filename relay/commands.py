@@ -25,6 +25,7 @@ from relay.storage.migrate import migrate
 
 __all__ = [
     "database",
+    "demo_command",
     "export_command",
     "export_table_command",
     "import_command",
@@ -117,14 +118,38 @@ def reindex_command(config: Config) -> int:
 
 def export_table_command(config: Config, args: argparse.Namespace) -> int:
     from indexer.export import export_table
+    from indexer.pseudonym import Pseudonymizer, load_secret
 
     if args.format == "parquet" and not args.output:
         print("fitrelay: --format parquet needs --output FILE", file=sys.stderr)
         return 2
+    pseudonymizer = None
+    if args.pseudonymize:
+        try:
+            configured = config.export.pseudonym_secret_file
+            secret = load_secret(
+                args.secret_file, configured=Path(configured) if configured else None
+            )
+            pseudonymizer = Pseudonymizer(secret)
+        except (ValueError, OSError) as exc:
+            print(f"fitrelay: configuration error: {exc}", file=sys.stderr)
+            return 2
+    elif args.secret_file is not None:
+        print("fitrelay: --secret-file is only used with --pseudonymize", file=sys.stderr)
+        return 2
     target: Path | BinaryIO = Path(args.output) if args.output else sys.stdout.buffer
     try:
         with database(config) as dsn:
-            rows = run(export_table(dsn, args.name, args.format, target))
+            rows = run(
+                export_table(
+                    dsn,
+                    args.name,
+                    args.format,
+                    target,
+                    pseudonymizer=pseudonymizer,
+                    coarsen_dates=args.coarsen_dates,
+                )
+            )
     except ValueError as exc:
         print(f"fitrelay: {exc}", file=sys.stderr)
         return 2
@@ -212,3 +237,45 @@ def export_command(config: Config, args: argparse.Namespace) -> int:
         return 130
     print(f"exported {written} event{'s' if written != 1 else ''}", file=sys.stderr)
     return 0
+
+
+def demo_command(config: Config, args: argparse.Namespace) -> int:
+    """Generate the demo data set; write it to ``--output``, or import and index it."""
+    import io
+
+    from relay.archive.demo import generate
+
+    try:
+        events = generate(athletes=args.athletes, weeks=args.weeks, seed=args.seed)
+    except ValueError as exc:
+        print(f"fitrelay: {exc}", file=sys.stderr)
+        return 2
+    lines = b"".join(_json_line(e) for e in events)
+    if args.output:
+        try:
+            Path(args.output).write_bytes(lines)
+        except OSError as exc:
+            return _failed(f"cannot write {args.output}", exc)
+        print(f"wrote {len(events)} events to {args.output}", file=sys.stderr)
+        return 0
+    from indexer.follower import reindex
+
+    try:
+        with database(config) as dsn:
+            report = run(
+                archive.import_events(
+                    dsn, io.BytesIO(lines), limits=config.relay.limits, batch_size=1000
+                )
+            )
+            indexed = run(reindex(dsn))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("database error", exc)
+    print(report.format(f"demo (seed {args.seed})"), flush=True)
+    print(f"indexed {indexed.events} log entries; try: fitrelay export-table personal_records")
+    return 0
+
+
+def _json_line(event: dict[str, Any]) -> bytes:
+    import msgspec
+
+    return msgspec.json.encode(event) + b"\n"

@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DbConfig",
+    "ExportConfig",
     "IndexerConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -207,6 +208,11 @@ class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How far an AUTH event's created_at may be from now."""
 
 
+class ExportConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pseudonym_secret_file: str = ""
+    """File holding the secret of ``export-table --pseudonymize`` (no default secret)."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     relay: RelayConfig = RelayConfig()
     indexer: IndexerConfig = IndexerConfig()
@@ -215,6 +221,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     db: DbConfig = DbConfig()
     policy: PolicyConfig = PolicyConfig()
     auth: AuthConfig = AuthConfig()
+    export: ExportConfig = ExportConfig()
 
     @property
     def data_path(self) -> Path:

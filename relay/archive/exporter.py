@@ -21,7 +21,7 @@ from relay.nostr.event import (
 )
 from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
-from relay.storage.migrate import Conn, migrate
+from relay.storage.migrate import Conn, applied_migrations, available_migrations, migrate
 from relay.storage.postgres import PLANNED_PER_RUN
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import compile_cutoff
@@ -105,6 +105,14 @@ async def iter_export(
             return
 
 
+async def _bring_schema_up(conn: Conn) -> None:
+    """Apply migrations only when some are pending: a schema already up to date is only read,
+    so a read-only role (``fitrelay_reader``) can export."""
+    done = set(await applied_migrations(conn))
+    if any(name not in done for name, _ in available_migrations()):
+        await migrate(conn)
+
+
 class OutputError(RelayError):
     """Writing the export failed; ``error`` says why (BrokenPipeError: the reader left)."""
 
@@ -156,7 +164,7 @@ async def export_events(
     )
     written = 0
     try:
-        await migrate(conn)
+        await _bring_schema_up(conn)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             head = int(await conn.fetchval(_Q["head_seq"]))
             with progress_bar(progress, total=head, unit=" seq", desc="export") as bar:

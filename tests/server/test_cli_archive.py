@@ -96,6 +96,8 @@ def valid_expectations() -> tuple[list[bytes], dict[str, int]]:
             reason = "invalid: malformed event"
         elif event["created_at"] > now + 900:
             reason = "invalid: created_at is more than 900 seconds in the future"
+        elif event["kind"] == 22242:
+            reason = "invalid: kind 22242 is sent with AUTH, not EVENT"
         elif 20_000 <= event["kind"] < 30_000:
             reason = "ephemeral: not stored"
         else:
