@@ -29,8 +29,9 @@ def free_port() -> int:
 
 
 def policy_config(port: int, **sections: dict[str, Any]) -> Config:
+    relay = {"port": port, "public_url": f"ws://127.0.0.1:{port}/", **sections.pop("relay", {})}
     tree: dict[str, Any] = {
-        "relay": {"port": port, "public_url": f"ws://127.0.0.1:{port}/"},
+        "relay": relay,
         "indexer": {"enabled": False},
         "metrics": {"listen": ""},
         **sections,
@@ -235,3 +236,26 @@ async def test_an_open_relay_offers_no_auth(relay: Relay, client: RawClient) -> 
     await client.send(["AUTH", ALICE.sign(22242, "", [["challenge", "x"]])])
     notice = await client.recv()
     assert notice[0] == "NOTICE" and notice[1].startswith("unsupported: ")
+
+
+async def test_an_authed_pubkey_has_one_bucket_across_connections(
+    start_relay: Start, opened: list[RawClient]
+) -> None:
+    rates = {"pubkey": {"event_per_second": 0.0001, "event_burst": 1}}
+    relay = await start_relay(policy_config(free_port(), relay={"rate_limits": rates}))
+    first, first_challenge = await connect(relay, opened)
+    second, second_challenge = await connect(relay, opened)
+    third, third_challenge = await connect(relay, opened)
+    # Before AUTH no pubkey bucket applies (and the address has no limit here).
+    assert (await first.publish(ALICE.sign(1, "anonymous 1")))[2] is True
+    assert (await first.publish(ALICE.sign(1, "anonymous 2")))[2] is True
+    await authenticate(first, auth_event(ALICE, first_challenge, relay))
+    await authenticate(second, auth_event(ALICE, second_challenge, relay))
+    await authenticate(third, auth_event(BOB, third_challenge, relay))
+    assert (await first.publish(ALICE.sign(1, "authed 1")))[2] is True
+    for c in (first, second):
+        reply = await c.publish(ALICE.sign(1, "over the rate"))
+        assert reply[2] is False and reply[3].startswith("rate-limited: "), reply
+    assert (await third.publish(BOB.sign(1, "bob's own bucket")))[2] is True
+    sample = relay.metrics.registry.get_sample_value
+    assert sample("fitrelay_refusals_total", {"verb": "EVENT", "reason": "pubkey_rate"}) == 2
