@@ -34,6 +34,7 @@ import os
 import shlex
 import sys
 import time
+import tomllib
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -171,6 +172,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run fitrelay from this checkout, e.g. a `git worktree` of another commit for a"
         " before/after comparison (default: this one, uncommitted changes included)",
+    )
+
+    who.add_argument(
+        "--fitrelay-config",
+        type=Path,
+        metavar="FILE",
+        help="TOML merged over fitrelay's generated config, e.g. a [policy] preset and"
+        " [relay.rate_limits] to measure their cost (default: none)",
     )
 
     ing = p.add_argument_group("ingest")
@@ -443,6 +452,7 @@ async def bench_relay(
             src=args.fitrelay_src,
             workers=args.workers,
             compression=args.compression,
+            extra=tomllib.loads(args.fitrelay_config.read_text()) if args.fitrelay_config else None,
         )
     out["start_seconds"] = round(time.perf_counter() - started, 2)
     out["relay"] = {"url": relay.url, "pid": relay.pid, **relay.info}

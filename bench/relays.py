@@ -9,6 +9,7 @@ uvicorn worker as its ``serve`` command does by default.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -175,19 +176,45 @@ def _wait_tcp(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise RelayUnavailable(f"not listening on port {port} after {timeout:.0f} s:\n{_tail(log)}")
 
 
+def _toml(tree: dict[str, Any], prefix: str = "") -> str:
+    """``tree`` (tables of scalars and lists) as TOML text."""
+    scalars = [f"{k} = {json.dumps(v)}" for k, v in tree.items() if not isinstance(v, dict)]
+    text = f"[{prefix}]\n" + "".join(line + "\n" for line in scalars) if prefix else ""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            text += "\n" + _toml(value, f"{prefix}.{key}" if prefix else key)
+    return text
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        out[key] = (
+            _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
+    return out
+
+
 def _fitrelay_config(
-    path: Path, indexer: bool, src: Path, workers: int = 1, compression: bool = False
+    path: Path,
+    indexer: bool,
+    src: Path,
+    workers: int = 1,
+    compression: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> str | None:
-    """A config file for the run; the metrics listener (where this checkout has one) gets a
-    free port so that runs never collide with another relay on the machine, and its
-    host:port is returned (None without one). Several workers share one fixed port, a free
-    one."""
-    relay = f'host = "127.0.0.1"\nport = {_free_port() if workers > 1 else 0}\n'
+    """A config file for the run (``extra`` merged over it: ``--fitrelay-config``); the
+    metrics listener (where this checkout has one) gets a free port so that runs never
+    collide with another relay on the machine, and its host:port is returned (None without
+    one). Several workers share one fixed port, a free one."""
+    relay: dict[str, Any] = {"host": "127.0.0.1", "port": _free_port() if workers > 1 else 0}
     if workers > 1:
-        relay += f"workers = {workers}\n"
+        relay["workers"] = workers
     if compression:
-        relay += "compression = true\n"
-    base = f"[relay]\n{relay}\n[indexer]\nenabled = {str(indexer).lower()}\n"
+        relay["compression"] = True
+    tree = _merged({"relay": relay, "indexer": {"enabled": indexer}}, extra or {})
+    base = _toml(tree)
     metrics = f"127.0.0.1:{_free_port()}"
     path.write_text(base + f'\n[metrics]\nlisten = "{metrics}"\n')
     check = subprocess.run(
@@ -213,11 +240,12 @@ def start_fitrelay(
     src: Path = ROOT,
     workers: int = 1,
     compression: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> RelayProcess:
     """``python -m relay serve`` from the checkout ``src`` (this one by default)."""
     name = "fitrelay+indexer" if indexer else "fitrelay"
     config = run_dir / f"{name}.toml"
-    metrics = _fitrelay_config(config, indexer, src, workers, compression)
+    metrics = _fitrelay_config(config, indexer, src, workers, compression, extra)
     log = run_dir / f"{name}.log"
     cmd = [sys.executable, "-m", "relay", "serve", "--config", str(config), "--db-dsn", dsn]
     with log.open("wb") as out:
