@@ -104,7 +104,7 @@ def reindex_command(config: Config) -> int:
 
     try:
         with database(config) as dsn:
-            report = run(reindex(dsn, progress=sys.stderr.isatty()))
+            report = run(reindex(dsn, progress=sys.stderr.isatty(), say=_say))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return _failed("database error", exc)
     print(
@@ -113,6 +113,10 @@ def reindex_command(config: Config) -> int:
         flush=True,
     )
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def export_table_command(config: Config, args: argparse.Namespace) -> int:
