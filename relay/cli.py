@@ -18,6 +18,7 @@ from relay.commands import (
     reindex_command,
     run,
     serve,
+    serving,
     terminate_as_exit,
 )
 from relay.config import Config, ConfigError, load
@@ -172,12 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reindex_command(config)
     if args.command == "export-table":
         return export_table_command(config, args)
+    if args.command == "serve":
+        with serving(config) as free:
+            if not free:
+                return 1
+            with database(config) as dsn:
+                if config.relay.workers > 1:
+                    serve_workers(config, dsn)
+                else:
+                    run(serve(config, dsn))
+        return 0
     with database(config) as dsn:
-        if args.command == "serve" and config.relay.workers > 1:
-            serve_workers(config, dsn)
-        elif args.command == "serve":
-            run(serve(config, dsn))
-        elif args.command == "index":
+        if args.command == "index":
             run(index(config, dsn))
         elif args.command == "migrate":
             run(migrate_command(dsn))
