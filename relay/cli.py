@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
             help="rebuild every fitness table from the stored events and exit",
             description=(
                 "Rebuild the fitness tables from the stored events in one transaction;"
-                " readers see the old tables until it commits. A running indexer is waited"
-                " for and continues from the rebuilt state afterwards."
+                " readers see the old tables until it commits. A running indexer is paused"
+                " between two of its batches (what the rebuild waits for is printed) and"
+                " continues from the rebuilt state afterwards."
             ),
         )
     )
