@@ -3,8 +3,10 @@ together; and the full rebuild.
 
 One transaction per batch (REPEATABLE READ, so the log head, the entries and the tables are
 read from one snapshot) holds the rows and the new checkpoint, so a crash or a re-run
-changes nothing. The process's commit listener wakes it (:meth:`Indexer.wake`); one indexer
-writes at a time (a session advisory lock), a second one waits for the first to go away.
+changes nothing. The process's commit listener wakes it (:meth:`Indexer.wake`). Each batch
+and a whole reindex begin by locking ``fitness.indexer_state`` (a table lock only the relay's
+role may take): one writer of the fitness tables at a time, so several indexers take turns
+batch by batch, and a reindex takes over between two batches and hands back when it commits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +129,7 @@ class Indexer:
     async def step(self, conn: Conn) -> bool:
         """Apply one batch; True when more entries may be waiting."""
         async with conn.transaction(isolation="repeatable_read"):
+            await conn.execute(_Q["lock_indexer"])  # before the snapshot: see the last holder's
             head = int(await conn.fetchval(_Q["log_head"]))
             checkpoint = int(await conn.fetchval(_Q["checkpoint"], _NAME) or 0)
             rows = await conn.fetch(_Q["log_entries"], checkpoint, head, _KINDS, self.batch_size)
@@ -165,7 +168,7 @@ class Indexer:
         """Nothing to drain: a batch is one transaction, rolled back if cancelled."""
 
     async def run(self, *, on_caught_up: Callable[[], None] | None = None) -> None:
-        """Index forever: take the writer lock, catch up, then follow wake-ups.
+        """Index forever: catch up, then follow wake-ups.
 
         Errors from the database are logged and retried (the batch rolls back whole); the
         loop ends only when cancelled.
@@ -181,7 +184,6 @@ class Indexer:
         conn = await _connect(self.dsn)
         try:
             await migrate(conn)
-            await conn.execute(_Q["lock_indexer"])
             log.info("indexer: following the log")
             while True:
                 self._wake.clear()
@@ -200,21 +202,29 @@ class ReindexReport:
     seconds: float
 
 
-async def reindex(dsn: str, *, batch_size: int = 1000, progress: bool = False) -> ReindexReport:
+async def reindex(
+    dsn: str,
+    *,
+    batch_size: int = 1000,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> ReindexReport:
     """Rebuild every fitness table from ``events`` in one transaction.
 
-    Readers see the old tables until the rebuild commits. Waits for a running indexer to
-    release the writer lock first.
+    Readers see the old tables until the rebuild commits. A running indexer is paused at
+    its next batch (its lock is taken between two of its batches) and continues from the
+    rebuilt state afterwards. When the lock is held, ``say`` is told who holds it before
+    the rebuild waits for it.
     """
     started = time.monotonic()
     conn = await _connect(dsn)
     try:
         await migrate(conn)
-        await conn.execute(_Q["lock_indexer"])
         async with conn.transaction(isolation="repeatable_read"):
+            await _take_over(conn, dsn, say)
             head = int(await conn.fetchval(_Q["log_head"]))
             total = int(await conn.fetchval(_Q["count_events"], _KINDS))
-            await conn.execute(_Q["truncate_tables"])
+            await conn.execute(_Q["clear_tables"])
             bar = _progress_bar(total, progress)
             done = 0
             after = 0
@@ -234,6 +244,39 @@ async def reindex(dsn: str, *, batch_size: int = 1000, progress: bool = False) -
     finally:
         await conn.close()
     return ReindexReport(done, head, time.monotonic() - started)
+
+
+async def _take_over(conn: Conn, dsn: str, say: Callable[[str], None] | None) -> None:
+    """Take the indexer's lock (first in the transaction), saying whom it waits for.
+
+    Who holds it is asked on a connection of its own: a query here would take the rebuild's
+    snapshot before the holder's batch commits.
+    """
+    try:
+        async with conn.transaction():  # a savepoint: a refused NOWAIT leaves the rest
+            await conn.execute(_Q["try_lock_indexer"])
+        return
+    except asyncpg.LockNotAvailableError:
+        pass
+    if say is not None:
+        other = await _connect(dsn)
+        try:
+            holders = await other.fetch(_Q["indexer_holders"])
+        finally:
+            await other.close()
+        say(f"reindex: waiting for {_describe(holders)} to finish its batch")
+    await conn.execute(_Q["lock_indexer"])
+    if say is not None:
+        say("reindex: the indexer is paused; rebuilding")
+
+
+def _describe(holders: Sequence[asyncpg.Record]) -> str:
+    if not holders:
+        return "the indexer"
+    return ", ".join(
+        f"{row['application_name'] or 'a session'} (pid {row['pid']}, {row['state']})"
+        for row in holders
+    )
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -19,6 +19,7 @@ from relay.commands import (
     reindex_command,
     run,
     serve,
+    serving,
     terminate_as_exit,
 )
 from relay.config import Config, ConfigError, load
@@ -63,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
             help="rebuild every fitness table from the stored events and exit",
             description=(
                 "Rebuild the fitness tables from the stored events in one transaction;"
-                " readers see the old tables until it commits. A running indexer is waited"
-                " for and continues from the rebuilt state afterwards."
+                " readers see the old tables until it commits. A running indexer is paused"
+                " between two of its batches (what the rebuild waits for is printed) and"
+                " continues from the rebuilt state afterwards."
             ),
         )
     )
@@ -205,12 +207,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export_table_command(config, args)
     if args.command == "demo":
         return demo_command(config, args)
+    if args.command == "serve":
+        with serving(config) as free:
+            if not free:
+                return 1
+            with database(config) as dsn:
+                if config.relay.workers > 1:
+                    serve_workers(config, dsn)
+                else:
+                    run(serve(config, dsn))
+        return 0
     with database(config) as dsn:
-        if args.command == "serve" and config.relay.workers > 1:
-            serve_workers(config, dsn)
-        elif args.command == "serve":
-            run(serve(config, dsn))
-        elif args.command == "index":
+        if args.command == "index":
             run(index(config, dsn))
         elif args.command == "migrate":
             run(migrate_command(dsn))

@@ -21,6 +21,7 @@ from relay.app import IndexProcess, Relay
 from relay.config import Config
 from relay.logs import redact_dsn
 from relay.nostr.errors import NostrError
+from relay.storage.lease import FileLock
 from relay.storage.migrate import migrate
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "reindex_command",
     "run",
     "serve",
+    "serving",
     "terminate_as_exit",
 ]
 
@@ -53,6 +55,35 @@ def database(config: Config) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def serving(config: Config) -> Iterator[bool]:
+    """Hold the data directory and port for this relay while it runs; yield False, having
+    said so, when a relay already holds them (then nothing else may be touched).
+
+    Only relays on the embedded database are told apart this way; port 0 is never shared.
+    """
+    port = config.relay.port
+    if config.db.dsn or port == 0:
+        yield True
+        return
+    config.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = FileLock(config.data_path / f"serve-{port}.lock")
+    if not lock.acquire(wait=False):
+        pid = lock.holder_pid()
+        print(
+            f"fitrelay: a relay is already running on port {port} with data directory"
+            f" {config.data_path}" + (f" (pid {pid})" if pid else ""),
+            file=sys.stderr,
+        )
+        yield False
+        return
+    try:
+        lock.record_pid()
+        yield True
+    finally:
+        lock.release()
 
 
 _T = TypeVar("_T")
@@ -105,7 +136,7 @@ def reindex_command(config: Config) -> int:
 
     try:
         with database(config) as dsn:
-            report = run(reindex(dsn, progress=sys.stderr.isatty()))
+            report = run(reindex(dsn, progress=sys.stderr.isatty(), say=_say))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return _failed("database error", exc)
     print(
@@ -114,6 +145,10 @@ def reindex_command(config: Config) -> int:
         flush=True,
     )
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def export_table_command(config: Config, args: argparse.Namespace) -> int:

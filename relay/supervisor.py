@@ -22,8 +22,8 @@ log = logging.getLogger("relay")
 
 def worker_config(config: Config, number: int) -> Config:
     """Worker ``number``'s configuration: metrics on the configured port plus its number
-    (each worker is scraped on its own), and the indexer started by every worker but
-    running in one at a time (the others wait on its lock, ready to take over)."""
+    (each worker is scraped on its own), and the indexer started by every worker, the
+    workers' indexers taking turns batch by batch under the indexer's table lock."""
     metrics = config.metrics
     if metrics.listen:
         host, port = parse_listen(metrics.listen)

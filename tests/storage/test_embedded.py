@@ -132,23 +132,25 @@ def test_start_query_stop_restart_keeps_data(tmp_path: Path) -> None:
     _assert_stopped(data_dir, pid)
 
 
-def test_adopts_server_left_running_by_another_instance(tmp_path: Path) -> None:
+def test_a_server_in_use_is_stopped_only_by_its_last_user(tmp_path: Path) -> None:
+    """Two users of one server (two instances here; two processes in use): whichever stops
+    first leaves it running for the other, and the last one stops it."""
     data_dir = tmp_path / "data"
-    first = EmbeddedPostgres(data_dir)
-    first.start()
-    pid = _postmaster_pid(data_dir)
-    try:
+    for order in ("guest first", "starter first"):
+        first = EmbeddedPostgres(data_dir)
+        first.start()
+        pid = _postmaster_pid(data_dir)
+        assert not first.adopted and not first.shared
         second = EmbeddedPostgres(data_dir)
         dsn = second.start()
-        try:
-            assert second.adopted
-            assert _postmaster_pid(data_dir) == pid  # the same server, not a new one
-            assert _fetchval(dsn, "select 1") == 1
-        finally:
-            second.stop()
+        assert second.adopted and second.shared
+        assert _postmaster_pid(data_dir) == pid  # the same server, not a new one
+        early, last = (second, first) if order == "guest first" else (first, second)
+        early.stop()
+        assert _fetchval(dsn, "select 1") == 1, order  # still up for the other
+        assert _postmaster_pid(data_dir) == pid
+        last.stop()
         _assert_stopped(data_dir, pid)
-    finally:
-        first.stop()  # the server is gone already: must just forget it
 
 
 def test_adopts_server_of_sigkilled_holder(tmp_path: Path) -> None:
