@@ -394,7 +394,7 @@ class Connection:
                 while True:
                     async with self.db_turns:
                         rows = await anext(pages, None)
-                    if rows is None:
+                    if rows is None or self.closing:
                         break
                     await self._queue_answer(sub_id, sub, rows, sent)
         except PoolBusy:
