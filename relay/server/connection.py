@@ -107,6 +107,9 @@ class Connection:
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
         self.counts: set[asyncio.Task[None]] = set()
+        self.paged = store if isinstance(store, PagedStore) else None
+        """``store`` when it hands answers over in pages (checked once: a protocol check is
+        slow)."""
         self.db_turns = asyncio.Semaphore(config.db.pool_max_per_connection)
         """Pooled connections this connection's queries may hold at once."""
         self.answer_buffer = min(
@@ -423,10 +426,9 @@ class Connection:
 
     def _pages(self, filters: Sequence[Filter]) -> AsyncGenerator[Rows, None]:
         now = int(time.time())
-        store = self.store
-        if isinstance(store, PagedStore):
-            return store.pages(filters, now, PAGE_EVENTS)
-        return self._one_page(store, filters, now)
+        if self.paged is not None:
+            return self.paged.pages(filters, now, PAGE_EVENTS)
+        return self._one_page(self.store, filters, now)
 
     @staticmethod
     async def _one_page(

@@ -50,6 +50,8 @@ class CachedStore:
         self.cache = cache
         self.default_limit = default_limit
         """The limit of a filter without one (to bound an answer before running it)."""
+        self._paged = inner if isinstance(inner, PagedStore) else None
+        """``inner`` when it has pages (checked once: a protocol check is slow)."""
         self._flights: dict[CacheKey, _Flight] = {}
 
     async def query(self, filters: Sequence[Filter], now: int) -> Rows:
@@ -73,8 +75,8 @@ class CachedStore:
         """Like :meth:`Store.pages`: a cacheable request whose limits allow an answer the
         cache may keep is one :meth:`query`; any other goes to the store's pages."""
         bound = sum(self.default_limit if f.limit is None else f.limit for f in filters)
-        inner = self.inner
-        if isinstance(inner, PagedStore) and (
+        inner = self._paged
+        if inner is not None and (
             bound > self.cache.max_result_events or self.cache.key(Op.REQ, filters) is None
         ):
             async for rows in inner.pages(filters, now, page):
