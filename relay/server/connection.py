@@ -401,7 +401,7 @@ class Connection:
                         break
                     await self._queue_answer(sub_id, sub, rows, sent)
         except PoolBusy:
-            self.metrics.queries_cancelled.inc()
+            self.metrics.queries_busy.inc()
             self.subs.pop(sub_id, None)
             self.index.remove(self, sub_id)
             self.reply(self.session.query_busy(sub_id))
@@ -485,7 +485,7 @@ class Connection:
             async with self.db_turns:
                 total = await self.store.count(filters, int(time.time()))
         except PoolBusy:
-            self.metrics.queries_cancelled.inc()
+            self.metrics.queries_busy.inc()
             self.reply(self.session.count_busy(sub_id))
             return
         except (TimeoutError, asyncpg.QueryCanceledError):

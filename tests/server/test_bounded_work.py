@@ -153,6 +153,9 @@ async def test_the_pool_wait_is_bounded_apart_from_the_query_timeout(start_relay
         reply = await client.recv()
         assert reply == ["EVENT", "late", note], reply
         assert await client.recv() == ["EOSE", "late"]
+        registry = relay.metrics.registry
+        assert registry.get_sample_value("fitrelay_queries_busy_total") == 2
+        assert registry.get_sample_value("fitrelay_queries_cancelled_total") == 0
     finally:
         await client.close()
 
