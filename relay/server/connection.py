@@ -439,8 +439,9 @@ class Connection:
     async def _queue_answer(
         self, sub_id: str, sub: _Subscription, rows: Rows, sent: set[bytes]
     ) -> None:
-        """Queue one page of a stored answer, in chunks of ``answer_buffer_bytes``, waiting
-        for room before each chunk after the first."""
+        """Queue one page of a stored answer in chunks of about ``answer_buffer_bytes``, each
+        once the client has room for it (at once for a small answer), and note its ids for
+        the live events held back meanwhile."""
         ids = [event_id for event_id, _raw in rows]
         sent.update(ids)
         sub.answered |= self.tail.undispatched_local(event_id.hex() for event_id in ids)
