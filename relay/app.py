@@ -161,6 +161,8 @@ class Relay:
             pool,
             write_pool=write_pool,
             default_limit=cfg.relay.limits.default_limit,
+            pool_wait=cfg.db.pool_wait_ms / 1000,
+            query_timeout=cfg.relay.query_timeout_ms / 1000,
             events=EventCache(cfg.relay.event_cache_bytes) if cfg.relay.event_cache_bytes else None,
         )
         cache_cfg = cfg.relay.cache
@@ -175,7 +177,9 @@ class Relay:
             else None
         )
         self.queries: QueryStore = (
-            CachedStore(self.store, self.cache) if self.cache is not None else self.store
+            CachedStore(self.store, self.cache, default_limit=cfg.relay.limits.default_limit)
+            if self.cache is not None
+            else self.store
         )
         self.listener = listener = CommitListener(self.dsn)
         self.tail = LogTail(self.store, self.live, cache=self.cache)

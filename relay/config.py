@@ -123,7 +123,12 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_pending_outbound_bytes: int = 8_388_608
     """Bytes queued for one client before it is disconnected as too slow."""
     query_timeout_ms: int = 10_000
-    """Longest a REQ or COUNT query may run before it is cancelled with CLOSED."""
+    """Longest a REQ or COUNT query may run, from when it holds a pooled connection, before it
+    is cancelled with CLOSED."""
+    answer_buffer_bytes: int = 1_048_576
+    """A stored answer is queued in chunks of about this size; the next one is read and
+    encoded only when less than this is left unsent (at most a quarter of
+    max_pending_outbound_bytes is used)."""
     event_cache_bytes: int = 268_435_456
     """Memory for stored events' JSON in each process (estimated); queries then read only ids
     from PostgreSQL for the events held. 0 turns it off."""
@@ -155,6 +160,12 @@ class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pool_min: int = 2
     pool_max: int = 10
     """Connections for REQ and COUNT (under relay.query_timeout_ms)."""
+    pool_wait_ms: int = 2_000
+    """Longest a REQ or COUNT waits for a pooled connection before it is answered
+    ``CLOSED error: relay busy``; not part of relay.query_timeout_ms."""
+    pool_max_per_connection: int = 2
+    """Pooled connections one client connection may hold at once, so no client takes the
+    whole pool; its other queries wait their turn (within its max_queries_in_flight)."""
     write_pool_max: int = 3
     """Connections for the writer, the live tail and the expiration sweep: their own pool,
     so client queries never queue in front of a commit."""
@@ -329,6 +340,12 @@ def _check(config: Config) -> None:
         raise ConfigError("logging.level must be DEBUG, INFO, WARNING or ERROR")
     if config.db.write_pool_max < 1 or config.db.write_timeout_ms < 0:
         raise ConfigError("db.write_pool_max must be at least 1, db.write_timeout_ms >= 0")
+    if limits.max_queries_in_flight < 1:
+        raise ConfigError("relay.limits.max_queries_in_flight must be at least 1")
+    if config.relay.answer_buffer_bytes < 1:
+        raise ConfigError("relay.answer_buffer_bytes must be at least 1")
+    if config.db.pool_wait_ms < 1 or config.db.pool_max_per_connection < 1:
+        raise ConfigError("db.pool_wait_ms and db.pool_max_per_connection must be at least 1")
     if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
         raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")
     _check_policy(config)

@@ -22,6 +22,9 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Longest single tag element accepted, in UTF-8 bytes."""
     max_subscriptions: int = 40
     """Open subscriptions per connection (NIP-11 ``max_subscriptions``)."""
+    max_queries_in_flight: int = 8
+    """Stored queries (REQ's stored events, COUNT) one connection may have running at once;
+    one more is refused with ``CLOSED rate-limited:`` before any work starts."""
     max_subid_length: int = 64
     """Longest subscription id (NIP-01 says 64)."""
     max_filters: int = 20

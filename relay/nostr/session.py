@@ -154,6 +154,7 @@ _QUERY_SLOW = NostrError("error", "query took too long; narrow the filter")
 _QUERY_FAILED = NostrError("error", "could not run the query")
 _COUNT_SLOW = NostrError("error", "count took too long; narrow the filter")
 _COUNT_FAILED = NostrError("error", "could not run the count")
+_BUSY = NostrError("error", "relay busy, try again")
 _BINARY = NostrError("invalid", "binary frames are not supported")
 _NO_AUTH = NostrError("unsupported", "AUTH (NIP-42) is not offered by this relay")
 MAX_AUTHED = 16
@@ -183,6 +184,9 @@ class Session:
         self.conn = ConnInfo(conn_id, ip, auth_offered=self.auth is not None)
         """What policy rules see of this connection; AUTH adds pubkeys to it."""
         self.subscriptions: set[str] = set()
+        self.queries = 0
+        """Stored queries (REQ's stored events, COUNT) started and not yet finished; the
+        shell calls :meth:`query_finished` once for each Subscribe and Count."""
         self.verb = "invalid"
         """The type of the message last received (``invalid`` when it had none)."""
 
@@ -260,6 +264,18 @@ class Session:
         self.subscriptions.discard(sub_id)
         return Closed(sub_id, _QUERY_SLOW if timed_out else _QUERY_FAILED)
 
+    def query_finished(self) -> None:
+        """A Subscribe's stored query or a Count ended (answered, failed or cancelled)."""
+        self.queries -= 1
+
+    def query_busy(self, sub_id: str) -> Closed:
+        """No pooled connection came free in time for a REQ: forget it, say CLOSED."""
+        self.subscriptions.discard(sub_id)
+        return Closed(sub_id, _BUSY)
+
+    def count_busy(self, sub_id: str) -> Closed:
+        return Closed(sub_id, _BUSY)
+
     def count_failed(self, sub_id: str, *, timed_out: bool) -> Closed:
         return Closed(sub_id, _COUNT_SLOW if timed_out else _COUNT_FAILED)
 
@@ -323,6 +339,7 @@ class Session:
                     "rate-limited",
                     f"too many open subscriptions (at most {self.limits.max_subscriptions})",
                 )
+            self._start_query()
         except NostrError as exc:
             return Closed(sub_id, exc)
         self.subscriptions.add(sub_id)
@@ -331,6 +348,18 @@ class Session:
     def _count(self, message: ClientCount, now: int) -> Closed | Count:
         try:
             filters = self._filters(message.sub_id, message.filters, now)
+            self._start_query()
         except NostrError as exc:
             return Closed(message.sub_id, exc)
         return Count(message.sub_id, filters)
+
+    def _start_query(self) -> None:
+        """Count one more stored query in flight, or refuse it when the connection has
+        ``max_queries_in_flight`` running already."""
+        if self.queries >= self.limits.max_queries_in_flight:
+            raise NostrError(
+                "rate-limited",
+                f"too many queries in flight (at most {self.limits.max_queries_in_flight});"
+                " wait for EOSE or COUNT",
+            )
+        self.queries += 1

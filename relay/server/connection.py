@@ -4,15 +4,23 @@ Reading, storing, querying and sending are decoupled: EVENTs are handed to the w
 answered when their batch commits (so a publisher can keep many in flight), REQ and COUNT run
 as tasks, and everything outbound goes through one bounded queue drained by a sender task. A
 client that lets more than ``max_pending_outbound_bytes`` pile up is disconnected.
+
+A connection's work is bounded: at most ``max_queries_in_flight`` stored queries (the session
+refuses more), at most ``db.pool_max_per_connection`` of them on pooled connections at once,
+and a large stored answer is read and queued a page at a time, the next page only once the
+client has taken all but ``answer_buffer_bytes`` of what is queued, so a client reading at
+any speed gets the whole answer and is never dropped as slow for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import secrets
 import time
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -31,7 +39,9 @@ from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscri
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.writer import Writer, WriterUnavailable
-from relay.storage.cachedstore import QueryStore
+from relay.storage.cachedstore import PagedStore, QueryStore
+from relay.storage.cachekey import Rows
+from relay.storage.postgres import PoolBusy
 
 __all__ = ["Connection"]
 
@@ -40,6 +50,9 @@ log = logging.getLogger(__name__)
 MAX_EVENTS_IN_FLIGHT = 1_000
 _WRITE_BATCH_BYTES = 256 * 1024
 """At most this much queued outbound data is framed and written at once."""
+PAGE_EVENTS = 500
+"""A stored answer that can hold more events than this is read a page of this many at a
+time (most REQs are answered with fewer, in one round trip)."""
 
 
 def _text_frame_header(size: int) -> bytes:
@@ -61,6 +74,8 @@ class _Subscription:
     """Log positions up to this one were committed before the query: not live news."""
     answered: set[str] = field(default_factory=set)
     """Ids in the stored answer that the log tail had not dispatched yet."""
+    held_bytes: int = 0
+    """Size of ``buffer``: bounded like the outbound queue."""
 
 
 class Connection:
@@ -104,6 +119,19 @@ class Connection:
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
         self.counts: set[asyncio.Task[None]] = set()
+        self.paged = store if isinstance(store, PagedStore) else None
+        """``store`` when it hands answers over in pages (checked once: a protocol check is
+        slow)."""
+        self.db_turns = asyncio.Semaphore(config.db.pool_max_per_connection)
+        """Pooled connections this connection's queries may hold at once."""
+        self.answer_buffer = min(
+            config.relay.answer_buffer_bytes, config.relay.max_pending_outbound_bytes // 4
+        )
+        self.drained = asyncio.Event()
+        """Set whenever queued data went to the socket (a stored answer waits on it)."""
+        self.peak_answer_unsent = 0
+        """Most bytes of this connection left unsent (queued here or in the socket's buffer)
+        seen while a stored answer was queued: what a large answer costs in memory."""
         self.in_flight = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
         self.outbound: collections.deque[bytes] = collections.deque()
         self.outbound_bytes = 0
@@ -113,7 +141,6 @@ class Connection:
         self.sender_waiting = False
         """The socket's buffer was full: the sender task writes until it drains."""
         self.closing = False
-        self.query_timeout = config.relay.query_timeout_ms / 1000
         self.plain_frames = not ws.protocol.extensions
         """No extension was negotiated: text frames are built here (see :meth:`_write`)."""
 
@@ -137,9 +164,7 @@ class Connection:
         self.outbound.extend(messages)
         self.outbound_bytes += sum(map(len, messages))
         if self.outbound_bytes > self.config.relay.max_pending_outbound_bytes:
-            log.info("conn %d: disconnecting slow client", self.conn_id)
-            self.metrics.slow_disconnects.inc()
-            self._abort(1008, "slow client: too much unsent data", "slow_client")
+            self._drop_slow()
             return
         if not self.flush_scheduled:
             self.flush_scheduled = True
@@ -155,6 +180,9 @@ class Connection:
             return False
         if sub.buffer is not None:
             sub.buffer.append((event_id, data))
+            sub.held_bytes += len(data)
+            if sub.held_bytes > self.config.relay.max_pending_outbound_bytes:
+                self._drop_slow()
             return False
         if self.closing:
             return True
@@ -164,12 +192,25 @@ class Connection:
             self._queue(data)
         return True  # counted by the index's dispatch, once for all its deliveries
 
+    def _drop_slow(self) -> None:
+        log.info("conn %d: disconnecting slow client", self.conn_id)
+        self.metrics.slow_disconnects.inc()
+        self._abort(1008, "slow client: too much unsent data", "slow_client")
+
+    async def _room(self, target: int) -> None:
+        """Wait until no more than ``target`` bytes are queued for the client and the socket
+        takes data (or the connection is closing)."""
+        while not self.closing and (self.sender_waiting or self.outbound_bytes > target):
+            self.drained.clear()
+            await self.drained.wait()
+
     def _abort(self, code: int, reason: str, label: str) -> None:
         self.close_reason = label
         self.closing = True
         self.outbound.clear()
         self.outbound_bytes = 0
         self.wakeup.set()
+        self.drained.set()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -197,6 +238,7 @@ class Connection:
                 self.sender_waiting = True
                 self.wakeup.set()
                 return
+        self.drained.set()
 
     def _write(self, batch: list[bytes]) -> None:
         """Frame ``batch`` as text messages and hand them to the socket in one call. Without
@@ -242,6 +284,7 @@ class Connection:
                 self._write(self._take_outbound(_WRITE_BATCH_BYTES))
             if not self.outbound:
                 self.sender_waiting = False
+            self.drained.set()
 
     def _take_outbound(self, max_bytes: int) -> list[bytes]:
         batch: list[bytes] = []
@@ -278,6 +321,7 @@ class Connection:
             for task in self.counts:
                 task.cancel()
             self.subs.clear()
+            self.drained.set()
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
 
@@ -348,7 +392,12 @@ class Connection:
         sub = _Subscription()
         self.subs[sub_id] = sub
         self.index.add(self, sub_id, filters)
-        sub.task = asyncio.create_task(self._initial(sub_id, sub, filters))
+        sub.task = task = asyncio.create_task(self._initial(sub_id, sub, filters))
+        task.add_done_callback(self._query_done)
+
+    def _query_done(self, _task: object) -> None:
+        """A Subscribe's stored query or a Count ended, however (even cancelled unstarted)."""
+        self.session.query_finished()
 
     def _unsubscribe(self, sub_id: str) -> None:
         sub = self.subs.pop(sub_id, None)
@@ -365,9 +414,21 @@ class Connection:
         started = time.monotonic()
         await self._own_writes()
         sub.seen_upto = self.tail.known_committed()
+        sent: set[bytes] = set()
         try:
-            async with asyncio.timeout(self.query_timeout):
-                rows = await self.store.query(filters, int(time.time()))
+            async with contextlib.aclosing(self._pages(filters)) as pages:
+                while True:
+                    async with self.db_turns:
+                        rows = await anext(pages, None)
+                    if rows is None or self.closing:
+                        break
+                    await self._queue_answer(sub_id, sub, rows, sent)
+        except PoolBusy:
+            self.metrics.queries_busy.inc()
+            self.subs.pop(sub_id, None)
+            self.index.remove(self, sub_id)
+            self.reply(self.session.query_busy(sub_id))
+            return
         except (TimeoutError, asyncpg.QueryCanceledError):
             self.metrics.queries_cancelled.inc()
             self._fail(sub_id, timed_out=True)
@@ -377,32 +438,80 @@ class Connection:
             self._fail(sub_id, timed_out=False)
             return
         if not self.closing:
-            answer = encode_events(sub_id, (raw for _event_id, raw in rows))
-            answer.append(encode_eose(sub_id))
-            self.metrics.sent[b"EVENT"].inc(len(rows))
             self.metrics.sent[b"EOSE"].inc()
-            self._queue(*answer)
-        sub.answered = self.tail.undispatched_local(event_id.hex() for event_id, _ in rows)
-        self.metrics.req_events.inc(len(rows))
+            self._queue(encode_eose(sub_id))
+        self.metrics.req_events.inc(len(sent))
         self.metrics.req_eose.observe(time.monotonic() - started)
         held, sub.buffer = sub.buffer or [], None
-        if held:
-            sent = {event_id.hex() for event_id, _raw in rows}
-            for event_id, data in held:
-                if event_id not in sent:
-                    self._send_event(data)
+        for event_id, data in held:
+            if bytes.fromhex(event_id) not in sent:
+                self._send_event(data)
+
+    def _pages(self, filters: Sequence[Filter]) -> AsyncGenerator[Rows, None]:
+        now = int(time.time())
+        if self.paged is not None:
+            return self.paged.pages(filters, now, PAGE_EVENTS)
+        return self._one_page(self.store, filters, now)
+
+    @staticmethod
+    async def _one_page(
+        store: QueryStore, filters: Sequence[Filter], now: int
+    ) -> AsyncGenerator[Rows, None]:
+        yield await store.query(filters, now)
+
+    async def _queue_answer(
+        self, sub_id: str, sub: _Subscription, rows: Rows, sent: set[bytes]
+    ) -> None:
+        """Queue one page of a stored answer in chunks of about ``answer_buffer_bytes``, each
+        once the client has room for it (at once for a small answer), and note its ids for
+        the live events held back meanwhile."""
+        ids = [event_id for event_id, _raw in rows]
+        sent.update(ids)
+        sub.answered |= self.tail.undispatched_local(event_id.hex() for event_id in ids)
+        if self.closing:
+            return
+        frames = encode_events(sub_id, (raw for _event_id, raw in rows))
+        self.metrics.sent[b"EVENT"].inc(len(frames))
+        chunk: list[bytes] = []
+        chunk_bytes = 0
+        for frame in frames:
+            chunk.append(frame)
+            chunk_bytes += len(frame)
+            if chunk_bytes >= self.answer_buffer:
+                await self._queue_chunk(chunk, chunk_bytes)
+                chunk, chunk_bytes = [], 0
+        if chunk:
+            await self._queue_chunk(chunk, chunk_bytes)
+
+    async def _queue_chunk(self, chunk: list[bytes], size: int) -> None:
+        """Queue part of a stored answer once the client has room for it: at most
+        ``answer_buffer_bytes`` queued before it (nothing, if it would otherwise pass
+        ``max_pending_outbound_bytes``) and the socket taking data."""
+        target = self.answer_buffer
+        if self.outbound_bytes + size > self.config.relay.max_pending_outbound_bytes:
+            target = 0
+        await self._room(target)
+        if not self.closing:
+            self._queue(*chunk)
+            unsent = self.outbound_bytes + self.ws.transport.get_write_buffer_size()
+            self.peak_answer_unsent = max(self.peak_answer_unsent, unsent)
 
     def _spawn_count(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
         task = asyncio.create_task(self._count(sub_id, filters))
         self.counts.add(task)
         task.add_done_callback(self.counts.discard)
+        task.add_done_callback(self._query_done)
 
     async def _count(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
         started = time.monotonic()
         await self._own_writes()
         try:
-            async with asyncio.timeout(self.query_timeout):
+            async with self.db_turns:
                 total = await self.store.count(filters, int(time.time()))
+        except PoolBusy:
+            self.metrics.queries_busy.inc()
+            self.reply(self.session.count_busy(sub_id))
+            return
         except (TimeoutError, asyncpg.QueryCanceledError):
             self.metrics.queries_cancelled.inc()
             self.reply(self.session.count_failed(sub_id, timed_out=True))

@@ -150,6 +150,11 @@ class Metrics:
             "REQ or COUNT queries cancelled for running past query_timeout_ms",
             registry=r,
         )
+        self.queries_busy = Counter(
+            "fitrelay_queries_busy",
+            "REQ or COUNT answered 'relay busy': no pooled connection within db.pool_wait_ms",
+            registry=r,
+        )
         # live fan-out
         self.live_delivery = Histogram(
             "fitrelay_live_delivery_seconds",

@@ -47,6 +47,7 @@ def information_document(
         "created_at_upper_limit": limits.created_at_future_seconds,
         # Not in NIP-11's list, reported so clients can see every enforced limit:
         "max_filters": limits.max_filters,
+        "max_queries_in_flight": limits.max_queries_in_flight,
         "max_filter_values": limits.max_filter_values,
         "max_event_bytes": limits.max_event_bytes,
         "max_tag_value_bytes": limits.max_tag_value_bytes,

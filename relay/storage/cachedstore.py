@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import Sequence
-from typing import Protocol, TypeAlias
+from collections.abc import AsyncGenerator, Sequence
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from relay.nostr.filters import Filter
 from relay.storage.cache import NEVER, QueryCache, Slot
 from relay.storage.cachekey import CacheKey, Op, Rows, earliest_expiration
 
-__all__ = ["CachedStore", "QueryStore"]
+__all__ = ["CachedStore", "PagedStore", "QueryStore"]
 
 
 class QueryStore(Protocol):
@@ -22,6 +22,15 @@ class QueryStore(Protocol):
     async def query(self, filters: Sequence[Filter], now: int) -> Rows: ...
 
     async def count(self, filters: Sequence[Filter], now: int) -> int: ...
+
+
+@runtime_checkable
+class PagedStore(QueryStore, Protocol):
+    """A :class:`QueryStore` that also hands large answers over a page at a time."""
+
+    def pages(
+        self, filters: Sequence[Filter], now: int, page: int
+    ) -> AsyncGenerator[Rows, None]: ...
 
 
 _Flight: TypeAlias = tuple[Slot, "asyncio.Task[tuple[Rows | int, int]]"]
@@ -36,9 +45,13 @@ class CachedStore:
     cancelled requester does not cancel it for the others, and its answer is still kept.
     """
 
-    def __init__(self, inner: QueryStore, cache: QueryCache) -> None:
+    def __init__(self, inner: QueryStore, cache: QueryCache, *, default_limit: int = 500) -> None:
         self.inner = inner
         self.cache = cache
+        self.default_limit = default_limit
+        """The limit of a filter without one (to bound an answer before running it)."""
+        self._paged = inner if isinstance(inner, PagedStore) else None
+        """``inner`` when it has pages (checked once: a protocol check is slow)."""
         self._flights: dict[CacheKey, _Flight] = {}
 
     async def query(self, filters: Sequence[Filter], now: int) -> Rows:
@@ -55,6 +68,21 @@ class CachedStore:
             assert not isinstance(shared, int)
             return list(shared)
         return await self.inner.query(filters, now)
+
+    async def pages(
+        self, filters: Sequence[Filter], now: int, page: int
+    ) -> AsyncGenerator[Rows, None]:
+        """Like :meth:`Store.pages`: a cacheable request whose limits allow an answer the
+        cache may keep is one :meth:`query`; any other goes to the store's pages."""
+        bound = sum(self.default_limit if f.limit is None else f.limit for f in filters)
+        inner = self._paged
+        if inner is not None and (
+            bound > self.cache.max_result_events or self.cache.key(Op.REQ, filters) is None
+        ):
+            async for rows in inner.pages(filters, now, page):
+                yield rows
+            return
+        yield await self.query(filters, now)
 
     async def count(self, filters: Sequence[Filter], now: int) -> int:
         """Like :meth:`Store.count`."""

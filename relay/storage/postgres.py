@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +30,7 @@ __all__ = [
     "SESSION_SETTINGS",
     "Appended",
     "IngestStatus",
+    "PoolBusy",
     "Removed",
     "Store",
     "Stored",
@@ -63,6 +65,10 @@ class Removed:
     seq: int
     kind: int
     pubkey: str
+
+
+class PoolBusy(Exception):
+    """No pooled connection came free within the pool wait: the relay is busy."""
 
 
 SESSION_SETTINGS = {
@@ -244,8 +250,15 @@ class Store:
         default_limit: int,
         events: EventCache | None = None,
         write_pool: asyncpg.Pool | None = None,
+        pool_wait: float | None = None,
+        query_timeout: float | None = None,
     ) -> None:
         self.pool = pool
+        self.pool_wait = pool_wait
+        """Longest wait for a query connection before :class:`PoolBusy` (None: no bound)."""
+        self.query_timeout = query_timeout
+        """Longest a query holds its connection before TimeoutError (None: no bound); the
+        wait for the connection is not part of it."""
         self.write_pool = write_pool if write_pool is not None else pool
         self.default_limit = default_limit
         self.events = events
@@ -254,16 +267,23 @@ class Store:
         """Tasks waiting for a pooled connection right now."""
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Conn]:
+    async def _connection(self, *, bounded: bool = True) -> AsyncIterator[Conn]:
         """A connection of the query pool; counts the wait for it (pool exhaustion shows up
-        there)."""
+        there). ``bounded``: the wait raises :class:`PoolBusy` after ``pool_wait`` and the
+        work TimeoutError after ``query_timeout`` from when it holds the connection."""
         self.waiting += 1
         try:
-            conn = await self.pool.acquire()
+            conn = await self.pool.acquire(timeout=self.pool_wait if bounded else None)
+        except TimeoutError:
+            raise PoolBusy from None
         finally:
             self.waiting -= 1
         try:
-            yield conn
+            if bounded and self.query_timeout is not None:
+                async with asyncio.timeout(self.query_timeout):
+                    yield conn
+            else:
+                yield conn
         finally:
             await self.pool.release(conn)
 
@@ -271,7 +291,7 @@ class Store:
     async def _writing(self) -> AsyncIterator[Conn]:
         """A connection of the write pool (the query pool when there is no other)."""
         if self.write_pool is self.pool:
-            async with self._connection() as conn:
+            async with self._connection(bounded=False) as conn:
                 yield conn
             return
         async with self.write_pool.acquire() as conn:
@@ -301,6 +321,60 @@ class Store:
                     return answer
             rows = await self._select(conn, filters, now, raw=True)
         return [(row[1], row[2]) for row in rows]
+
+    def answer_bound(self, filters: Sequence[Filter]) -> int:
+        """Most events ``filters`` can answer with: the sum of their limits."""
+        return sum(effective_limit(flt, self.default_limit) for flt in filters)
+
+    async def pages(
+        self, filters: Sequence[Filter], now: int, page: int
+    ) -> AsyncGenerator[list[tuple[bytes, str]], None]:
+        """The answer of :meth:`query` in pages of at most ``page`` events, in order.
+
+        Filters whose limits allow no more than ``page`` events are one :meth:`query` (one
+        round trip for the common REQ). Otherwise the ids are selected first (bounded by the
+        limits), then each page's JSON is taken from the event cache or read by primary key
+        on a connection held only for that read: no connection is held, and no more than
+        one page is in memory, while the caller waits for its client to read. An event
+        removed between the two reads is left out, as if the query had run a moment later
+        (its removal reaches live subscribers through the log either way).
+        """
+        if self.answer_bound(filters) <= page:
+            yield await self.query(filters, now)
+            return
+        async with self._connection() as conn:
+            rows = await self._select(conn, filters, now, raw=False)
+            ids = [row[1] for row in rows]
+            del rows
+            first = await self._page(conn, ids[:page])
+        yield first
+        for start in range(page, len(ids), page):
+            yield await self._page(None, ids[start : start + page])
+
+    async def _page(self, conn: Conn | None, ids: list[bytes]) -> list[tuple[bytes, str]]:
+        """``(id, raw)`` of those of ``ids`` still stored, in order: from the event cache
+        when there is one, the rest by primary key (on ``conn``, else a connection of the
+        pool's held for this read only)."""
+        cache = self.events
+        held: list[str | None] = cache.lookup(ids) if cache is not None else [None] * len(ids)
+        missing = [event_id for event_id, raw in zip(ids, held, strict=True) if raw is None]
+        read: dict[bytes, str] = {}
+        if missing:
+            if conn is None:
+                async with self._connection() as own:
+                    found = await own.fetch(_Q["raws"], missing)
+            else:
+                found = await conn.fetch(_Q["raws"], missing)
+            read = {row[0]: row[1] for row in found}
+            if cache is not None:
+                for event_id, text in read.items():
+                    cache.put(event_id, text)
+        answer: list[tuple[bytes, str]] = []
+        for event_id, held_raw in zip(ids, held, strict=True):
+            found_raw = read.get(event_id) if held_raw is None else held_raw
+            if found_raw is not None:
+                answer.append((event_id, found_raw))
+        return answer
 
     async def _select(
         self, conn: Conn, filters: Sequence[Filter], now: int, *, raw: bool

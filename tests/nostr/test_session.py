@@ -232,6 +232,30 @@ def test_subscription_limit_and_replacement() -> None:
     assert isinstance(session.receive('["REQ", "c", {}]', NOW)[0], Subscribe)
 
 
+def test_queries_in_flight_are_capped_across_req_and_count() -> None:
+    """D1: REQ stored queries and COUNTs share one cap; past it the answer is CLOSED
+    rate-limited and no action is returned, so the shell starts no work."""
+    session = Session(Limits(max_queries_in_flight=2))
+    assert isinstance(session.receive('["REQ", "a", {}]', NOW)[0], Subscribe)
+    assert isinstance(session.receive('["COUNT", "c1", {}]', NOW)[0], Count)
+    cap = "rate-limited: too many queries in flight (at most 2); wait for EOSE or COUNT"
+    assert one(session, ["COUNT", "c2", {}]) == ["CLOSED", "c2", cap]
+    assert one(session, ["REQ", "b", {}]) == ["CLOSED", "b", cap]
+    assert session.subscriptions == {"a"}  # the refused REQ opened nothing
+    session.query_finished()
+    assert isinstance(session.receive('["REQ", "b", {}]', NOW)[0], Subscribe)
+    session.query_finished()
+    session.query_finished()
+    assert session.queries == 0
+    busy = session.query_busy("b")
+    assert msgspec.json.decode(encode_reply(busy)) == [
+        "CLOSED",
+        "b",
+        "error: relay busy, try again",
+    ]
+    assert session.subscriptions == {"a"}
+
+
 def test_limit_is_capped(session: Session) -> None:
     [action] = session.receive('["REQ", "s", {"limit": 999999}]', NOW)
     assert isinstance(action, Subscribe)

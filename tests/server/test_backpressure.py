@@ -42,7 +42,8 @@ async def test_a_paused_reader_gets_every_frame_in_order(start_relay: Any) -> No
         (conn,) = [c for c in relay.connections if "big" in c.subs]
         # The kernel's buffers fill, the transport pauses the writes, the sender takes over.
         await _until(lambda: conn.sender_waiting)
-        assert conn.outbound, "nothing left waiting: the answer was too small to test this"
+        sub = conn.subs["big"]
+        assert sub.buffer is not None, "EOSE queued: the answer was too small to test this"
         # Meanwhile the relay serves others.
         assert (await publisher.publish(alice.sign(1, "meanwhile", created_at=5)))[2]
         reader.ws.transport.resume_reading()
@@ -54,6 +55,8 @@ async def test_a_paused_reader_gets_every_frame_in_order(start_relay: Any) -> No
         assert [e["id"] for e in got] == [e["id"] for e in reversed(events)]
         assert all(e == original for e, original in zip(got, reversed(events), strict=True))
         await _until(lambda: not conn.sender_waiting and not conn.outbound)
+        # The 15 MB answer was queued a chunk at a time, never all of it at once.
+        assert 0 < conn.peak_answer_unsent < 4 * 1024 * 1024
     finally:
         await reader.close()
         await publisher.close()

@@ -133,18 +133,33 @@ def _version() -> str:
 
 
 async def test_slow_client_and_timeouts_are_counted(start_relay: Any) -> None:
+    """A stored answer larger than max_pending_outbound_bytes reaches a reading client
+    whole (it is queued a chunk at a time); live events a client does not read get it
+    disconnected."""
     relay: Relay = await start_relay(relay_config(metrics=True, max_pending_outbound_bytes=2000))
     alice = Keys(2)
     client = await RawClient.open(url_of(relay))
+    publisher = await RawClient.open(url_of(relay))
     try:
         for i in range(10):
             assert (await client.publish(alice.sign(1, "x" * 300, created_at=1000 + i)))[2]
-        await client.send(["REQ", "all", {"kinds": [1]}])  # ~4 kB of answers at once
+        got = await client.req("all", {"kinds": [1]})  # ~4 kB of answers
+        assert len(got) == 10
+        client.ws.transport.pause_reading()
+        n = 0
+        async with asyncio.timeout(30):
+            while not relay.metrics.registry.get_sample_value(
+                "fitrelay_slow_client_disconnects_total"
+            ):
+                n += 1
+                assert (await publisher.publish(alice.sign(1, f"{n}" + "y" * 60_000)))[2]
+        client.ws.transport.resume_reading()
         async with asyncio.timeout(10):
             await client.ws.wait_closed()
         assert client.ws.close_code == 1008
     finally:
         await client.close()
+        await publisher.close()
     after = await wait_until(
         relay, lambda s: value(s, "fitrelay_connections_closed_total", reason="slow_client") == 1
     )

@@ -52,6 +52,7 @@ async def test_information_document(relay: Relay) -> None:
     assert lim["max_content_length"] == limits.max_content_bytes
     assert lim["max_subid_length"] == 64
     assert lim["created_at_upper_limit"] == 900
+    assert lim["max_queries_in_flight"] == limits.max_queries_in_flight
     assert "created_at_lower_limit" not in lim
     assert lim["auth_required"] is False
 
