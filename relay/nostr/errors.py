@@ -8,7 +8,8 @@ The tree::
                                (:mod:`relay.nostr.session`)
 
 The prefixes are the ones NIP-01 names: ``invalid``, ``blocked``, ``rate-limited``, ``pow``,
-``restricted``, ``duplicate``, ``error``, plus ``unsupported`` for CLOSED.
+``restricted``, ``duplicate``, ``error``, plus ``unsupported`` for CLOSED and ``closed`` for
+NIP-77's NEG-ERR.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ Prefix = Literal[
     "duplicate",
     "error",
     "unsupported",
+    "closed",
 ]
 PREFIXES: tuple[Prefix, ...] = get_args(Prefix)
 """Every machine-readable prefix, in one place (metric labels are drawn from it)."""

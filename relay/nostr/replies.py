@@ -11,12 +11,21 @@ import enum
 from dataclasses import dataclass
 
 from relay.nostr.errors import NostrError, Prefix
-from relay.nostr.messages import encode_closed, encode_count, encode_notice, encode_ok
+from relay.nostr.messages import (
+    encode_closed,
+    encode_count,
+    encode_neg_err,
+    encode_neg_msg,
+    encode_notice,
+    encode_ok,
+)
 
 __all__ = [
     "Closed",
     "Counted",
     "IngestStatus",
+    "NegErr",
+    "NegMsg",
     "Notice",
     "Ok",
     "Reply",
@@ -106,7 +115,23 @@ class Counted:
     count: int
 
 
-Reply = Ok | Notice | Closed | Counted
+@dataclass(frozen=True, slots=True)
+class NegMsg:
+    """``["NEG-MSG", sub_id, hex]`` (NIP-77): the relay's side of a negentropy round."""
+
+    sub_id: str
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NegErr:
+    """``["NEG-ERR", sub_id, reason]`` (NIP-77): the relay ends a negentropy session."""
+
+    sub_id: str
+    error: NostrError
+
+
+Reply = Ok | Notice | Closed | Counted | NegMsg | NegErr
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -118,4 +143,8 @@ def encode_reply(reply: Reply) -> bytes:
         return encode_closed(reply.sub_id, reply.error.message)
     if isinstance(reply, Notice):
         return encode_notice(reply.error.message)
+    if isinstance(reply, NegMsg):
+        return encode_neg_msg(reply.sub_id, reply.message)
+    if isinstance(reply, NegErr):
+        return encode_neg_err(reply.sub_id, reply.error.message)
     return encode_count(reply.sub_id, reply.count)

@@ -29,16 +29,21 @@ from relay.nostr.messages import (
     ClientClose,
     ClientCount,
     ClientEvent,
+    ClientNegClose,
+    ClientNegMsg,
+    ClientNegOpen,
     ClientReq,
     decode_client_message,
 )
 from relay.nostr.policy import DEFAULT_POLICIES, ConnInfo, Policies
-from relay.nostr.replies import Closed, Counted, IngestStatus, Notice, Ok, Reply
+from relay.nostr.reconciliation import LoadItems, Reconciliations
+from relay.nostr.replies import Closed, Counted, IngestStatus, NegErr, Notice, Ok, Reply
 from relay.nostr.verify import verify_signature
 
 __all__ = [
     "Action",
     "Count",
+    "LoadItems",
     "Outcome",
     "Session",
     "StoreEvent",
@@ -82,7 +87,7 @@ class Count:
     filters: tuple[Filter, ...]
 
 
-Action = StoreEvent | Subscribe | Unsubscribe | Count
+Action = StoreEvent | Subscribe | Unsubscribe | Count | LoadItems
 Outcome = Reply | Action
 
 _lenient = msgspec.json.Decoder()
@@ -175,6 +180,8 @@ class Session:
         self.subscriptions: set[str] = set()
         self.verb = "invalid"
         """The type of the message last received (``invalid`` when it had none)."""
+        self.negentropy = Reconciliations(limits)
+        """The open NIP-77 sessions."""
 
     def receive(self, text: str, now: int) -> list[Outcome]:
         """Handle one text frame received at unix time ``now``.
@@ -196,6 +203,8 @@ class Session:
                 return [_rejected(message.raw, error)]
             if isinstance(message, ClientReq | ClientCount):
                 return [Closed(message.sub_id, error)]
+            if isinstance(message, ClientNegOpen | ClientNegMsg):
+                return [NegErr(message.sub_id, error)]
             return [Notice(error)]
         if isinstance(message, ClientEvent):
             return [self._event(message.raw, now)]
@@ -203,6 +212,8 @@ class Session:
             return [self._req(message, now)]
         if isinstance(message, ClientCount):
             return [self._count(message, now)]
+        if isinstance(message, ClientNegOpen | ClientNegMsg | ClientNegClose):
+            return self._negentropy(message, now)
         if isinstance(message, ClientClose):
             self.subscriptions.discard(message.sub_id)
             return [Unsubscribe(message.sub_id)]
@@ -288,6 +299,20 @@ class Session:
             return Closed(sub_id, exc)
         self.subscriptions.add(sub_id)
         return Subscribe(sub_id, filters)
+
+    def _negentropy(
+        self, message: ClientNegOpen | ClientNegMsg | ClientNegClose, now: int
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for outcome in self.negentropy.receive(message, now):
+            if isinstance(outcome, LoadItems):
+                refused = self.policies.check_filters(self.conn, (outcome.filter,), now)
+                if refused is not None:
+                    self.negentropy.open.pop(outcome.sub_id, None)
+                    outcomes.append(NegErr(outcome.sub_id, refused))
+                    continue
+            outcomes.append(outcome)
+        return outcomes
 
     def _count(self, message: ClientCount, now: int) -> Closed | Count:
         try:

@@ -20,10 +20,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from relay.config import Config
+from relay.nostr.errors import NostrError
 from relay.nostr.event import Event, KindClass, kind_class
 from relay.nostr.filters import Filter
 from relay.nostr.messages import encode_eose, encode_events
 from relay.nostr.policy import Policies
+from relay.nostr.reconciliation import LoadItems
 from relay.nostr.replies import Reply, encode_reply
 from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscribe
 from relay.server.live import LiveIndex, LogTail
@@ -92,6 +94,7 @@ class Connection:
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
         self.counts: set[asyncio.Task[None]] = set()
+        self.negentropy_loads: set[asyncio.Task[None]] = set()
         self.in_flight = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
         self.outbound: collections.deque[bytes] = collections.deque()
         self.outbound_bytes = 0
@@ -262,6 +265,8 @@ class Connection:
                     sub.task.cancel()
             for task in self.counts:
                 task.cancel()
+            for task in self.negentropy_loads:
+                task.cancel()
             self.subs.clear()
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -282,6 +287,8 @@ class Connection:
                 self._unsubscribe(outcome.sub_id)
             elif isinstance(outcome, Count):
                 self._spawn_count(outcome.sub_id, outcome.filters)
+            elif isinstance(outcome, LoadItems):
+                self._spawn_negentropy(outcome)
             else:
                 self.reply(outcome)
 
@@ -390,3 +397,47 @@ class Connection:
             return
         self.metrics.count_seconds.observe(time.monotonic() - started)
         self.reply(self.session.counted(sub_id, total))
+
+    # -- NEG-OPEN / NEG-MSG / NEG-CLOSE (NIP-77) ----------------------------------------------
+
+    def _spawn_negentropy(self, load: LoadItems) -> None:
+        task = asyncio.create_task(self._load_items(load))
+        self.negentropy_loads.add(task)
+        task.add_done_callback(self.negentropy_loads.discard)
+
+    async def _load_items(self, load: LoadItems) -> None:
+        """Load the items of a NEG-OPEN and answer its first message."""
+        reconciliations = self.session.negentropy
+        await self._own_writes()
+        try:
+            async with asyncio.timeout(self.query_timeout):
+                rows = await self.store.items(load.filter, int(time.time()), load.limit)
+        except (TimeoutError, asyncpg.QueryCanceledError):
+            self.metrics.queries_cancelled.inc()
+            failed = reconciliations.failed(load.sub_id, load.token, _ITEMS_SLOW)
+            if failed is not None:
+                self.reply(failed)
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.exception("conn %d: negentropy query failed", self.conn_id)
+            failed = reconciliations.failed(load.sub_id, load.token, _ITEMS_FAILED)
+            if failed is not None:
+                self.reply(failed)
+            return
+        answer = reconciliations.loaded(load.sub_id, load.token, rows, int(time.time()))
+        if answer is not None:
+            self.reply(answer)
+            self._expire_later()
+
+    def _expire_later(self) -> None:
+        idle = self.config.relay.limits.negentropy_idle_seconds
+        if idle:
+            self.loop.call_later(idle + 0.5, self._expire_negentropy)
+
+    def _expire_negentropy(self) -> None:
+        for reply in self.session.negentropy.expire(int(time.time())):
+            self.reply(reply)
+
+
+_ITEMS_SLOW = NostrError("blocked", "the negentropy query took too long; narrow the filter")
+_ITEMS_FAILED = NostrError("error", "could not run the negentropy query")
