@@ -26,7 +26,7 @@ from relay.nostr.filters import Filter
 from relay.nostr.messages import encode_eose, encode_events
 from relay.nostr.policy import Policies
 from relay.nostr.reconciliation import LoadItems
-from relay.nostr.replies import Reply, encode_reply
+from relay.nostr.replies import NegMsg, Reply, encode_reply
 from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscribe
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
@@ -291,6 +291,8 @@ class Connection:
                 self._spawn_negentropy(outcome)
             else:
                 self.reply(outcome)
+                if isinstance(outcome, NegMsg):
+                    self._expire_later()
 
     # -- EVENT ------------------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ async def test_twenty_thousand_events(sdk: Client, store: Store, relay_url: Rela
     await on_relay(store, events)
     missing = events[5_000:5_030] + events[-20:]
     mine = records(keys, 10, 1_690_001_000, "client only")
-    local = [e for e in events if e not in missing] + mine
+    local = events[:5_000] + events[5_030:-20] + mine
     started = time.monotonic()
     found = await reconcile(sdk, relay_url, local)
     elapsed = time.monotonic() - started
