@@ -204,6 +204,7 @@ class Session:
             if isinstance(message, ClientReq | ClientCount):
                 return [Closed(message.sub_id, error)]
             if isinstance(message, ClientNegOpen | ClientNegMsg):
+                self.negentropy.open.pop(message.sub_id, None)  # NEG-ERR ends the session
                 return [NegErr(message.sub_id, error)]
             return [Notice(error)]
         if isinstance(message, ClientEvent):

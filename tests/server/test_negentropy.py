@@ -126,3 +126,20 @@ async def test_idle_sessions_are_closed(start_relay: Callable[..., Any]) -> None
         ]
     finally:
         await client.close()
+
+
+async def test_a_message_over_the_size_limit_ends_the_session(
+    start_relay: Callable[..., Any],
+) -> None:
+    relay: Relay = await start_relay(relay_config(limits={"max_message_bytes": 4_096}))
+    client = await RawClient.open(url_of(relay))
+    try:
+        await client.send(["NEG-OPEN", "s", {"kinds": [KIND]}, initiate(Items([])).hex()])
+        assert (await client.recv())[:2] == ["NEG-MSG", "s"]
+        await client.send(["NEG-MSG", "s", "61" + "00" * 3_000])
+        reply = await client.recv()
+        assert reply[:2] == ["NEG-ERR", "s"] and reply[2].startswith("invalid: message is larger")
+        await client.send(["NEG-MSG", "s", "6100000200"])
+        assert (await client.recv())[2] == "closed: no negentropy session with this id"
+    finally:
+        await client.close()
