@@ -20,6 +20,7 @@ from relay.commands import (
     run,
     serve,
     serving,
+    sync_command,
     terminate_as_exit,
 )
 from relay.config import Config, ConfigError, load
@@ -111,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1, help="keys and values follow from it")
     demo.add_argument("--output", "-o", help="write the events as JSON Lines instead of importing")
     _archive_commands(commands, common)
+    _sync_command(commands, common)
     return parser
 
 
@@ -183,6 +185,30 @@ def _archive_commands(
     )
 
 
+def _sync_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="reconcile stored events with an upstream relay (NIP-77, else REQ paging)",
+        description=(
+            "Reconcile the events a filter matches here with an upstream relay: by NIP-77"
+            " negentropy when it speaks it, else by REQ pages going back with until. Fetched"
+            " events are checked as the relay checks an EVENT and stored; with --direction up"
+            " or both, events it lacks are published to it. Prints have, need, fetched,"
+            " duplicate, rejected (by reason) and sent. Exit status: 0 when done, 1 when the"
+            " upstream or the database failed, 2 for a configuration error."
+        ),
+    )
+    common(sync)
+    sync.add_argument("url", metavar="URL", help="the upstream relay, ws:// or wss://")
+    sync.add_argument("--filter", metavar="JSON", help="a NIP-01 filter (default: everything)")
+    sync.add_argument(
+        "--direction", choices=("down", "up", "both"), default="down", help="default: down"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -201,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return import_command(config, args)
     if args.command == "export":
         return export_command(config, args)
+    if args.command == "sync":
+        return sync_command(config, args)
     if args.command == "reindex":
         return reindex_command(config)
     if args.command == "export-table":

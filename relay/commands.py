@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import asyncpg
+import msgspec
 
 from relay import archive
 from relay.app import IndexProcess, Relay
+from relay.archive import upstream
 from relay.config import Config
 from relay.logs import redact_dsn
 from relay.nostr.errors import NostrError
 from relay.storage.lease import FileLock
 from relay.storage.migrate import migrate
+from relay.storage.postgres import Store, create_pool
 
 __all__ = [
     "database",
@@ -36,6 +39,7 @@ __all__ = [
     "run",
     "serve",
     "serving",
+    "sync_command",
     "terminate_as_exit",
 ]
 
@@ -314,3 +318,40 @@ def _json_line(event: dict[str, Any]) -> bytes:
     import msgspec
 
     return msgspec.json.encode(event) + b"\n"
+
+
+def sync_command(config: Config, args: argparse.Namespace) -> int:
+    """``fitrelay sync URL``: reconcile with an upstream relay, print the summary."""
+    text: str = args.filter or "{}"
+    try:
+        flt = archive.parse_export_filter(text, config.relay.limits)
+    except NostrError as exc:
+        print(f"fitrelay: configuration error: --filter: {exc.message}", file=sys.stderr)
+        return 2
+    raw_filter = msgspec.json.decode(text)
+
+    async def sync(dsn: str) -> upstream.SyncReport:
+        pool = await create_pool(dsn, min_size=1, max_size=2, statement_timeout_ms=0)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            store = Store(pool, default_limit=config.relay.limits.default_limit)
+            return await upstream.sync_upstream(
+                store, args.url, flt, raw_filter, args.direction, config.relay.limits
+            )
+        finally:
+            await pool.close()
+
+    try:
+        with database(config) as dsn:
+            report = run(sync(dsn))
+    except upstream.UpstreamError as exc:
+        print(f"fitrelay: upstream {args.url}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("sync failed", exc)
+    except KeyboardInterrupt:
+        print("fitrelay: interrupted; what was stored so far stays", file=sys.stderr)
+        return 130
+    print(report.format(args.url), flush=True)
+    return 0

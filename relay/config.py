@@ -309,6 +309,8 @@ def _check(config: Config) -> None:
     for field in limits.__struct_fields__:
         if getattr(limits, field) < 0:
             raise ConfigError(f"relay.limits.{field} must not be negative")
+    if 0 < limits.negentropy_frame_bytes < 4_096:
+        raise ConfigError("relay.limits.negentropy_frame_bytes must be 0 or at least 4096")
     if limits.default_limit > limits.max_limit:
         raise ConfigError("relay.limits.default_limit must not exceed max_limit")
     if config.relay.max_batch < 1 or config.relay.writer_queue < 1:

@@ -8,8 +8,8 @@ The tree::
                                (:mod:`relay.nostr.session`)
 
 The prefixes are the ones NIP-01 names: ``invalid``, ``blocked``, ``rate-limited``, ``pow``,
-``restricted``, ``duplicate``, ``error``, plus ``unsupported`` for CLOSED and NIP-42's
-``auth-required``.
+``restricted``, ``duplicate``, ``error``, plus ``unsupported`` for CLOSED, NIP-42's
+``auth-required`` and ``closed`` for NIP-77's NEG-ERR.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ Prefix = Literal[
     "error",
     "unsupported",
     "auth-required",
+    "closed",
 ]
 PREFIXES: tuple[Prefix, ...] = get_args(Prefix)
 """Every machine-readable prefix, in one place (metric labels are drawn from it)."""

@@ -39,3 +39,13 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How far into the future ``created_at`` may be (NIP-11 ``created_at_upper_limit``)."""
     created_at_past_seconds: int = 0
     """How far into the past ``created_at`` may be; 0 accepts any age (fitness history is old)."""
+    max_negentropy_records: int = 500_000
+    """Most events a NIP-77 NEG-OPEN may reconcile over; a filter matching more is refused
+    (``blocked:``), which bounds a session's memory (about 150 bytes an event)."""
+    max_negentropy_sessions: int = 4
+    """Open NIP-77 negentropy sessions per connection."""
+    negentropy_idle_seconds: int = 60
+    """A negentropy session that sees no NEG-MSG for this long is closed (``closed:``)."""
+    negentropy_frame_bytes: int = 262_144
+    """Largest negentropy message the relay sends, in bytes before hex encoding (0 or at
+    least 4096); the rest of the sync follows in later rounds."""

@@ -20,6 +20,9 @@ __all__ = [
     "ClientCount",
     "ClientEvent",
     "ClientMessage",
+    "ClientNegClose",
+    "ClientNegMsg",
+    "ClientNegOpen",
     "ClientReq",
     "decode_client_message",
     "encode_auth",
@@ -28,6 +31,8 @@ __all__ = [
     "encode_eose",
     "encode_event",
     "encode_events",
+    "encode_neg_err",
+    "encode_neg_msg",
     "encode_notice",
     "encode_ok",
 ]
@@ -66,7 +71,39 @@ class ClientAuth:
     raw: bytes
 
 
-ClientMessage = ClientEvent | ClientReq | ClientCount | ClientClose | ClientAuth
+@dataclass(frozen=True, slots=True)
+class ClientNegOpen:
+    """``["NEG-OPEN", sub_id, filter, message]`` (NIP-77), the message still hex."""
+
+    verb: ClassVar[str] = "NEG-OPEN"
+    sub_id: str
+    filter: object
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientNegMsg:
+    verb: ClassVar[str] = "NEG-MSG"
+    sub_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientNegClose:
+    verb: ClassVar[str] = "NEG-CLOSE"
+    sub_id: str
+
+
+ClientMessage = (
+    ClientEvent
+    | ClientReq
+    | ClientCount
+    | ClientClose
+    | ClientAuth
+    | ClientNegOpen
+    | ClientNegMsg
+    | ClientNegClose
+)
 
 _frame = msgspec.json.Decoder(list[msgspec.Raw])
 _str = msgspec.json.Decoder(str)
@@ -124,6 +161,29 @@ def decode_client_message(data: str | bytes) -> ClientMessage:
         return ClientClose(_decode_str(parts[1], "the subscription id"))
     if verb == "AUTH":
         return ClientAuth(bytes(parts[1]) if len(parts) > 1 else b"")
+    if verb.startswith("NEG-"):
+        return _decode_negentropy(verb, parts)
+    raise NostrError("invalid", f"unknown message type {verb[:32]!r}")
+
+
+def _decode_negentropy(verb: str, parts: list[msgspec.Raw]) -> ClientMessage:
+    if verb == "NEG-OPEN":
+        if len(parts) != 4:
+            raise NostrError(
+                "invalid", 'NEG-OPEN takes ["NEG-OPEN", <id>, <filter>, <message in hex>]'
+            )
+        sub_id = _decode_str(parts[1], "the subscription id")
+        (flt,) = _decode_filters(parts[2:3], verb)
+        return ClientNegOpen(sub_id, flt, _decode_str(parts[3], "the negentropy message"))
+    if verb == "NEG-MSG":
+        if len(parts) != 3:
+            raise NostrError("invalid", 'NEG-MSG takes ["NEG-MSG", <id>, <message in hex>]')
+        sub_id = _decode_str(parts[1], "the subscription id")
+        return ClientNegMsg(sub_id, _decode_str(parts[2], "the negentropy message"))
+    if verb == "NEG-CLOSE":
+        if len(parts) != 2:
+            raise NostrError("invalid", 'NEG-CLOSE takes ["NEG-CLOSE", <id>]')
+        return ClientNegClose(_decode_str(parts[1], "the subscription id"))
     raise NostrError("invalid", f"unknown message type {verb[:32]!r}")
 
 
@@ -159,3 +219,11 @@ def encode_count(sub_id: str, count: int) -> bytes:
 
 def encode_auth(challenge: str) -> bytes:
     return _enc.encode(["AUTH", challenge])
+
+
+def encode_neg_msg(sub_id: str, message: bytes) -> bytes:
+    return _enc.encode(["NEG-MSG", sub_id, message.hex()])
+
+
+def encode_neg_err(sub_id: str, message: str) -> bytes:
+    return _enc.encode(["NEG-ERR", sub_id, message])

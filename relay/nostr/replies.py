@@ -15,6 +15,8 @@ from relay.nostr.messages import (
     encode_auth,
     encode_closed,
     encode_count,
+    encode_neg_err,
+    encode_neg_msg,
     encode_notice,
     encode_ok,
 )
@@ -24,6 +26,8 @@ __all__ = [
     "Closed",
     "Counted",
     "IngestStatus",
+    "NegErr",
+    "NegMsg",
     "Notice",
     "Ok",
     "Reply",
@@ -120,7 +124,23 @@ class AuthChallenge:
     challenge: str
 
 
-Reply = Ok | Notice | Closed | Counted | AuthChallenge
+@dataclass(frozen=True, slots=True)
+class NegMsg:
+    """``["NEG-MSG", sub_id, hex]`` (NIP-77): the relay's side of a negentropy round."""
+
+    sub_id: str
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NegErr:
+    """``["NEG-ERR", sub_id, reason]`` (NIP-77): the relay ends a negentropy session."""
+
+    sub_id: str
+    error: NostrError
+
+
+Reply = Ok | Notice | Closed | Counted | AuthChallenge | NegMsg | NegErr
 
 
 def encode_reply(reply: Reply) -> bytes:
@@ -134,4 +154,8 @@ def encode_reply(reply: Reply) -> bytes:
         return encode_notice(reply.error.message)
     if isinstance(reply, AuthChallenge):
         return encode_auth(reply.challenge)
+    if isinstance(reply, NegMsg):
+        return encode_neg_msg(reply.sub_id, reply.message)
+    if isinstance(reply, NegErr):
+        return encode_neg_err(reply.sub_id, reply.error.message)
     return encode_count(reply.sub_id, reply.count)

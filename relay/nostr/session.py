@@ -30,16 +30,30 @@ from relay.nostr.messages import (
     ClientClose,
     ClientCount,
     ClientEvent,
+    ClientNegClose,
+    ClientNegMsg,
+    ClientNegOpen,
     ClientReq,
     decode_client_message,
 )
 from relay.nostr.policy import DEFAULT_POLICIES, ConnInfo, Policies, ShadowRejected
-from relay.nostr.replies import AuthChallenge, Closed, Counted, IngestStatus, Notice, Ok, Reply
+from relay.nostr.reconciliation import LoadItems, Reconciliations
+from relay.nostr.replies import (
+    AuthChallenge,
+    Closed,
+    Counted,
+    IngestStatus,
+    NegErr,
+    Notice,
+    Ok,
+    Reply,
+)
 from relay.nostr.verify import verify_signature
 
 __all__ = [
     "Action",
     "Count",
+    "LoadItems",
     "Outcome",
     "Session",
     "StoreEvent",
@@ -83,7 +97,7 @@ class Count:
     filters: tuple[Filter, ...]
 
 
-Action = StoreEvent | Subscribe | Unsubscribe | Count
+Action = StoreEvent | Subscribe | Unsubscribe | Count | LoadItems
 Outcome = Reply | Action
 
 _lenient = msgspec.json.Decoder()
@@ -189,6 +203,8 @@ class Session:
         shell calls :meth:`query_finished` once for each Subscribe and Count."""
         self.verb = "invalid"
         """The type of the message last received (``invalid`` when it had none)."""
+        self.negentropy = Reconciliations(limits)
+        """The open NIP-77 sessions."""
 
     def receive(self, text: str, now: int) -> list[Outcome]:
         """Handle one text frame received at unix time ``now``.
@@ -216,6 +232,9 @@ class Session:
                 return [_rejected(message.raw, error)]
             if isinstance(message, ClientReq | ClientCount):
                 return [Closed(message.sub_id, error)]
+            if isinstance(message, ClientNegOpen | ClientNegMsg):
+                self.negentropy.open.pop(message.sub_id, None)  # NEG-ERR ends the session
+                return [NegErr(message.sub_id, error)]
             return [Notice(error)]
         if isinstance(message, ClientEvent):
             return [self._event(message.raw, now)]
@@ -223,6 +242,8 @@ class Session:
             return [self._req(message, now)]
         if isinstance(message, ClientCount):
             return [self._count(message, now)]
+        if isinstance(message, ClientNegOpen | ClientNegMsg | ClientNegClose):
+            return self._negentropy(message, now)
         if isinstance(message, ClientClose):
             self.subscriptions.discard(message.sub_id)
             return [Unsubscribe(message.sub_id)]
@@ -344,6 +365,20 @@ class Session:
             return Closed(sub_id, exc)
         self.subscriptions.add(sub_id)
         return Subscribe(sub_id, filters)
+
+    def _negentropy(
+        self, message: ClientNegOpen | ClientNegMsg | ClientNegClose, now: int
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for outcome in self.negentropy.receive(message, now):
+            if isinstance(outcome, LoadItems):
+                refused = self.policies.check_filters(self.conn, (outcome.filter,), now)
+                if refused is not None:
+                    self.negentropy.open.pop(outcome.sub_id, None)
+                    outcomes.append(NegErr(outcome.sub_id, refused))
+                    continue
+            outcomes.append(outcome)
+        return outcomes
 
     def _count(self, message: ClientCount, now: int) -> Closed | Count:
         try:

@@ -34,10 +34,12 @@ from relay.nostr.event import Event, KindClass, kind_class
 from relay.nostr.filters import Filter
 from relay.nostr.messages import encode_eose, encode_events
 from relay.nostr.policy import Policies
-from relay.nostr.replies import Reply, encode_reply
+from relay.nostr.reconciliation import LoadItems
+from relay.nostr.replies import NegMsg, Reply, encode_reply
 from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscribe
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
+from relay.server.reconciler import NegentropyLoads
 from relay.server.writer import Writer, WriterUnavailable
 from relay.storage.cachedstore import PagedStore, QueryStore
 from relay.storage.cachekey import Rows
@@ -132,6 +134,8 @@ class Connection:
         self.peak_answer_unsent = 0
         """Most bytes of this connection left unsent (queued here or in the socket's buffer)
         seen while a stored answer was queued: what a large answer costs in memory."""
+        self.negentropy = NegentropyLoads(self)
+        """The NEG-OPEN item loads of this connection (NIP-77)."""
         self.in_flight = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
         self.outbound: collections.deque[bytes] = collections.deque()
         self.outbound_bytes = 0
@@ -320,6 +324,7 @@ class Connection:
                     sub.task.cancel()
             for task in self.counts:
                 task.cancel()
+            self.negentropy.cancel()
             self.subs.clear()
             self.drained.set()
             sender.cancel()
@@ -341,8 +346,12 @@ class Connection:
                 self._unsubscribe(outcome.sub_id)
             elif isinstance(outcome, Count):
                 self._spawn_count(outcome.sub_id, outcome.filters)
+            elif isinstance(outcome, LoadItems):
+                self.negentropy.spawn(outcome)
             else:
                 self.reply(outcome)
+                if isinstance(outcome, NegMsg):
+                    self.negentropy.expire_later()
 
     # -- EVENT ------------------------------------------------------------------------------
 
@@ -380,7 +389,7 @@ class Connection:
         finally:
             self.in_flight.release()
 
-    async def _own_writes(self) -> None:
+    async def own_writes(self) -> None:
         """Wait for this connection's earlier EVENTs, so a REQ after them sees them."""
         if self.writes:
             await asyncio.gather(*self.writes, return_exceptions=True)
@@ -412,7 +421,7 @@ class Connection:
 
     async def _initial(self, sub_id: str, sub: _Subscription, filters: tuple[Filter, ...]) -> None:
         started = time.monotonic()
-        await self._own_writes()
+        await self.own_writes()
         sub.seen_upto = self.tail.known_committed()
         sent: set[bytes] = set()
         try:
@@ -504,7 +513,7 @@ class Connection:
 
     async def _count(self, sub_id: str, filters: tuple[Filter, ...]) -> None:
         started = time.monotonic()
-        await self._own_writes()
+        await self.own_writes()
         try:
             async with self.db_turns:
                 total = await self.store.count(filters, int(time.time()))

@@ -26,7 +26,7 @@ from relay.nostr.auth import AUTH_KIND
 from relay.nostr.errors import PREFIXES
 from relay.nostr.event import KindClass, kind_class
 from relay.nostr.kinds import KIND_NAMES
-from relay.nostr.replies import AuthChallenge, Closed, Counted, Notice, Ok, Reply
+from relay.nostr.replies import AuthChallenge, Closed, Counted, NegMsg, Notice, Ok, Reply
 from relay.scrape import Callback, counter, gauge
 
 if TYPE_CHECKING:
@@ -57,8 +57,8 @@ _KINDS = (
 # The *_created series double the series count and tell an operator nothing here.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-_IN_VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH")
-_OUT_VERBS = ("EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT", "AUTH")
+_IN_VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH", "NEG-OPEN", "NEG-MSG", "NEG-CLOSE")
+_OUT_VERBS = ("EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "COUNT", "AUTH", "NEG-MSG", "NEG-ERR")
 
 _LATENCY = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 _BATCH = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -220,9 +220,12 @@ class Metrics:
             self.notices.labels(reply.error.prefix).inc()
         elif isinstance(reply, AuthChallenge):
             self.sent[b"AUTH"].inc()
-        else:
-            assert isinstance(reply, Counted)
+        elif isinstance(reply, Counted):
             self.sent[b"COUNT"].inc()
+        elif isinstance(reply, NegMsg):
+            self.sent[b"NEG-MSG"].inc()
+        else:
+            self.sent[b"NEG-ERR"].inc()
 
     def add_callback(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Register metrics computed at scrape time."""

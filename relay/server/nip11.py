@@ -16,7 +16,7 @@ from relay.nostr.policy import DEFAULT_POLICIES, Policies
 
 __all__ = ["SUPPORTED_NIPS", "information_document", "make_process_request"]
 
-SUPPORTED_NIPS = [1, 9, 11, 40, 45, 70]
+SUPPORTED_NIPS = [1, 9, 11, 40, 45, 70, 77]
 
 _CORS = [
     ("Access-Control-Allow-Origin", "*"),
@@ -51,6 +51,10 @@ def information_document(
         "max_filter_values": limits.max_filter_values,
         "max_event_bytes": limits.max_event_bytes,
         "max_tag_value_bytes": limits.max_tag_value_bytes,
+        "max_negentropy_records": limits.max_negentropy_records,
+        "max_negentropy_sessions": limits.max_negentropy_sessions,
+        "negentropy_idle_seconds": limits.negentropy_idle_seconds,
+        "negentropy_frame_bytes": limits.negentropy_frame_bytes,
     }
     if limits.created_at_past_seconds:
         limitation["created_at_lower_limit"] = limits.created_at_past_seconds

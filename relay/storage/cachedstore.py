@@ -23,6 +23,8 @@ class QueryStore(Protocol):
 
     async def count(self, filters: Sequence[Filter], now: int) -> int: ...
 
+    async def items(self, flt: Filter, now: int, limit: int) -> list[tuple[int, bytes]]: ...
+
 
 @runtime_checkable
 class PagedStore(QueryStore, Protocol):
@@ -98,6 +100,10 @@ class CachedStore:
             assert isinstance(shared, int)
             return shared
         return await self.inner.count(filters, now)
+
+    async def items(self, flt: Filter, now: int, limit: int) -> list[tuple[int, bytes]]:
+        """Like :meth:`Store.items` (not cached: a sync wants the current set)."""
+        return await self.inner.items(flt, now, limit)
 
     async def close(self) -> None:
         """Cancel the shared queries still running (at shutdown)."""

@@ -408,6 +408,13 @@ class Store:
             for event_id, raw in zip(ids, held, strict=True)
         ]
 
+    async def items(self, flt: Filter, now: int, limit: int) -> list[tuple[int, bytes]]:
+        """``(created_at, id)`` of the newest ``limit`` events matching ``flt``, in any order:
+        the set a NIP-77 sync reconciles, under exactly REQ's rules (deletion, expiration)."""
+        async with self._connection() as conn:
+            rows = await _fetch(conn, compile_query(flt, now, limit, raw=False))
+        return [(row[0], row[1]) for row in rows]
+
     async def count(self, filters: Sequence[Filter], now: int) -> int:
         async with self._connection() as conn:
             rows = await _fetch(conn, compile_count(filters, now))

@@ -12,11 +12,15 @@ import asyncio
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relay.app import Relay
+from relay.nostr.event import decode_event
+from relay.storage.postgres import Store
 from tests.conftest import url_of
+from tests.signer import Keys, dumps
 
 pytestmark = pytest.mark.interop
 
@@ -52,12 +56,13 @@ def node() -> str:
     return node
 
 
-async def run_script(node: str, script: str, url: str) -> tuple[int, str]:
+async def run_script(node: str, script: str, url: str, *args: str) -> tuple[int, str]:
     """Run one check script against ``url``; return its exit code and combined output."""
     proc = await asyncio.create_subprocess_exec(
         node,
         script,
         url,
+        *args,
         cwd=NODE_DIR,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -82,3 +87,46 @@ async def test_node_client(node: str, relay: Relay, script: str) -> None:
     code, output = await run_script(node, script, url_of(relay))
     assert code == 0, f"{script} exited with {code}; output:\n{output}"
     assert "OK [" in output, output
+
+
+async def test_nostr_tools_negentropy(
+    node: str, relay: Relay, store: Store, tmp_path: Path
+) -> None:
+    """nostr-tools' NIP-77 client reconciles its sets against the relay's, exactly."""
+    keys = Keys()
+    stored = [keys.sign(1301, f"stored {i}", created_at=1_700_000_000 + i // 4) for i in range(600)]
+    others = [keys.sign(1301, f"local {i}", created_at=1_700_000_010 + i) for i in range(30)]
+    await store.ingest(
+        [decode_event(dumps(e).encode()) for e in stored], [dumps(e) for e in stored]
+    )
+
+    def items(events: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[e["created_at"], e["id"]] for e in events]
+
+    def ids(events: list[dict[str, Any]]) -> list[str]:
+        return [e["id"] for e in events]
+
+    flt = {"kinds": [1301], "authors": [keys.pubkey]}
+    cases = [
+        {"name": "equal", "filter": flt, "local": items(stored), "have": [], "need": []},
+        {"name": "empty client", "filter": flt, "local": [], "have": [], "need": ids(stored)},
+        {
+            "name": "both differ",
+            "filter": flt,
+            "local": items(stored[50:] + others),
+            "have": ids(others),
+            "need": ids(stored[:50]),
+        },
+        {
+            "name": "empty relay",
+            "filter": {"kinds": [1301], "authors": [Keys().pubkey]},
+            "local": items(others),
+            "have": ids(others),
+            "need": [],
+        },
+    ]
+    spec = tmp_path / "cases.json"
+    spec.write_text(dumps(cases))
+    code, output = await run_script(node, "nip77_check.mjs", url_of(relay), str(spec))
+    assert code == 0, f"nip77_check.mjs exited with {code}; output:\n{output}"
+    assert "OK [nostr-tools nip77]" in output, output

@@ -40,7 +40,7 @@ async def test_information_document(relay: Relay) -> None:
     assert headers["content-type"] == "application/nostr+json"
     assert headers["access-control-allow-origin"] == "*"
     doc = msgspec.json.decode(body)
-    assert doc["supported_nips"] == [1, 9, 11, 40, 45, 70]
+    assert doc["supported_nips"] == [1, 9, 11, 40, 45, 70, 77]
     assert doc["software"] == "fitrelay"
     limits = Limits()
     lim = doc["limitation"]
@@ -54,6 +54,10 @@ async def test_information_document(relay: Relay) -> None:
     assert lim["created_at_upper_limit"] == 900
     assert lim["max_queries_in_flight"] == limits.max_queries_in_flight
     assert "created_at_lower_limit" not in lim
+    assert lim["max_negentropy_records"] == limits.max_negentropy_records
+    assert lim["max_negentropy_sessions"] == limits.max_negentropy_sessions
+    assert lim["negentropy_idle_seconds"] == limits.negentropy_idle_seconds
+    assert lim["negentropy_frame_bytes"] == limits.negentropy_frame_bytes
     assert lim["auth_required"] is False
 
 
