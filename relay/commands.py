@@ -19,6 +19,7 @@ import asyncpg
 from relay import archive
 from relay.app import IndexProcess, Relay
 from relay.config import Config
+from relay.diagnosis import describe
 from relay.logs import redact_dsn
 from relay.nostr.errors import NostrError
 from relay.storage.migrate import migrate
@@ -148,7 +149,7 @@ async def migrate_command(dsn: str, *, quiet: bool = False) -> None:
 
 
 def _failed(what: str, exc: BaseException) -> int:
-    print(f"fitrelay: {what}: {exc}", file=sys.stderr)
+    print(f"fitrelay: {describe(exc) or f'{what}: {exc}'}", file=sys.stderr)
     return 1
 
 
