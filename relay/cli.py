@@ -1,8 +1,14 @@
-"""The ``fitrelay`` command line: parsing only; :mod:`relay.commands` does the work."""
+"""The ``fitrelay`` command line: parsing only; :mod:`relay.commands` does the work.
+
+An expected failure (the database unreachable, a port in use, a missing extra) is reported
+as one line on stderr with exit status 1 (:mod:`relay.diagnosis`); a configuration error
+exits with 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -24,21 +30,72 @@ from relay.commands import (
     terminate_as_exit,
 )
 from relay.config import Config, ConfigError, load
+from relay.diagnosis import describe
 from relay.logs import setup_logging
 from relay.supervisor import serve_workers
 
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fitrelay", description=__doc__)
+_DESCRIPTION = """\
+A Nostr relay for fitness data, with an indexer that turns workouts, templates and
+exercises into SQL tables, on PostgreSQL.
+
+commands:
+  serve         run the relay (and the indexer, unless indexer.enabled = false)
+  migrate       apply the database migrations and exit
+  check-config  check the configuration and exit
+  import        store events from a JSON Lines file, checked as the relay checks them
+  export        write the stored events to stdout as JSON Lines
+  index         run the fitness indexer alone
+  reindex       rebuild every fitness table from the stored events
+  export-table  write one fitness table or view as CSV or Parquet
+
+Run "fitrelay COMMAND --help" for a command's options."""
+
+_EPILOG = """\
+configuration: ./config.toml in the working directory, or --config PATH (every key, its
+default and a comment are in the config.toml shipped with fitrelay); environment variables
+FITRELAY_DB_DSN, FITRELAY_DATA_DIR, FITRELAY_HOST, FITRELAY_PORT override the file, and
+flags override both. With no DSN, an embedded PostgreSQL runs under ./var/postgres."""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fitrelay")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
+def _logging_flags(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
-        "--log-level", help="DEBUG, INFO, WARNING or ERROR (default: logging.level)"
+        "--log-level",
+        default=default,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR (default: logging.level)",
     )
-    parser.add_argument("--log-format", choices=["text", "json"], help="default: logging.format")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default=default, help="default: logging.format"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fitrelay",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fitrelay {_version()}")
+    _logging_flags(parser, None)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS
+    )
 
     def common(sub: argparse.ArgumentParser) -> None:
+        # Also after the command (fitrelay serve --log-format json); given before it, the
+        # top-level value stands unless repeated here.
+        _logging_flags(sub, argparse.SUPPRESS)
         sub.add_argument("--config", type=Path, help="TOML file (default ./config.toml if any)")
         sub.add_argument("--db-dsn", help="PostgreSQL DSN; none runs an embedded PostgreSQL")
         sub.add_argument("--data-dir", help="where the embedded PostgreSQL keeps its data")
@@ -217,6 +274,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fitrelay: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.logging.level, config.logging.format)
+    try:
+        return _dispatch(config, args)
+    except Exception as exc:
+        line = describe(exc)
+        if line is None:
+            raise
+        print(f"fitrelay: {line}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(config: Config, args: argparse.Namespace) -> int:
     if args.command == "check-config":
         print("configuration is valid")
         return 0
@@ -241,9 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             with database(config) as dsn:
                 if config.relay.workers > 1:
-                    serve_workers(config, dsn)
-                else:
-                    run(serve(config, dsn))
+                    return serve_workers(config, dsn)
+                run(serve(config, dsn))
         return 0
     with database(config) as dsn:
         if args.command == "index":

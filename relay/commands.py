@@ -21,6 +21,7 @@ from relay import archive
 from relay.app import IndexProcess, Relay
 from relay.archive import upstream
 from relay.config import Config
+from relay.diagnosis import describe
 from relay.logs import redact_dsn
 from relay.nostr.errors import NostrError
 from relay.storage.lease import FileLock
@@ -212,7 +213,7 @@ async def migrate_command(dsn: str, *, quiet: bool = False) -> None:
 
 
 def _failed(what: str, exc: BaseException) -> int:
-    print(f"fitrelay: {what}: {exc}", file=sys.stderr)
+    print(f"fitrelay: {describe(exc) or f'{what}: {exc}'}", file=sys.stderr)
     return 1
 
 

@@ -8,11 +8,13 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 
 import msgspec
 
 from relay.commands import migrate_command, run, serve
 from relay.config import Config, parse_listen
+from relay.diagnosis import describe
 from relay.logs import setup_logging
 
 __all__ = ["serve_workers"]
@@ -37,11 +39,21 @@ def worker_main(config: Config, dsn: str, number: int) -> None:
     setup_logging(config.logging.level, config.logging.format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
     log.info("worker %d: pid %d", number, os.getpid())
-    run(serve(worker_config(config, number), dsn))
+    try:
+        run(serve(worker_config(config, number), dsn))
+    except Exception as exc:
+        line = describe(exc)
+        if line is None:
+            raise
+        print(f"fitrelay: worker {number}: {line}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
-def serve_workers(config: Config, dsn: str) -> None:
-    """Run ``relay.workers`` relay processes on one port; stop them all on SIGINT/SIGTERM."""
+def serve_workers(config: Config, dsn: str) -> int:
+    """Run ``relay.workers`` relay processes on one port; stop them all on SIGINT/SIGTERM.
+
+    Returns the exit status: 0 when they were asked to stop, 1 when one stopped on its own.
+    """
     run(migrate_command(dsn, quiet=True))  # once, before the workers race for it
     context = multiprocessing.get_context("spawn")
     workers = [
@@ -64,9 +76,11 @@ def serve_workers(config: Config, dsn: str) -> None:
         # A worker that dies on its own takes the others down: a half relay is worse.
         while not stopping and all(worker.is_alive() for worker in workers):
             multiprocessing.connection.wait([w.sentinel for w in workers])
+        failed = not stopping
         stop()
         for worker in workers:
             worker.join()
+        return 1 if failed else 0
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -245,7 +245,7 @@ async def test_exit_statuses(db_dsn: str, tmp_path: Path) -> None:
     unreachable = "postgresql://postgres@127.0.0.1:1/none"
     done = run(["export", "--db-dsn", unreachable], tmp_path)
     assert done.returncode == 1
-    assert b"database error" in done.stderr
+    assert b"cannot connect to the database" in done.stderr
 
 
 async def test_config_limits_apply(db_dsn: str, tmp_path: Path) -> None:
