@@ -27,8 +27,19 @@ PALETTE = (
     "#ff9da7",
     "#9c755f",
     "#bab0ac",
+    "#a0cbe8",
+    "#ffbe7d",
+    "#8cd17d",
+    "#b6992d",
+    "#f1ce63",
+    "#499894",
+    "#86bcb6",
+    "#d37295",
+    "#fabfd2",
+    "#d4a6c8",
 )
-"""Series colours, in order (Tableau 10); they repeat after ten series."""
+"""Series colours, in order (Tableau 10, then the light and extra shades of Tableau 20);
+they repeat after twenty series."""
 
 WIDTH = 720
 HEIGHT = 300
@@ -43,14 +54,15 @@ class Series:
     values: dict[str, float]
 
 
-def nice_ticks(top: float, count: int = 5) -> list[float]:
-    """Round tick values from 0 to at least ``top``: steps of 1, 2 or 5 times a power of ten."""
-    if not top > 0:
-        return [0.0, 1.0]
-    raw = top / count
+def nice_ticks(top: float, count: int = 5, bottom: float = 0.0) -> list[float]:
+    """Round tick values from at most ``bottom`` to at least ``top``, about ``count`` steps
+    of 1, 2 or 5 times a power of ten."""
+    if not top > bottom:
+        top = bottom + 1
+    raw = (top - bottom) / count
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    ticks = [0.0]
+    ticks = [round(math.floor(bottom / step) * step, 10)]
     while ticks[-1] < top:
         ticks.append(round(ticks[-1] + step, 10))
     return ticks
@@ -70,11 +82,15 @@ def _datum(value: float) -> str:
 class _Frame:
     """The plot area: maps a category index and a value to SVG coordinates."""
 
-    def __init__(self, categories: Sequence[str], top: float) -> None:
+    def __init__(
+        self, categories: Sequence[str], top: float, bottom: float, legend_rows: int
+    ) -> None:
         self.categories = list(categories)
-        self.ticks = nice_ticks(top)
-        self.top = self.ticks[-1]
+        self.ticks = nice_ticks(top, bottom=bottom)
+        self.bottom, self.top = self.ticks[0], self.ticks[-1]
         self.width = WIDTH - _LEFT - _RIGHT
+        self.total_height = max(HEIGHT, _TOP + 18 * legend_rows + 8)
+        """The legend sets the height when it is taller than the plot."""
         self.height = HEIGHT - _TOP - _BOTTOM
         self.slot = self.width / max(len(self.categories), 1)
 
@@ -82,7 +98,7 @@ class _Frame:
         return _LEFT + self.slot * (index + 0.5)
 
     def y(self, value: float) -> float:
-        return _TOP + self.height * (1 - value / self.top)
+        return _TOP + self.height * (1 - (value - self.bottom) / (self.top - self.bottom))
 
     def axes(self, title: str, y_label: str) -> list[str]:
         out = [
@@ -132,11 +148,11 @@ def _legend(series: Sequence[Series]) -> list[str]:
     return out
 
 
-def _svg(body: list[str], kind: str, source: str) -> str:
+def _svg(body: list[str], kind: str, source: str, height: int) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="{kind}"'
-        f' data-source="{escape(source)}" width="{WIDTH}" height="{HEIGHT}"'
-        f' viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif">\n'
+        f' data-source="{escape(source)}" width="{WIDTH}" height="{height}"'
+        f' viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">\n'
         + "\n".join(body)
         + "\n</svg>"
     )
@@ -153,7 +169,7 @@ def bar_chart(
     """Stacked bars: one bar per category, one segment per series with a positive value
     there, stacked in series order. ``source`` names where the figures come from."""
     totals = [sum(max(s.values.get(c, 0.0), 0.0) for s in series) for c in categories]
-    frame = _Frame(categories, max(totals, default=0.0))
+    frame = _Frame(categories, max(totals, default=0.0), 0.0, len(series))
     body = frame.axes(title, y_label)
     base = [0.0] * len(categories)
     width = frame.slot * 0.7
@@ -173,7 +189,7 @@ def bar_chart(
                 f"<title>{escape(s.name)} {escape(category)}: {_number(value)}</title></rect>"
             )
         body.append("</g>")
-    return _svg([*body, *_legend(series)], "bar", source)
+    return _svg([*body, *_legend(series)], "bar", source, frame.total_height)
 
 
 def line_chart(
@@ -183,11 +199,16 @@ def line_chart(
     *,
     y_label: str,
     source: str = "",
+    from_zero: bool = True,
 ) -> str:
     """One line per series through its values in category order (a category it has no value
-    for is skipped, so a missed week joins its neighbours), with a dot at each value."""
-    top = max((v for s in series for v in s.values.values()), default=0.0)
-    frame = _Frame(categories, top)
+    for is skipped, so a missed week joins its neighbours), with a dot at each value. With
+    ``from_zero`` false the value axis starts at a round value below the smallest one."""
+    values = [v for s in series for v in s.values.values()]
+    low, high = min(values, default=0.0), max(values, default=0.0)
+    # A little room under the lowest value, so its line does not run along the axis.
+    bottom = min(low, 0.0) if from_zero else low - 0.1 * ((high - low) or abs(low))
+    frame = _Frame(categories, max(values, default=0.0), bottom, len(series))
     body = frame.axes(title, y_label)
     for n, s in enumerate(series):
         colour = PALETTE[n % len(PALETTE)]
@@ -206,4 +227,4 @@ def line_chart(
                 "</circle>"
             )
         body.append("</g>")
-    return _svg([*body, *_legend(series)], "line", source)
+    return _svg([*body, *_legend(series)], "line", source, frame.total_height)

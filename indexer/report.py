@@ -252,6 +252,7 @@ def render_report(report: Report) -> str:
                     lift.series,
                     y_label="kg (Epley, 1 to 12 reps)",
                     source="fitness.weekly_progression",
+                    from_zero=False,
                 ),
                 "One line per athlete: the week's best Epley estimate,"
                 " weight &times; (1 + reps / 30), over sets of 1 to 12 reps.",

@@ -248,3 +248,15 @@ def test_charts_scale_to_their_data() -> None:
     lines = line_chart("t", weeks, series, y_label="kg")
     assert lines.count("<polyline") == 2 and lines.count("<circle") == 3
     assert 'data-points="2025-01-06=30.0 2025-01-20=10.0"' in lines
+
+
+def test_a_line_chart_may_start_above_zero() -> None:
+    assert nice_ticks(130, bottom=97) == [90, 100, 110, 120, 130]
+    weeks = ["2025-01-06", "2025-01-13"]
+    lines = line_chart(
+        "t", weeks, [Series("a", {weeks[0]: 100.0, weeks[1]: 130.0})], y_label="kg", from_zero=False
+    )
+    labels = re.findall(r'text-anchor="end" dominant-baseline="middle">([^<]+)<', lines)
+    assert labels == ["90", "100", "110", "120", "130"]
+    # 130 is the top tick: its dot sits on the plot's upper edge.
+    assert re.findall(r'<circle cx="[^"]+" cy="([^"]+)"', lines)[1] == "34"
