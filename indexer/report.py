@@ -25,7 +25,17 @@ from indexer.pseudonym import Pseudonymizer
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 
-__all__ = ["Headline", "Lift", "Report", "gather_report", "render_report", "write_report"]
+__all__ = [
+    "Figure",
+    "Headline",
+    "Lift",
+    "Report",
+    "figures",
+    "gather_report",
+    "render_report",
+    "resolve_athlete",
+    "write_report",
+]
 
 _Q = load_queries("report.sql")
 
@@ -57,6 +67,9 @@ class Report:
     asked for, from the first week with a record on."""
 
     athlete: str | None
+    """The label of the one athlete shown, None for all."""
+    athlete_key: str | None
+    """The pubkey the SQL shown selects (a placeholder when pseudonymous)."""
     weeks: list[str]
     headline: Headline
     pseudonymous: bool
@@ -128,6 +141,7 @@ async def gather_report(
     labels = {p: _label(p, pseudonymizer) for p in names if pubkey is None or p == pubkey}
     report = Report(
         _label(pubkey, pseudonymizer) if pubkey else None,
+        ("<athlete>" if pseudonymizer else pubkey) if pubkey else None,
         [d.isoformat() for d in days],
         headline,
         pseudonymizer is not None,
@@ -160,16 +174,16 @@ async def gather_report(
 
 def _where(report: Report) -> str:
     weeks = f"week BETWEEN '{report.weeks[0]}' AND '{report.weeks[-1]}'" if report.weeks else ""
-    athlete = "pubkey = '<athlete>' AND " if report.athlete else ""
+    athlete = f"pubkey = '{report.athlete_key}' AND " if report.athlete_key else ""
     return f"WHERE {athlete}{weeks}"
 
 
-def _figure(chart: str, caption: str, sql: str) -> str:
+def _figure(figure: Figure) -> str:
     return (
-        "<figure>\n"
-        + chart
-        + f"\n<figcaption>{caption}</figcaption>\n"
-        + f'<pre class="sql"><code>{escape(sql)}</code></pre>\n</figure>'
+        f'<figure id="{figure.name}">\n'
+        + figure.svg
+        + f"\n<figcaption>{figure.caption}</figcaption>\n"
+        + f'<pre class="sql"><code>{escape(figure.sql)}</code></pre>\n</figure>'
     )
 
 
@@ -192,12 +206,85 @@ pre.sql { background: #f6f6f6; padding: 0.6rem; overflow-x: auto; font-size: 0.8
 """.strip()
 
 
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One chart: a file name for it, the SVG, a caption (HTML) and the SQL of its figures."""
+
+    name: str
+    svg: str
+    caption: str
+    sql: str
+
+
+def figures(report: Report) -> list[Figure]:
+    """The report's charts, in page order."""
+    where = _where(report)
+    out = [
+        Figure(
+            "muscle-volume",
+            bar_chart(
+                "Weighted volume per muscle group",
+                report.weeks,
+                report.muscle_volume,
+                y_label="kg (weighted volume)",
+                source="fitness.weekly_load_by_muscle_group",
+            ),
+            "A set counts under every muscle group its exercise trains, weighted by the"
+            " contribution (bench press: chest 1, triceps 0.5), so the segments of a week"
+            " overlap in sets; the sum is over the athletes shown.",
+            "SELECT week, muscle, sum(weighted_volume_kg::numeric)::double precision"
+            " AS volume_kg\nFROM fitness.weekly_load_by_muscle_group\n"
+            f"{where}\nGROUP BY week, muscle ORDER BY muscle, week;",
+        )
+    ]
+    for lift in report.lifts:
+        equipment = f"'{lift.equipment}'" if lift.equipment else "NULL"
+        match = "=" if lift.equipment else "IS NOT DISTINCT FROM"
+        out.append(
+            Figure(
+                "-".join(
+                    ["e1rm", lift.canonical_id, *([lift.equipment] if lift.equipment else [])]
+                ),
+                line_chart(
+                    f"{_lift_title(lift)}: best e1RM per week",
+                    report.weeks,
+                    lift.series,
+                    y_label="kg (Epley, 1 to 12 reps)",
+                    source="fitness.weekly_progression",
+                    from_zero=False,
+                ),
+                "One line per athlete: the week's best Epley estimate,"
+                " weight &times; (1 + reps / 30), over sets of 1 to 12 reps.",
+                "SELECT pubkey, week, best_e1rm_epley_kg\nFROM fitness.weekly_progression\n"
+                f"{where}\n  AND canonical_id = '{lift.canonical_id}'"
+                f" AND equipment {match} {equipment}\nORDER BY pubkey, week;",
+            )
+        )
+    out.append(
+        Figure(
+            "frequency",
+            bar_chart(
+                "Workout records per week",
+                report.weeks,
+                report.frequency,
+                y_label="sessions",
+                source="fitness.weekly_training_frequency",
+            ),
+            "Workout records of every kind (strength and cardio), stacked by athlete.",
+            "SELECT pubkey, week, sessions, strength_sessions\n"
+            f"FROM fitness.weekly_training_frequency\n{where}\nORDER BY pubkey, week;",
+        )
+    )
+    return out
+
+
 def render_report(report: Report) -> str:
     """The page, as text."""
-    where = _where(report)
     h = report.headline
     span = f"{report.weeks[0]} to {report.weeks[-1]}" if report.weeks else "no weeks"
     who = f"athlete {escape(report.athlete)}" if report.athlete else "all athletes"
+    charts = figures(report)
+    volume, *lifts, frequency = charts
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -222,59 +309,15 @@ def render_report(report: Report) -> str:
         "<td>fitness.strength_sets</td></tr>",
         "</table>",
         "<h2>Weekly volume per muscle group</h2>",
-        _figure(
-            bar_chart(
-                "Weighted volume per muscle group",
-                report.weeks,
-                report.muscle_volume,
-                y_label="kg (weighted volume)",
-                source="fitness.weekly_load_by_muscle_group",
-            ),
-            "A set counts under every muscle group its exercise trains, weighted by the"
-            " contribution (bench press: chest 1, triceps 0.5), so the segments of a week"
-            " overlap in sets; the sum is over the athletes shown.",
-            "SELECT week, muscle, sum(weighted_volume_kg::numeric)::double precision"
-            " AS volume_kg\nFROM fitness.weekly_load_by_muscle_group\n"
-            f"{where}\nGROUP BY week, muscle ORDER BY muscle, week;",
-        ),
+        _figure(volume),
         "<h2>Estimated one-repetition maximum</h2>",
     ]
-    if not report.lifts:
+    if not lifts:
         parts.append("<p>No lift with an e1RM in these weeks.</p>")
-    for lift in report.lifts:
-        equipment = f"'{lift.equipment}'" if lift.equipment else "NULL"
-        match = "=" if lift.equipment else "IS NOT DISTINCT FROM"
-        parts.append(
-            _figure(
-                line_chart(
-                    f"{_lift_title(lift)}: best e1RM per week",
-                    report.weeks,
-                    lift.series,
-                    y_label="kg (Epley, 1 to 12 reps)",
-                    source="fitness.weekly_progression",
-                    from_zero=False,
-                ),
-                "One line per athlete: the week's best Epley estimate,"
-                " weight &times; (1 + reps / 30), over sets of 1 to 12 reps.",
-                "SELECT pubkey, week, best_e1rm_epley_kg\nFROM fitness.weekly_progression\n"
-                f"{where}\n  AND canonical_id = '{lift.canonical_id}'"
-                f" AND equipment {match} {equipment}\nORDER BY pubkey, week;",
-            )
-        )
+    parts += [_figure(f) for f in lifts]
     parts += [
         "<h2>Training frequency</h2>",
-        _figure(
-            bar_chart(
-                "Workout records per week",
-                report.weeks,
-                report.frequency,
-                y_label="sessions",
-                source="fitness.weekly_training_frequency",
-            ),
-            "Workout records of every kind (strength and cardio), stacked by athlete.",
-            "SELECT pubkey, week, sessions, strength_sessions\n"
-            f"FROM fitness.weekly_training_frequency\n{where}\nORDER BY pubkey, week;",
-        ),
+        _figure(frequency),
         "<h2>Athletes</h2>",
         "<table><tr><th>label</th><th>"
         + ("pseudonym (HMAC of the pubkey)" if report.pseudonymous else "pubkey")

@@ -171,6 +171,12 @@ def _report_command(
         metavar="PUBKEY_OR_PSEUDONYM",
         help="one athlete: hex pubkey, its pseudonym (with --pseudonymize) or a unique prefix",
     )
+    report.add_argument(
+        "--svg-dir",
+        type=Path,
+        metavar="DIR",
+        help="also write each chart as DIR/NAME.svg (muscle-volume, e1rm-LIFT, frequency)",
+    )
     report.add_argument("--weeks", type=_positive, default=12, help="weeks shown (default 12)")
     report.add_argument(
         "--lifts", type=_positive, default=3, help="canonical lifts charted (default 3)"

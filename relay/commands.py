@@ -215,7 +215,7 @@ def _pseudonymizer(config: Config, args: argparse.Namespace) -> Any:
 
 def report_command(config: Config, args: argparse.Namespace) -> int:
     """``fitrelay report``: write the HTML report of the research views."""
-    from indexer.report import write_report
+    from indexer.report import figures, write_report
 
     try:
         pseudonymizer = _pseudonymizer(config, args)
@@ -244,8 +244,12 @@ def report_command(config: Config, args: argparse.Namespace) -> int:
             sys.stdout.flush()
         else:
             Path(args.output).write_text(page, encoding="utf-8")
+        if args.svg_dir is not None:
+            args.svg_dir.mkdir(parents=True, exist_ok=True)
+            for figure in figures(report):
+                (args.svg_dir / f"{figure.name}.svg").write_text(figure.svg + "\n", "utf-8")
     except OSError as exc:
-        return _failed(f"cannot write {args.output}", exc)
+        return _failed("cannot write the report", exc)
     h = report.headline
     print(
         f"wrote {args.output}: {len(report.weeks)} weeks, {h.athletes} athletes,"

@@ -227,11 +227,18 @@ async def test_the_committed_example_is_what_the_command_writes(
     db_dsn: str, tmp_path: Path
 ) -> None:
     await demo_database(db_dsn, tmp_path)
-    report(db_dsn, tmp_path)
-    assert (tmp_path / "r.html").read_text() == EXAMPLE.read_text(), (
-        "regenerate: fitrelay demo " + " ".join(DEMO) + " && fitrelay report -o "
-        "docs/report-example.html"
-    )
+    page = report(db_dsn, tmp_path, "--svg-dir", "charts")
+    again = "regenerate: fitrelay demo " + " ".join(DEMO) + " && fitrelay report -o "
+    again += "docs/report-example.html --svg-dir docs/report-example"
+    assert (tmp_path / "r.html").read_text() == EXAMPLE.read_text(), again
+    written = {p.name: p.read_text() for p in (tmp_path / "charts").iterdir()}
+    committed = {p.name: p.read_text() for p in EXAMPLE.with_suffix("").iterdir()}
+    assert written == committed, again
+    # Each chart file is the page's chart of that name.
+    assert len(written) == len(page.charts)
+    html = EXAMPLE.read_text()
+    for name, svg in written.items():
+        assert f'<figure id="{name.removesuffix(".svg")}">\n{svg}' in html
 
 
 def test_charts_scale_to_their_data() -> None:
