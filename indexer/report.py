@@ -173,7 +173,9 @@ async def gather_report(
 
 
 def _where(report: Report) -> str:
-    weeks = f"week BETWEEN '{report.weeks[0]}' AND '{report.weeks[-1]}'" if report.weeks else ""
+    if not report.weeks:
+        return "WHERE false  -- no week has a workout record"
+    weeks = f"week BETWEEN '{report.weeks[0]}' AND '{report.weeks[-1]}'"
     athlete = f"pubkey = '{report.athlete_key}' AND " if report.athlete_key else ""
     return f"WHERE {athlete}{weeks}"
 
@@ -281,8 +283,13 @@ def figures(report: Report) -> list[Figure]:
 def render_report(report: Report) -> str:
     """The page, as text."""
     h = report.headline
-    span = f"{report.weeks[0]} to {report.weeks[-1]}" if report.weeks else "no weeks"
-    who = f"athlete {escape(report.athlete)}" if report.athlete else "all athletes"
+    who = f"Athlete {escape(report.athlete)}" if report.athlete else "All athletes"
+    if report.weeks:
+        span = (
+            f"the {len(report.weeks)} UTC weeks (Mondays) {report.weeks[0]} to {report.weeks[-1]}"
+        )
+    else:
+        span = "no workout record yet"
     charts = figures(report)
     volume, *lifts, frequency = charts
     parts = [
@@ -292,7 +299,7 @@ def render_report(report: Report) -> str:
         f"<style>\n{_STYLE}\n</style></head>",
         "<body>",
         "<h1>fitrelay report</h1>",
-        f"<p>{who}; the {len(report.weeks)} UTC weeks (Mondays) {span}. Warm-up sets never"
+        f"<p>{who}; {span}. Warm-up sets never"
         " count. Every figure comes from a view of schema <code>fitness</code>"
         " (docs/schema.md); the SQL under each chart gives it.</p>",
         '<table class="headline">',

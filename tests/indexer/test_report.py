@@ -267,3 +267,11 @@ def test_a_line_chart_may_start_above_zero() -> None:
     assert labels == ["90", "100", "110", "120", "130"]
     # 130 is the top tick: its dot sits on the plot's upper edge.
     assert re.findall(r'<circle cx="[^"]+" cy="([^"]+)"', lines)[1] == "34"
+
+
+async def test_an_empty_database_gives_empty_charts(db_dsn: str, tmp_path: Path) -> None:
+    page = report(db_dsn, tmp_path)
+    assert [c["kind"] for c in page.charts] == ["bar", "bar"]  # no lift has an e1RM
+    assert all(c["series"] == {} for c in page.charts)
+    assert page.figures["athletes"] == page.figures["workouts"] == "0"
+    assert "no workout record yet" in (tmp_path / "r.html").read_text()
