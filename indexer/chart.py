@@ -52,6 +52,11 @@ class Series:
 
     name: str
     values: dict[str, float]
+    colour: str | None = None
+    """Its colour; None takes the palette's colour of its place in the chart."""
+
+    def colour_at(self, index: int) -> str:
+        return self.colour or PALETTE[index % len(PALETTE)]
 
 
 def nice_ticks(top: float, count: int = 5, bottom: float = 0.0) -> list[float]:
@@ -142,7 +147,7 @@ def _legend(series: Sequence[Series]) -> list[str]:
         y = _TOP + 4 + 18 * i
         out.append(
             f'<rect class="legend" x="{x}" y="{y}" width="12" height="12"'
-            f' fill="{PALETTE[i % len(PALETTE)]}"/>'
+            f' fill="{s.colour_at(i)}"/>'
             f'<text x="{x + 18}" y="{y + 10}" font-size="11">{escape(s.name)}</text>'
         )
     return out
@@ -174,7 +179,7 @@ def bar_chart(
     base = [0.0] * len(categories)
     width = frame.slot * 0.7
     for n, s in enumerate(series):
-        colour = PALETTE[n % len(PALETTE)]
+        colour = s.colour_at(n)
         body.append(f'<g class="series" data-series="{escape(s.name)}" fill="{colour}">')
         for i, category in enumerate(categories):
             value = s.values.get(category)
@@ -211,7 +216,7 @@ def line_chart(
     frame = _Frame(categories, max(values, default=0.0), bottom, len(series))
     body = frame.axes(title, y_label)
     for n, s in enumerate(series):
-        colour = PALETTE[n % len(PALETTE)]
+        colour = s.colour_at(n)
         points = [(i, c, s.values[c]) for i, c in enumerate(categories) if c in s.values]
         coords = " ".join(f"{_number(frame.x(i))},{_number(frame.y(v))}" for i, _, v in points)
         data = " ".join(f"{c}={_datum(v)}" for _, c, v in points)

@@ -20,7 +20,7 @@ from html import escape
 
 import asyncpg
 
-from indexer.chart import Series, bar_chart, line_chart
+from indexer.chart import PALETTE, Series, bar_chart, line_chart
 from indexer.pseudonym import Pseudonymizer
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
@@ -139,6 +139,8 @@ async def gather_report(
     )
     names = [str(r["pubkey"]) for r in await conn.fetch(_Q["athletes"])]
     labels = {p: _label(p, pseudonymizer) for p in names if pubkey is None or p == pubkey}
+    # One colour per athlete in every chart, whoever else a chart shows.
+    colours = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(labels)}
     report = Report(
         _label(pubkey, pseudonymizer) if pubkey else None,
         ("<athlete>" if pseudonymizer else pubkey) if pubkey else None,
@@ -162,13 +164,13 @@ async def gather_report(
                 str(lift["canonical_id"]),
                 str(lift["canonical_name"]),
                 lift["equipment"],
-                [Series(labels[p], v) for p, v in per.items()],
+                [Series(labels[p], v, colours[p]) for p, v in per.items()],
             )
         )
     sessions: dict[str, dict[str, float]] = {}
     for r in await conn.fetch(_Q["frequency"], *args):
         sessions.setdefault(str(r["pubkey"]), {})[r["week"].isoformat()] = float(r["sessions"])
-    report.frequency = [Series(labels[p], v) for p, v in sessions.items()]
+    report.frequency = [Series(labels[p], v, colours[p]) for p, v in sessions.items()]
     return report
 
 

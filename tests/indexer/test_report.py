@@ -37,6 +37,7 @@ class Page(HTMLParser):
         self.figures: dict[str, str] = {}
         self._series: dict[str, Any] | None = None
         self._figure: str | None = None
+        self._name = ""
         self.stack: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -47,11 +48,15 @@ class Page(HTMLParser):
             self.charts.append({"kind": a["data-chart"], "source": a["data-source"], "series": {}})
         elif tag == "g" and "data-series" in a:
             self._series = self.charts[-1]["series"].setdefault(a["data-series"], {})
+            self._name = a["data-series"]
+            if "fill" in a:
+                self.charts[-1].setdefault("colours", {})[self._name] = a["fill"]
         elif tag == "rect" and "data-x" in a:
             assert self._series is not None
             self._series[a["data-x"]] = float(a["data-y"])
         elif tag == "polyline":
             assert self._series is not None
+            self.charts[-1].setdefault("colours", {})[self._name] = a["stroke"]
             for point in a["data-points"].split():
                 week, value = point.split("=")
                 self._series[week] = float(value)
@@ -173,6 +178,12 @@ async def test_the_charts_hold_the_views_rows(
     for chart, (key, _) in zip(lifts, ranked[:3], strict=True):
         assert chart["series"] == approx(progression["lifts"][key])
         assert chart["series"]
+    # An athlete has one colour in every chart, also where another athlete is missing.
+    assert any(len(c["series"]) < len(frequency["series"]) for c in lifts)
+    for chart in [*lifts, frequency]:
+        for name, colour in chart["colours"].items():
+            assert colour == frequency["colours"][name], name
+    assert len(set(frequency["colours"].values())) == len(frequency["colours"])
 
     # Headline figures against counts of the tables.
     rows = await db.fetch(
