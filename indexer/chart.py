@@ -79,6 +79,13 @@ def _number(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+def _tick(value: float) -> str:
+    """A tick label: thousands grouped (``200,000``), decimals only when needed."""
+    if value == int(value):
+        return f"{int(value):,}"
+    return _number(value)
+
+
 def _datum(value: float) -> str:
     """A value as emitted in a data attribute: every digit needed to read it back."""
     return repr(float(value))
@@ -120,7 +127,7 @@ class _Frame:
             )
             out.append(
                 f'<text x="{_LEFT - 6}" y="{y}" font-size="10" text-anchor="end"'
-                f' dominant-baseline="middle">{_number(tick)}</text>'
+                f' dominant-baseline="middle">{_tick(tick)}</text>'
             )
         bottom = _number(_TOP + self.height)
         out.append(

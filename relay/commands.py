@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import asyncpg
 import msgspec
@@ -43,6 +43,9 @@ __all__ = [
     "sync_command",
     "terminate_as_exit",
 ]
+
+if TYPE_CHECKING:
+    from indexer.pseudonym import Pseudonymizer
 
 log = logging.getLogger("relay")
 
@@ -199,7 +202,7 @@ def export_table_command(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _pseudonymizer(config: Config, args: argparse.Namespace) -> Any:
+def _pseudonymizer(config: Config, args: argparse.Namespace) -> Pseudonymizer | None:
     """The Pseudonymizer ``--pseudonymize`` asks for (None without it); ValueError or
     OSError when the secret is missing or unreadable."""
     from indexer.pseudonym import Pseudonymizer, load_secret

@@ -231,6 +231,11 @@ async def test_one_athlete_by_prefix_or_pseudonym(
         tmp_path,
     )
     assert unknown.returncode == 2 and b"no athlete" in unknown.stderr
+    short = run(
+        ["report", "--db-dsn", as_user(db_dsn, READER), "-o", "x.html", "--athlete", chosen[:7]],
+        tmp_path,
+    )  # fewer than 8 digits is never taken for a prefix
+    assert short.returncode == 2 and b"no athlete" in short.stderr
     assert not (tmp_path / "x.html").exists()
 
 
