@@ -23,6 +23,7 @@ from relay.commands import (
     index,
     migrate_command,
     reindex_command,
+    report_command,
     run,
     serve,
     serving,
@@ -168,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--weeks", type=_positive, default=12, help="weeks of training (default 12)")
     demo.add_argument("--seed", type=int, default=1, help="keys and values follow from it")
     demo.add_argument("--output", "-o", help="write the events as JSON Lines instead of importing")
+    _report_command(commands, common)
     _archive_commands(commands, common)
     _sync_command(commands, common)
     return parser
@@ -199,6 +201,54 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _report_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write an HTML report of the research views (inline SVG charts)",
+        description=(
+            "Write one self-contained HTML page: weekly volume per muscle group, the best"
+            " e1RM of the most trained canonical lifts and workouts per week over the last"
+            " --weeks UTC weeks with a record, headline figures, and under each chart the SQL"
+            " of the view it comes from. Reads only the fitness views (a fitrelay_reader DSN"
+            " is enough). Exit status: 0 when written, 1 when the database or the output"
+            " failed, 2 for a configuration error or an unknown athlete."
+        ),
+    )
+    common(report)
+    report.add_argument(
+        "--output", "-o", default="report.html", help="default report.html; - for stdout"
+    )
+    report.add_argument(
+        "--athlete",
+        metavar="PUBKEY_OR_PSEUDONYM",
+        help="one athlete: hex pubkey, its pseudonym (with --pseudonymize) or a unique prefix",
+    )
+    report.add_argument(
+        "--svg-dir",
+        type=Path,
+        metavar="DIR",
+        help="also write each chart as DIR/NAME.svg (muscle-volume, e1rm-LIFT, frequency)",
+    )
+    report.add_argument("--weeks", type=_positive, default=12, help="weeks shown (default 12)")
+    report.add_argument(
+        "--lifts", type=_positive, default=3, help="canonical lifts charted (default 3)"
+    )
+    report.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="label athletes by keyed HMAC pseudonyms, as export-table --pseudonymize does",
+    )
+    report.add_argument(
+        "--secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the pseudonym secret (default: $FITRELAY_PSEUDONYM_SECRET)",
+    )
 
 
 def _archive_commands(
@@ -303,6 +353,8 @@ def _dispatch(config: Config, args: argparse.Namespace) -> int:
         return export_table_command(config, args)
     if args.command == "demo":
         return demo_command(config, args)
+    if args.command == "report":
+        return report_command(config, args)
     if args.command == "serve":
         with serving(config) as free:
             if not free:

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import asyncpg
 import msgspec
@@ -37,12 +37,16 @@ __all__ = [
     "index",
     "migrate_command",
     "reindex_command",
+    "report_command",
     "run",
     "serve",
     "serving",
     "sync_command",
     "terminate_as_exit",
 ]
+
+if TYPE_CHECKING:
+    from indexer.pseudonym import Pseudonymizer
 
 log = logging.getLogger("relay")
 
@@ -196,6 +200,66 @@ def export_table_command(config: Config, args: argparse.Namespace) -> int:
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return _failed("export failed", exc)
     print(f"exported {rows} row{'s' if rows != 1 else ''}", file=sys.stderr)
+    return 0
+
+
+def _pseudonymizer(config: Config, args: argparse.Namespace) -> Pseudonymizer | None:
+    """The Pseudonymizer ``--pseudonymize`` asks for (None without it); ValueError or
+    OSError when the secret is missing or unreadable."""
+    from indexer.pseudonym import Pseudonymizer, load_secret
+
+    if not args.pseudonymize:
+        if args.secret_file is not None:
+            raise ValueError("--secret-file is only used with --pseudonymize")
+        return None
+    configured = config.export.pseudonym_secret_file
+    secret = load_secret(args.secret_file, configured=Path(configured) if configured else None)
+    return Pseudonymizer(secret)
+
+
+def report_command(config: Config, args: argparse.Namespace) -> int:
+    """``fitrelay report``: write the HTML report of the research views."""
+    from indexer.report import figures, write_report
+
+    try:
+        pseudonymizer = _pseudonymizer(config, args)
+    except (ValueError, OSError) as exc:
+        print(f"fitrelay: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with database(config) as dsn:
+            page, report = run(
+                write_report(
+                    dsn,
+                    weeks=args.weeks,
+                    athlete=args.athlete,
+                    lifts=args.lifts,
+                    pseudonymizer=pseudonymizer,
+                )
+            )
+    except ValueError as exc:
+        print(f"fitrelay: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return _failed("report failed", exc)
+    try:
+        if args.output == "-":
+            sys.stdout.write(page)
+            sys.stdout.flush()
+        else:
+            Path(args.output).write_text(page, encoding="utf-8")
+        if args.svg_dir is not None:
+            args.svg_dir.mkdir(parents=True, exist_ok=True)
+            for figure in figures(report):
+                (args.svg_dir / f"{figure.name}.svg").write_text(figure.svg + "\n", "utf-8")
+    except OSError as exc:
+        return _failed("cannot write the report", exc)
+    h = report.headline
+    print(
+        f"wrote {args.output}: {len(report.weeks)} weeks, {h.athletes} athletes,"
+        f" {h.workouts} workouts, {h.working_sets} working sets, {len(report.lifts)} lifts",
+        file=sys.stderr,
+    )
     return 0
 
 
