@@ -51,6 +51,9 @@ commands:
   index         run the fitness indexer alone
   reindex       rebuild every fitness table from the stored events
   export-table  write one fitness table or view as CSV or Parquet
+  report        write an HTML report with charts of the research views
+  demo          import and index a generated, signed fitness data set to try things on
+  sync          reconcile events with an upstream relay (NIP-77, else REQ pages)
 
 Run "fitrelay COMMAND --help" for a command's options."""
 
