@@ -26,6 +26,7 @@ from indexer.store import FitnessStore
 from indexer.transform import derive
 from relay.nostr.event import decode_event
 from relay.nostr.kinds import FITNESS_KINDS
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.migrate import Conn, migrate
 from relay.storage.postgres import PLANNED_PER_RUN
 from relay.storage.queries import load_queries
@@ -176,7 +177,7 @@ class Indexer:
         while True:
             try:
                 await self._follow(on_caught_up)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("indexer: %s; retrying", exc)
                 await asyncio.sleep(1.0)
 

@@ -24,6 +24,8 @@ from relay.config import Config
 from relay.diagnosis import describe
 from relay.logs import redact_dsn
 from relay.nostr.errors import NostrError
+from relay.stages import StageFailed
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.lease import FileLock
 from relay.storage.migrate import migrate
 from relay.storage.postgres import Store, create_pool
@@ -112,7 +114,9 @@ def run(coro: Coroutine[Any, Any, _T]) -> _T:
 
 
 async def until_signalled(process: Relay | IndexProcess, *, freeze: bool = False) -> None:
-    """Start ``process``, run until SIGINT or SIGTERM, then stop it."""
+    """Start ``process``, run until SIGINT or SIGTERM, then stop it. A stage that stops on
+    its own stops the process too (:class:`~relay.stages.StageFailed`), so a supervisor
+    restarts it whole rather than leave it serving without, say, its indexer."""
     log.info("database %s", redact_dsn(process.dsn))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -125,11 +129,19 @@ async def until_signalled(process: Relay | IndexProcess, *, freeze: bool = False
         # what came after, and its pauses stop growing with the size of the code base.
         gc.collect()
         gc.freeze()
+    stages = process.stages
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(stages.failed.wait())]
     try:
-        await stop.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping")
     finally:
+        for waiting in waits:
+            waiting.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await process.stop()
+    if stages.failed.is_set():
+        raise StageFailed(stages.failure)
 
 
 async def serve(config: Config, dsn: str) -> None:
@@ -146,7 +158,7 @@ def reindex_command(config: Config) -> int:
     try:
         with database(config) as dsn:
             report = run(reindex(dsn, progress=sys.stderr.isatty(), say=_say))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return _failed("database error", exc)
     print(
         f"reindexed {report.events} log entries up to position {report.head}"
@@ -197,7 +209,7 @@ def export_table_command(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fitrelay: {exc}", file=sys.stderr)
         return 2
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return _failed("export failed", exc)
     print(f"exported {rows} row{'s' if rows != 1 else ''}", file=sys.stderr)
     return 0
@@ -240,7 +252,7 @@ def report_command(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fitrelay: {exc}", file=sys.stderr)
         return 2
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return _failed("report failed", exc)
     try:
         if args.output == "-":
@@ -300,7 +312,7 @@ def import_command(config: Config, args: argparse.Namespace) -> int:
                     progress=sys.stderr.isatty(),
                 )
             )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return _failed("database error", exc)
     except KeyboardInterrupt:
         print("fitrelay: interrupted; the batches committed so far stay", file=sys.stderr)
@@ -334,7 +346,7 @@ def export_command(config: Config, args: argparse.Namespace) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
         return _failed("cannot write the output", exc.error)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return _failed("database error", exc)
     except KeyboardInterrupt:
         print("fitrelay: interrupted", file=sys.stderr)
@@ -372,7 +384,7 @@ def demo_command(config: Config, args: argparse.Namespace) -> int:
                 )
             )
             indexed = run(reindex(dsn))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return _failed("database error", exc)
     print(report.format(f"demo (seed {args.seed})"), flush=True)
     print(f"indexed {indexed.events} log entries; try: fitrelay export-table personal_records")
@@ -413,7 +425,7 @@ def sync_command(config: Config, args: argparse.Namespace) -> int:
     except upstream.UpstreamError as exc:
         print(f"fitrelay: upstream {args.url}: {exc}", file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return _failed("sync failed", exc)
     except KeyboardInterrupt:
         print("fitrelay: interrupted; what was stored so far stays", file=sys.stderr)

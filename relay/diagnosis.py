@@ -13,6 +13,7 @@ import socket
 
 import asyncpg
 
+from relay.stages import StageFailed
 from relay.storage.postmaster import EmbeddedPostgresError
 
 __all__ = ["describe"]
@@ -22,6 +23,8 @@ _FIX_DSN = "check db.dsn, FITRELAY_DB_DSN or --db-dsn"
 
 def describe(exc: BaseException) -> str | None:
     """One line saying what failed and what to look at, or None for an unexpected error."""
+    if isinstance(exc, StageFailed):
+        return str(exc)
     if isinstance(exc, asyncpg.InvalidPasswordError):
         return f"database authentication failed: {exc} ({_FIX_DSN})"
     if isinstance(exc, asyncpg.InvalidCatalogNameError):

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["Stage", "Stages"]
+__all__ = ["Stage", "StageFailed", "Stages"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ class Stages:
     def __init__(self, stages: Sequence[Stage]) -> None:
         self.stages = list(stages)
         self._running: list[tuple[Stage, asyncio.Task[None]]] = []
+        self.failed = asyncio.Event()
+        """Set when a stage's ``run`` ended with an error: the process is no longer whole."""
+        self.failure = ""
+        """The name of the first stage that failed."""
 
     async def start(self) -> None:
         """Start every stage in order; if one fails, stop those already started."""
@@ -55,6 +59,8 @@ class Stages:
             raise
         except Exception:
             log.exception("%s stopped unexpectedly", stage.name)
+            self.failure = self.failure or stage.name
+            self.failed.set()
             raise
 
     async def stop(self) -> None:
@@ -70,3 +76,11 @@ class Stages:
                 await asyncio.wait([task], timeout=grace)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+class StageFailed(Exception):
+    """A stage stopped on its own: the process stops rather than run without it."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"the {stage} stopped unexpectedly (its error is logged above)")
+        self.stage = stage

@@ -43,6 +43,7 @@ from relay.server.reconciler import NegentropyLoads
 from relay.server.writer import Writer, WriterUnavailable
 from relay.storage.cachedstore import PagedStore, QueryStore
 from relay.storage.cachekey import Rows
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.postgres import PoolBusy
 
 __all__ = ["Connection"]
@@ -442,7 +443,7 @@ class Connection:
             self.metrics.queries_cancelled.inc()
             self._fail(sub_id, timed_out=True)
             return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.exception("conn %d: query failed", self.conn_id)
             self._fail(sub_id, timed_out=False)
             return
@@ -525,7 +526,7 @@ class Connection:
             self.metrics.queries_cancelled.inc()
             self.reply(self.session.count_failed(sub_id, timed_out=True))
             return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.exception("conn %d: count failed", self.conn_id)
             self.reply(self.session.count_failed(sub_id, timed_out=False))
             return

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.config import parse_listen
 from relay.server.metrics import Metrics
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.migrate import applied_migrations, available_migrations
 
 __all__ = ["MonitorServer", "database_problems"]
@@ -109,7 +110,7 @@ async def database_problems(
         async with asyncio.timeout(2):
             async with pool.acquire() as conn:
                 applied = set(await applied_migrations(conn))
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return [f"database: {type(exc).__name__}: {exc}".rstrip(": ")]
     problems = []
     missing = [name for name, _ in available_migrations() if name not in applied]

@@ -17,6 +17,7 @@ import asyncpg
 
 from relay.nostr.errors import NostrError
 from relay.nostr.reconciliation import LoadItems
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.postgres import PoolBusy
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class NegentropyLoads:
             conn.metrics.queries_cancelled.inc()
             self._fail(load, _ITEMS_SLOW)
             return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             log.exception("conn %d: negentropy query failed", conn.conn_id)
             self._fail(load, _ITEMS_FAILED)
             return

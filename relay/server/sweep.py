@@ -7,8 +7,7 @@ import asyncio
 import logging
 import time
 
-import asyncpg
-
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.postgres import Store
 
 __all__ = ["ExpirationSweep"]
@@ -36,7 +35,7 @@ class ExpirationSweep:
             await asyncio.sleep(self.interval)
             try:
                 purged = await self.store.purge_expired(int(time.time()))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except DATABASE_ERRORS:
                 log.exception("expiration sweep failed")
                 continue
             if purged:

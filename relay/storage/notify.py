@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.queries import load_queries
 
 __all__ = ["CHANNEL", "CommitListener"]
@@ -113,7 +114,7 @@ class CommitListener:
                 conn = await asyncpg.connect(
                     self.dsn, server_settings={"application_name": "fitrelay-listen"}
                 )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("commit listener: cannot connect (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
