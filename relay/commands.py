@@ -137,9 +137,11 @@ async def until_signalled(process: Relay | IndexProcess, *, freeze: bool = False
     finally:
         for waiting in waits:
             waiting.cancel()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        await process.stop()
+        try:
+            await process.stop()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
     if stages.failed.is_set():
         raise StageFailed(stages.failure)
 
