@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from relay.nostr.errors import NostrError
 from relay.nostr.limits import Limits
 from relay.nostr.messages import decode_client_message
+from relay.nostr.reconciliation import LoadItems
 from relay.nostr.replies import Reply, encode_reply
 from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscribe
 from tests.signer import Keys
@@ -22,7 +23,8 @@ from tests.signer import Keys
 NOW = 1_750_000_000
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VALID = Keys(7).sign(1, "fuzz seed", [["t", "x"]], created_at=NOW)
-VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH", "NOPE", "", "event")
+VERBS = ("EVENT", "REQ", "COUNT", "CLOSE", "AUTH", "NEG-OPEN", "NEG-MSG", "NEG-CLOSE")
+VERBS += ("NOPE", "", "event")
 
 odd_values = st.one_of(
     st.none(),
@@ -58,6 +60,13 @@ def frames(draw: st.DrawFn) -> str:
     verb = draw(st.sampled_from(VERBS))
     if verb == "EVENT":
         parts: list[Any] = [verb, _mutated_event(draw)]
+    elif verb == "NEG-OPEN":
+        parts = [
+            verb,
+            draw(odd_values),
+            _filter(draw),
+            draw(st.sampled_from(["61", "6100000200", "zz", "60"])),
+        ]
     elif verb in ("REQ", "COUNT"):
         parts = [verb, draw(st.one_of(st.text(max_size=70), odd_values))]
         parts += [_filter(draw) for _ in range(draw(st.integers(0, 3)))]
@@ -88,9 +97,13 @@ def check_outcomes(outcomes: list[object]) -> None:
     for outcome in outcomes:
         if isinstance(outcome, Reply):
             frame = msgspec.json.decode(encode_reply(outcome))
-            assert frame[0] in ("OK", "CLOSED", "NOTICE", "EOSE", "COUNT"), frame
+            assert frame[0] in ("OK", "CLOSED", "NOTICE", "EOSE", "COUNT", "NEG-MSG", "NEG-ERR"), (
+                frame
+            )
         else:
-            assert isinstance(outcome, StoreEvent | Subscribe | Unsubscribe | Count), outcome
+            assert isinstance(outcome, StoreEvent | Subscribe | Unsubscribe | Count | LoadItems), (
+                outcome
+            )
 
 
 @FUZZ
