@@ -23,6 +23,7 @@ from prometheus_client.core import Metric
 from indexer.follower import Indexer
 from indexer.metrics import register_metrics
 from relay.config import Config
+from relay.fetcher import Fetcher, fetcher_metrics
 from relay.nostr.kinds import PRESETS
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
 from relay.nostr.ratelimit import VERBS, Rate, RateLimiter
@@ -115,6 +116,7 @@ class Relay:
         self.indexer: Indexer | None = None
         self.monitor: MonitorServer | None = None
         self.plugin: WritePolicyPlugin | None = None
+        self.fetcher: Fetcher | None = None
         self.stages = Stages([])
         self._unwatch_gc: Callable[[], None] = lambda: None
 
@@ -219,6 +221,10 @@ class Relay:
             self.indexer = Indexer(self.dsn, batch_size=cfg.indexer.batch_size)
             listener.subscribe(self.indexer.wake)
             stages.append(self.indexer)
+        if cfg.fetcher.enabled:
+            self.fetcher = Fetcher(self.dsn, cfg.fetcher, cfg.relay.limits)
+            listener.subscribe(self.fetcher.wake)
+            stages.append(self.fetcher)
         if cfg.metrics.listen:
             self.monitor = MonitorServer(self.metrics, self.readiness, cfg.metrics.listen)
             stages.append(self.monitor)
@@ -263,6 +269,7 @@ class Relay:
             ]  # fmt: skip
 
         self.metrics.add_callback(plugin_health)
+        self.metrics.add_callback(lambda: fetcher_metrics(self.fetcher))
         self.metrics.watch_refusals(*sources)
         register_metrics(
             self.metrics.registry, lambda: self.indexer.stats if self.indexer else None
@@ -304,6 +311,9 @@ class IndexProcess:
         self.config = config
         self.dsn = dsn
         self.indexer = Indexer(dsn, batch_size=config.indexer.batch_size)
+        self.fetcher: Fetcher | None = None
+        if config.fetcher.enabled:
+            self.fetcher = Fetcher(dsn, config.fetcher, config.relay.limits)
         self.pool: asyncpg.Pool | None = None
         self.stages = Stages([])
 
@@ -311,11 +321,15 @@ class IndexProcess:
         listener = CommitListener(self.dsn)
         listener.subscribe(self.indexer.wake)
         stages: list[Stage] = [listener, self.indexer]
+        if self.fetcher is not None:
+            listener.subscribe(self.fetcher.wake)
+            stages.append(self.fetcher)
         if self.config.metrics.listen:
-            # Scraped like the relay: the indexer's counters and readiness.
+            # Scraped like the relay: the indexer's and the fetcher's counters, readiness.
             self.pool = await create_pool(self.dsn, min_size=1, max_size=1)
             metrics = Metrics()
             register_metrics(metrics.registry, lambda: self.indexer.stats)
+            metrics.add_callback(lambda: fetcher_metrics(self.fetcher))
             stages.append(MonitorServer(metrics, self.readiness, self.config.metrics.listen))
         self.stages = Stages(stages)
         try:
