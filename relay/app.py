@@ -13,6 +13,7 @@ handed to the session and the writer's front.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -73,6 +74,13 @@ def rules_from(config: Config) -> Rules:
         auth_reads=auth.required in ("reads", "all"),
         auth_kinds=frozenset(auth.kinds),
     )
+
+
+def fetcher_from(config: Config, dsn: str) -> Fetcher:
+    """``[fetcher]``, storing what it fetches under the relay's event limits and the write
+    rules of ``[policy]`` (AUTH aside: a fetched event has no connection to authenticate)."""
+    rules = dataclasses.replace(rules_from(config), auth_writes=False, auth_kinds=frozenset())
+    return Fetcher(dsn, config.fetcher, config.relay.limits, rules=rules)
 
 
 def rate_limits_from(config: Config, clock: Callable[[], float]) -> Policies:
@@ -222,7 +230,7 @@ class Relay:
             listener.subscribe(self.indexer.wake)
             stages.append(self.indexer)
         if cfg.fetcher.enabled:
-            self.fetcher = Fetcher(self.dsn, cfg.fetcher, cfg.relay.limits)
+            self.fetcher = fetcher_from(cfg, self.dsn)
             listener.subscribe(self.fetcher.wake)
             stages.append(self.fetcher)
         if cfg.metrics.listen:
@@ -313,7 +321,7 @@ class IndexProcess:
         self.indexer = Indexer(dsn, batch_size=config.indexer.batch_size)
         self.fetcher: Fetcher | None = None
         if config.fetcher.enabled:
-            self.fetcher = Fetcher(dsn, config.fetcher, config.relay.limits)
+            self.fetcher = fetcher_from(config, dsn)
         self.pool: asyncpg.Pool | None = None
         self.stages = Stages([])
 

@@ -37,8 +37,10 @@ from websockets.asyncio.client import connect
 from relay.archive.importer import Rejection, check_line
 from relay.config import FetcherConfig
 from relay.nostr.limits import Limits
+from relay.nostr.policy import ConnInfo
 from relay.nostr.routes import Address, UrlRules, address_filter, matches, retry_delay, routes
 from relay.nostr.routes import write_relays as parse_write_relays
+from relay.nostr.rules import Rules
 from relay.scrape import counter, gauge
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.queries import load_queries
@@ -51,6 +53,7 @@ _Q = load_queries("fetcher.sql")
 _LOCK = "SELECT pg_try_advisory_lock(hashtext('fitrelay_fetcher'))"
 _OUTCOMES = ("found", "not_found", "error", "given_up")
 _MAX_TRACKED = 100
+_FETCHER = ConnInfo()
 _dec = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
 
@@ -98,6 +101,7 @@ class Fetcher:
         config: FetcherConfig,
         limits: Limits,
         *,
+        rules: Rules | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -106,6 +110,8 @@ class Fetcher:
         self.limits = limits
         self.clock = clock
         self.rng = rng or random.Random()
+        self.write_rules = rules or Rules()
+        """The deny and allow lists and PoW of ``[policy]`` (AUTH has no meaning here)."""
         self.rules = UrlRules(allow_loopback=config.allow_loopback)
         self.upstreams = [self.rules.normalise(u) or u for u in config.upstreams]
         self.stats = FetchStats()
@@ -286,6 +292,10 @@ class Fetcher:
             checked = check_line(_enc.encode(event), self.limits, now)
             if isinstance(checked, Rejection):
                 item.reason = f"{url}: {checked.reason}"[:300]
+                continue
+            refused = self.write_rules.refuse_event(_FETCHER, checked.event, now)
+            if refused is not None:
+                item.reason = f"{url}: {refused.message}"[:300]
                 continue
             events.append(checked.event)
             texts.append(checked.raw)

@@ -185,3 +185,24 @@ async def test_an_address_found_nowhere_is_given_up(
     await asyncio.wait_for(local.fetcher.round(), DEADLINE)
     assert stats.requests["ok"] == 3 and stats.depth == 0
     assert await db.fetchval("SELECT count(*) FROM fitness.missing_references") == 1
+
+
+async def test_fetched_events_meet_the_write_rules(
+    other_dsn: str, start_relay: Callable[..., Any], db: asyncpg.Connection[Any]
+) -> None:
+    alice, bob = Keys(), Keys()
+    upstream: Relay = await start_relay(dsn=other_dsn)
+    await _publish(url_of(upstream), _exercise(bob, "row"))
+    config = _with_fetcher(upstreams=[url_of(upstream)], max_attempts=1)
+    config = msgspec.structs.replace(
+        config, policy=msgspec.structs.replace(config.policy, pubkeys_deny=[bob.pubkey])
+    )
+    local: Relay = await start_relay(config)
+    template = alice.sign(33402, "", [
+        ["d", "rows"], ["title", "Rows"], ["exercise", f"33401:{bob.pubkey}:row", "", "1", "1"],
+    ])  # fmt: skip
+    await _publish(url_of(local), template)
+    await _until(db, "SELECT status FROM fitness.fetch_attempts", "given_up")
+    reason = await db.fetchval("SELECT reason FROM fitness.fetch_attempts")
+    assert reason == f"{url_of(upstream)}: blocked: this pubkey may not publish here"
+    assert await db.fetchval("SELECT count(*) FROM events WHERE kind = 33401") == 0
