@@ -332,10 +332,9 @@ class Fetcher:
 
 
 def fetcher_metrics(fetcher: Fetcher | None) -> list[Metric]:
-    """The fetcher's samples for a scrape (none when it is not running)."""
-    if fetcher is None:
-        return []
-    stats = fetcher.stats
+    """The fetcher's samples for a scrape (zeros when it does not run in this process)."""
+    stats = fetcher.stats if fetcher is not None else FetchStats()
+    upstreams = fetcher.upstreams if fetcher is not None else []
     return [
         counter("fitrelay_fetcher_fetches", "Missing addresses fetched, by outcome",
                 {(o,): n for o, n in stats.outcomes.items()}, ["outcome"]),
@@ -345,16 +344,22 @@ def fetcher_metrics(fetcher: Fetcher | None) -> list[Metric]:
               stats.depth),
         gauge("fitrelay_fetcher_oldest_missing_seconds",
               "Age of the oldest pending missing dependency", stats.oldest_seconds),
-        _per_upstream(stats.last_success),
+        _per_upstream(stats.last_success, upstreams),
     ]  # fmt: skip
 
 
-def _per_upstream(last: dict[str, float]) -> Metric:
+def _per_upstream(last: dict[str, float], upstreams: Sequence[str]) -> Metric:
+    """Configured upstreams by URL; hinted and relay-list relays together as ``other`` (a
+    label per hinted URL would let any author mint series)."""
     family = GaugeMetricFamily(
-        "fitrelay_fetcher_upstream_last_success_timestamp_seconds",
-        "Unix time of each upstream relay's last answered REQ",
+        "fitrelay_fetcher_upstream_last_success",
+        "Unix time of the last answered REQ per configured upstream (other: hints, lists)",
         labels=["upstream"],
     )
-    for url, at in sorted(last.items()):
-        family.add_metric([url], at)
+    others = [at for url, at in last.items() if url not in upstreams]
+    for url in upstreams:
+        if url in last:
+            family.add_metric([url], last[url])
+    if others:
+        family.add_metric(["other"], max(others))
     return family
