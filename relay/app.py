@@ -3,11 +3,12 @@ indexer's stages, and the only one that imports both.
 
 ``fitrelay serve`` is, in start order: the commit listener, the live tail, the writer, the
 expiration sweep, the write-policy plugin (when configured), the indexer (unless
-``indexer.enabled = false``), the monitor (``/metrics``, ``/healthz``, ``/readyz``) and the
-WebSocket server; they stop in the reverse order, so the server stops taking EVENTs before
-the writer commits what it holds (and the plugin has vetted them), and the pool closes last.
-``fitrelay index`` is the commit listener, the indexer and the monitor. A new capability (a
-fetcher, a sync) is one more entry in a list here, and policy hooks are built here once and
+``indexer.enabled = false``), the fetcher (when ``fetcher.enabled``), the monitor
+(``/metrics``, ``/healthz``, ``/readyz``) and the WebSocket server; they stop in the reverse
+order, so the server stops taking EVENTs before the writer commits what it holds (and the
+plugin has vetted them), and the pool closes last.
+``fitrelay index`` is the commit listener, the indexer, the fetcher and the monitor. A new
+capability is one more entry in a list here, and policy hooks are built here once and
 handed to the session and the writer's front.
 """
 
