@@ -128,8 +128,8 @@ class Fetcher:
         self._wake.set()
 
     async def start(self) -> None:
-        # Two connections: one holds the advisory lock, one reads and stores.
-        self._pool = await create_pool(self.dsn, min_size=1, max_size=2)
+        # Two connections: this one reads and stores; run's own holds the advisory lock.
+        self._pool = await create_pool(self.dsn, min_size=1, max_size=1)
         self._store = Store(self._pool, default_limit=1)
 
     async def stop(self) -> None:
@@ -139,19 +139,21 @@ class Fetcher:
     async def run(self) -> None:
         pool = self._pool
         assert pool is not None
+        lock = await asyncpg.connect(self.dsn)
         try:
-            async with pool.acquire() as holder:
-                while not await holder.fetchval(_LOCK):
+            while not self._stopping and not await lock.fetchval(_LOCK):
+                await self._pause()
+            while not self._stopping:
+                try:
+                    busy = await self.round()
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("fetcher round failed: %s", exc)
+                    busy = False
+                if not busy:
                     await self._pause()
-                while not self._stopping:
-                    try:
-                        busy = await self.round()
-                    except (OSError, asyncpg.PostgresError) as exc:
-                        log.warning("fetcher round failed: %s", exc)
-                        busy = False
-                    if not busy:
-                        await self._pause()
         finally:
+            # At once, even when cancelled in a query: closing politely would wait on it.
+            lock.terminate()
             pool.terminate()
 
     async def _pause(self) -> None:
@@ -166,7 +168,12 @@ class Fetcher:
             rows = await conn.fetch(_Q["due"], self.config.queue_size)
             pending = await self._plan(conn, rows) if rows else []
         if pending:
-            await self._ask_all(pending)
+            now = time.monotonic()
+            self._down = {url: down for url, down in self._down.items() if down[1] > now}
+            try:
+                await self._ask_all(pending)
+            finally:
+                self._slots.clear()  # per round: hinted URLs must not pile up
             async with self._pool.acquire() as conn:
                 for item in pending:
                     await self._record(conn, item)
