@@ -149,6 +149,9 @@ class Fetcher:
                 except (OSError, asyncpg.PostgresError) as exc:
                     log.warning("fetcher round failed: %s", exc)
                     busy = False
+                except Exception:  # a bug must not end fetching for the process's life
+                    log.exception("fetcher round failed")
+                    busy = False
                 if not busy:
                     await self._pause()
         finally:
