@@ -3,16 +3,18 @@ indexer's stages, and the only one that imports both.
 
 ``fitrelay serve`` is, in start order: the commit listener, the live tail, the writer, the
 expiration sweep, the write-policy plugin (when configured), the indexer (unless
-``indexer.enabled = false``), the monitor (``/metrics``, ``/healthz``, ``/readyz``) and the
-WebSocket server; they stop in the reverse order, so the server stops taking EVENTs before
-the writer commits what it holds (and the plugin has vetted them), and the pool closes last.
-``fitrelay index`` is the commit listener, the indexer and the monitor. A new capability (a
-fetcher, a sync) is one more entry in a list here, and policy hooks are built here once and
+``indexer.enabled = false``), the fetcher (when ``fetcher.enabled``), the monitor
+(``/metrics``, ``/healthz``, ``/readyz``) and the WebSocket server; they stop in the reverse
+order, so the server stops taking EVENTs before the writer commits what it holds (and the
+plugin has vetted them), and the pool closes last.
+``fitrelay index`` is the commit listener, the indexer, the fetcher and the monitor. A new
+capability is one more entry in a list here, and policy hooks are built here once and
 handed to the session and the writer's front.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +25,7 @@ from prometheus_client.core import Metric
 from indexer.follower import Indexer
 from indexer.metrics import register_metrics
 from relay.config import Config
+from relay.fetcher import Fetcher, fetcher_metrics
 from relay.nostr.kinds import PRESETS
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
 from relay.nostr.ratelimit import VERBS, Rate, RateLimiter
@@ -74,6 +77,13 @@ def rules_from(config: Config) -> Rules:
     )
 
 
+def fetcher_from(config: Config, dsn: str) -> Fetcher:
+    """``[fetcher]``, storing what it fetches under the relay's event limits and the write
+    rules of ``[policy]`` (AUTH aside: a fetched event has no connection to authenticate)."""
+    rules = dataclasses.replace(rules_from(config), auth_writes=False, auth_kinds=frozenset())
+    return Fetcher(dsn, config.fetcher, config.relay.limits, rules=rules)
+
+
 def rate_limits_from(config: Config, clock: Callable[[], float]) -> Policies:
     """``[relay.rate_limits]``: one limiter for the process, reported in NIP-11 under the
     custom ``limitation`` keys ``rate_limits`` and ``max_connections_per_ip``."""
@@ -115,6 +125,7 @@ class Relay:
         self.indexer: Indexer | None = None
         self.monitor: MonitorServer | None = None
         self.plugin: WritePolicyPlugin | None = None
+        self.fetcher: Fetcher | None = None
         self.stages = Stages([])
         self._unwatch_gc: Callable[[], None] = lambda: None
 
@@ -219,6 +230,10 @@ class Relay:
             self.indexer = Indexer(self.dsn, batch_size=cfg.indexer.batch_size)
             listener.subscribe(self.indexer.wake)
             stages.append(self.indexer)
+        if cfg.fetcher.enabled:
+            self.fetcher = fetcher_from(cfg, self.dsn)
+            listener.subscribe(self.fetcher.wake)
+            stages.append(self.fetcher)
         if cfg.metrics.listen:
             self.monitor = MonitorServer(self.metrics, self.readiness, cfg.metrics.listen)
             stages.append(self.monitor)
@@ -263,6 +278,7 @@ class Relay:
             ]  # fmt: skip
 
         self.metrics.add_callback(plugin_health)
+        self.metrics.add_callback(lambda: fetcher_metrics(self.fetcher))
         self.metrics.watch_refusals(*sources)
         register_metrics(
             self.metrics.registry, lambda: self.indexer.stats if self.indexer else None
@@ -304,6 +320,9 @@ class IndexProcess:
         self.config = config
         self.dsn = dsn
         self.indexer = Indexer(dsn, batch_size=config.indexer.batch_size)
+        self.fetcher: Fetcher | None = None
+        if config.fetcher.enabled:
+            self.fetcher = fetcher_from(config, dsn)
         self.pool: asyncpg.Pool | None = None
         self.stages = Stages([])
 
@@ -311,11 +330,15 @@ class IndexProcess:
         listener = CommitListener(self.dsn)
         listener.subscribe(self.indexer.wake)
         stages: list[Stage] = [listener, self.indexer]
+        if self.fetcher is not None:
+            listener.subscribe(self.fetcher.wake)
+            stages.append(self.fetcher)
         if self.config.metrics.listen:
-            # Scraped like the relay: the indexer's counters and readiness.
+            # Scraped like the relay: the indexer's and the fetcher's counters, readiness.
             self.pool = await create_pool(self.dsn, min_size=1, max_size=1)
             metrics = Metrics()
             register_metrics(metrics.registry, lambda: self.indexer.stats)
+            metrics.add_callback(lambda: fetcher_metrics(self.fetcher))
             stages.append(MonitorServer(metrics, self.readiness, self.config.metrics.listen))
         self.stages = Stages(stages)
         try:

@@ -22,6 +22,7 @@ from relay.nostr.errors import RelayError
 from relay.nostr.event import MAX_KIND, is_hex64
 from relay.nostr.kinds import PRESETS
 from relay.nostr.limits import Limits
+from relay.nostr.routes import UrlRules
 
 __all__ = [
     "AuthConfig",
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "DbConfig",
     "ExportConfig",
+    "FetcherConfig",
     "IndexerConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -180,6 +182,35 @@ class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Log entries applied per indexer transaction."""
 
 
+class FetcherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Fetch referenced but missing events (fitness.missing_references) from other relays."""
+
+    enabled: bool = False
+    """Run the fetcher inside ``fitrelay serve`` and ``fitrelay index``."""
+    upstreams: list[str] = []
+    """ws:// or wss:// relays asked after the hints and relay lists, in order."""
+    use_hints: bool = True
+    """Also ask the relays named by references' hints and authors' NIP-65 write lists."""
+    allow_loopback: bool = False
+    """Allow loopback and private addresses (upstreams and hints); for tests."""
+    concurrency: int = 2
+    """REQs in flight at once per upstream relay."""
+    batch: int = 20
+    """Addresses asked for in one REQ (one filter each)."""
+    queue_size: int = 500
+    """Most missing addresses taken per round."""
+    timeout_seconds: float = 10.0
+    """Longest wait to connect to an upstream, and for each of its answers."""
+    max_attempts: int = 5
+    """Tries of an address found nowhere before it is marked given_up."""
+    retry_base_seconds: float = 60.0
+    """Delay before the second try; it doubles with each try (with jitter)."""
+    retry_max_seconds: float = 86_400.0
+    """Longest delay between tries (also how long a failing upstream is skipped, at most)."""
+    interval_seconds: float = 5.0
+    """Pause between rounds when nothing is due."""
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:9477"
     """host:port of the HTTP server for /metrics, /healthz and /readyz; empty turns it off."""
@@ -227,6 +258,7 @@ class ExportConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     relay: RelayConfig = RelayConfig()
     indexer: IndexerConfig = IndexerConfig()
+    fetcher: FetcherConfig = FetcherConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     db: DbConfig = DbConfig()
@@ -351,6 +383,25 @@ def _check(config: Config) -> None:
     if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
         raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")
     _check_policy(config)
+    _check_fetcher(config.fetcher)
+
+
+def _check_fetcher(fetcher: FetcherConfig) -> None:
+    if min(fetcher.concurrency, fetcher.batch, fetcher.queue_size, fetcher.max_attempts) < 1:
+        raise ConfigError(
+            "fetcher.concurrency, batch, queue_size and max_attempts must be at least 1"
+        )
+    if min(fetcher.timeout_seconds, fetcher.retry_base_seconds, fetcher.interval_seconds) <= 0:
+        raise ConfigError("fetcher.timeout_seconds, retry_base_seconds and interval_seconds > 0")
+    if fetcher.retry_max_seconds < fetcher.retry_base_seconds:
+        raise ConfigError("fetcher.retry_max_seconds must be at least retry_base_seconds")
+    rules = UrlRules(allow_loopback=fetcher.allow_loopback)
+    for url in fetcher.upstreams:
+        if rules.normalise(url) is None:
+            raise ConfigError(
+                f"fetcher.upstreams: {url!r} is not a ws:// or wss:// URL of a public host"
+                " (loopback and private hosts need fetcher.allow_loopback)"
+            )
 
 
 def _check_policy(config: Config) -> None:

@@ -64,6 +64,11 @@ def test_precedence(tmp_path: Path) -> None:
         ("[relay]\npublic_url = 'https://x'\n[auth]\nrequired = 'all'\n", {}, "ws:// or wss://"),
         ("[relay]\npublic_url = 'wss://x'\n[auth]\nrequired = 'some'\n", {}, "auth.required"),
         ("[relay]\npublic_url = 'wss://x'\n[auth]\nwindow_seconds = 0\n", {}, "at least 1"),
+        ("[fetcher]\nupstreams = ['ws://127.0.0.1:7777']\n", {}, "fetcher.allow_loopback"),
+        ("[fetcher]\nupstreams = ['https://relay.example']\n", {}, "not a ws:// or wss://"),
+        ("[fetcher]\nconcurrency = 0\n", {}, "fetcher.concurrency"),
+        ("[fetcher]\ntimeout_seconds = 0\n", {}, "fetcher.timeout_seconds"),
+        ("[fetcher]\nretry_base_seconds = 10\nretry_max_seconds = 5\n", {}, "retry_max"),
     ],
 )
 def test_errors_name_the_problem(
@@ -78,3 +83,9 @@ def test_errors_name_the_problem(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "absent.toml", env={})
+
+
+def test_loopback_upstreams_need_allow_loopback(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[fetcher]\nallow_loopback = true\nupstreams = ['ws://127.0.0.1:7777/']\n")
+    assert load(path, env={}).fetcher.upstreams == ["ws://127.0.0.1:7777/"]

@@ -1,0 +1,375 @@
+"""The fetcher stage: complete missing references from other relays.
+
+Each round reads the due addresses of ``fitness.missing_references`` (never tried, or
+pending past their ``next_attempt`` in ``fitness.fetch_attempts``), works out each one's
+routes (:func:`relay.nostr.routes.routes`: relay hints, the author's NIP-65 write relays
+stored here, the configured upstreams) and asks the relays route by route: every address
+whose next route is the same relay goes into one REQ (one filter per address, ``batch`` to a
+REQ, ``concurrency`` REQs at once per relay, one connection each). A returned event counts only
+if it is the address asked for; it goes through :func:`relay.archive.importer.check_line`, the
+relay's EVENT checks, and is stored by :meth:`relay.storage.postgres.Store.ingest`, whose
+NOTIFY wakes the indexer, which relinks the references as it indexes the event.
+
+An address found nowhere is tried again after a growing, jittered delay and after
+``max_attempts`` tries marked ``given_up``; a found one is never fetched again, so nothing
+loops. A relay that fails (refused, silent past ``timeout_seconds``, broken protocol) is
+skipped for a growing while. The stage runs in its own task on its own two connections: a
+slow upstream delays only the fetcher. With several processes on one database only the holder
+of an advisory lock fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+from prometheus_client.core import GaugeMetricFamily, Metric
+from websockets.asyncio.client import connect
+
+from relay.archive.importer import Rejection, check_line
+from relay.config import FetcherConfig
+from relay.nostr.limits import Limits
+from relay.nostr.policy import ConnInfo
+from relay.nostr.routes import Address, UrlRules, address_filter, matches, retry_delay, routes
+from relay.nostr.routes import write_relays as parse_write_relays
+from relay.nostr.rules import Rules
+from relay.scrape import counter, gauge
+from relay.storage.postgres import IngestStatus, Store, create_pool
+from relay.storage.queries import load_queries
+
+__all__ = ["FetchStats", "Fetcher", "fetcher_metrics"]
+
+log = logging.getLogger(__name__)
+
+_Q = load_queries("fetcher.sql")
+_LOCK = "SELECT pg_try_advisory_lock(hashtext('fitrelay_fetcher'))"
+_OUTCOMES = ("found", "not_found", "error", "given_up")
+_MAX_TRACKED = 100
+_FETCHER = ConnInfo()
+_dec = msgspec.json.Decoder()
+_enc = msgspec.json.Encoder()
+
+
+class _UpstreamError(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class FetchStats:
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_OUTCOMES, 0))
+    """Addresses per round outcome (given_up also counts the round's not_found or error)."""
+    requests: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
+    """REQs sent upstream, by whether they were answered up to EOSE."""
+    depth: int = 0
+    """Missing addresses not given up, as of the last round."""
+    oldest_seconds: float = 0.0
+    """Age of the oldest pending missing dependency (since the fetcher first saw it)."""
+    last_success: dict[str, float] = field(default_factory=dict)
+    """Unix time of each relay's last answered REQ (configured ones, then a few others)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    address: Address
+    routes: list[str]
+    attempts: int
+    tried: int = 0
+    errors: int = 0
+    answered: int = 0
+    reason: str | None = None
+    last: str | None = None
+    found_at: str | None = None
+
+
+class Fetcher:
+    """A stage (:mod:`relay.stages`) fetching what ``fitness.missing_references`` lists."""
+
+    name = "fetcher"
+    grace = 0.0
+
+    def __init__(
+        self,
+        dsn: str,
+        config: FetcherConfig,
+        limits: Limits,
+        *,
+        rules: Rules | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.config = config
+        self.limits = limits
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.write_rules = rules or Rules()
+        """The deny and allow lists and PoW of ``[policy]`` (AUTH has no meaning here)."""
+        self.rules = UrlRules(allow_loopback=config.allow_loopback)
+        self.upstreams = [self.rules.normalise(u) or u for u in config.upstreams]
+        self.stats = FetchStats()
+        self._pool: asyncpg.Pool | None = None
+        self._store: Store | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._down: dict[str, tuple[int, float]] = {}
+        """Failing relays: (failures in a row, monotonic time before which they are skipped)."""
+
+    def wake(self, _payload: str = "") -> None:
+        """Look for due addresses now (a commit may have added references)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        # Two connections: this one reads and stores; run's own holds the advisory lock.
+        self._pool = await create_pool(self.dsn, min_size=1, max_size=1)
+        self._store = Store(self._pool, default_limit=1)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        pool = self._pool
+        assert pool is not None
+        lock = await asyncpg.connect(self.dsn)
+        try:
+            while not self._stopping and not await lock.fetchval(_LOCK):
+                await self._pause()
+            while not self._stopping:
+                try:
+                    busy = await self.round()
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("fetcher round failed: %s", exc)
+                    busy = False
+                except Exception:  # a bug must not end fetching for the process's life
+                    log.exception("fetcher round failed")
+                    busy = False
+                if not busy:
+                    await self._pause()
+        finally:
+            # At once, even when cancelled in a query: closing politely would wait on it.
+            lock.terminate()
+            pool.terminate()
+
+    async def _pause(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.config.interval_seconds)
+
+    async def round(self) -> bool:
+        """Fetch the due addresses once; False when none was due."""
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_Q["due"], self.config.queue_size)
+            pending = await self._plan(conn, rows) if rows else []
+        if pending:
+            now = time.monotonic()
+            self._down = {url: down for url, down in self._down.items() if down[1] > now}
+            try:
+                await self._ask_all(pending)
+            finally:
+                self._slots.clear()  # per round: hinted URLs must not pile up
+            async with self._pool.acquire() as conn:
+                for item in pending:
+                    await self._record(conn, item)
+        async with self._pool.acquire() as conn:
+            backlog = await conn.fetchrow(_Q["backlog"])
+        assert backlog is not None
+        self.stats.depth = int(backlog["depth"])
+        self.stats.oldest_seconds = float(backlog["oldest_seconds"])
+        return bool(pending)
+
+    async def _plan(self, conn: Any, rows: Sequence[asyncpg.Record]) -> list[_Pending]:
+        lists: dict[str, list[str]] = {}
+        if self.config.use_hints:
+            authors = sorted({bytes.fromhex(row["pubkey"]) for row in rows})
+            for row in await conn.fetch(_Q["relay_lists"], authors):
+                lists[row["pubkey"]] = parse_write_relays(row["raw"])
+        pending = []
+        for row in rows:
+            address = Address(row["kind"], row["pubkey"], row["d"], tuple(row["relay_hints"]))
+            hints = address.hints if self.config.use_hints else ()
+            found = routes(hints, lists.get(address.pubkey, ()), self.upstreams, self.rules)
+            pending.append(_Pending(address, found, int(row["attempts"])))
+        return pending
+
+    async def _ask_all(self, pending: list[_Pending]) -> None:
+        """Route by route until every address is found or has no route left."""
+        while True:
+            groups: dict[str, list[_Pending]] = {}
+            for item in pending:
+                url = self._next_route(item)
+                if url is not None:
+                    groups.setdefault(url, []).append(item)
+            if not groups:
+                return
+            await asyncio.gather(*(self._ask(url, items) for url, items in groups.items()))
+
+    def _next_route(self, item: _Pending) -> str | None:
+        now = time.monotonic()
+        while item.found_at is None and item.tried < len(item.routes):
+            url = item.routes[item.tried]
+            failing = self._down.get(url)
+            if failing is None or failing[1] <= now:
+                return url
+            item.tried += 1
+            item.errors += 1
+            item.reason = item.reason or f"{url}: skipped after failures"
+        return None
+
+    async def _ask(self, url: str, items: list[_Pending]) -> None:
+        size = self.config.batch
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        await asyncio.gather(*(self._ask_chunk(url, chunk) for chunk in chunks))
+
+    async def _ask_chunk(self, url: str, items: list[_Pending]) -> None:
+        slot = self._slots.setdefault(url, asyncio.Semaphore(self.config.concurrency))
+        async with slot:
+            try:
+                raws = await self._req(url, [address_filter(i.address) for i in items])
+            except Exception as exc:  # refused, silent, or broken: none may stop the stage
+                self._failed(url, items, exc)
+                return
+        self.stats.requests["ok"] += 1
+        self._down.pop(url, None)
+        if url in self.upstreams or len(self.stats.last_success) < _MAX_TRACKED:
+            self.stats.last_success[url] = self.clock()
+        for item in items:
+            item.tried += 1
+            item.answered += 1
+            item.last = url
+            item.reason = f"{url}: not found"
+        await self._store_found(url, items, raws)
+
+    def _failed(self, url: str, items: list[_Pending], exc: BaseException) -> None:
+        self.stats.requests["error"] += 1
+        failures = self._down.get(url, (0, 0.0))[0] + 1
+        pause = min(self.config.retry_max_seconds,
+                    self.config.retry_base_seconds * 2 ** (failures - 1))  # fmt: skip
+        self._down[url] = (failures, time.monotonic() + pause)
+        reason = f"{url}: {type(exc).__name__}: {exc}"[:300]
+        log.info("fetcher: %s", reason)
+        for item in items:
+            item.tried += 1
+            item.errors += 1
+            item.last = url
+            item.reason = reason
+
+    async def _req(self, url: str, filters: list[dict[str, Any]]) -> list[Any]:
+        """The events a relay answers one REQ with, up to its EOSE."""
+        timeout = self.config.timeout_seconds
+        sub = "fitrelay-fetch"
+        async with asyncio.timeout(timeout):
+            ws = await connect(url, open_timeout=timeout, max_size=self.limits.max_message_bytes)
+        async with ws:
+            await ws.send(_enc.encode(["REQ", sub, *filters]).decode())
+            events: list[Any] = []
+            while True:
+                async with asyncio.timeout(timeout):
+                    data = await ws.recv()
+                message = _dec.decode(data)
+                if not isinstance(message, list) or len(message) < 2 or message[1] != sub:
+                    continue
+                if message[0] == "EVENT" and len(message) == 3:
+                    events.append(message[2])
+                    if len(events) > 4 * len(filters):
+                        raise _UpstreamError("more events than asked for")
+                elif message[0] == "EOSE":
+                    return events
+                elif message[0] == "CLOSED":
+                    raise _UpstreamError(f"closed the REQ: {message[2:3]}")
+
+    async def _store_found(self, url: str, items: list[_Pending], raws: list[Any]) -> None:
+        assert self._store is not None
+        now = int(self.clock())
+        chosen: dict[int, tuple[Any, _Pending]] = {}
+        for event in raws:
+            for index, item in enumerate(items):
+                if item.found_at is None and matches(event, item.address):
+                    best = chosen.get(index)
+                    if best is None or event.get("created_at", 0) > best[0].get("created_at", 0):
+                        chosen[index] = (event, item)
+        events, texts, owners = [], [], []
+        for event, item in chosen.values():
+            checked = check_line(_enc.encode(event), self.limits, now)
+            if isinstance(checked, Rejection):
+                item.reason = f"{url}: {checked.reason}"[:300]
+                continue
+            refused = self.write_rules.refuse_event(_FETCHER, checked.event, now)
+            if refused is not None:
+                item.reason = f"{url}: {refused.message}"[:300]
+                continue
+            events.append(checked.event)
+            texts.append(checked.raw)
+            owners.append(item)
+        if not events:
+            return
+        for status, item in zip(await self._store.ingest(events, texts), owners, strict=True):
+            accepted, message = status.reply
+            if status is IngestStatus.STORED or accepted:
+                item.found_at = url
+                item.reason = None
+            else:
+                item.reason = f"{url}: {message}"[:300]
+
+    async def _record(self, conn: Any, item: _Pending) -> None:
+        address = item.address
+        if item.found_at is not None:
+            outcome, status, reason, delay = "found", "found", None, 0.0
+        else:
+            outcome = "not_found" if item.answered or not item.routes else "error"
+            attempts = item.attempts + 1
+            given_up = attempts >= self.config.max_attempts
+            status = "given_up" if given_up else "pending"
+            reason = item.reason or "no relay to ask"
+            delay = retry_delay(attempts, self.config.retry_base_seconds,
+                                self.config.retry_max_seconds, self.rng)  # fmt: skip
+            if given_up:
+                self.stats.outcomes["given_up"] += 1
+        self.stats.outcomes[outcome] += 1
+        await conn.fetchval(
+            _Q["record"], address.text, address.kind, address.pubkey, address.d, status,
+            reason, item.found_at or item.last, delay,
+        )  # fmt: skip
+
+
+def fetcher_metrics(fetcher: Fetcher | None) -> list[Metric]:
+    """The fetcher's samples for a scrape (zeros when it does not run in this process)."""
+    stats = fetcher.stats if fetcher is not None else FetchStats()
+    upstreams = fetcher.upstreams if fetcher is not None else []
+    return [
+        counter("fitrelay_fetcher_fetches", "Missing addresses fetched, by outcome",
+                {(o,): n for o, n in stats.outcomes.items()}, ["outcome"]),
+        counter("fitrelay_fetcher_requests", "REQs sent to upstream relays, by result",
+                {(r,): n for r, n in stats.requests.items()}, ["result"]),
+        gauge("fitrelay_fetcher_queue_depth", "Missing addresses not given up",
+              stats.depth),
+        gauge("fitrelay_fetcher_oldest_missing_seconds",
+              "Age of the oldest pending missing dependency", stats.oldest_seconds),
+        _per_upstream(stats.last_success, upstreams),
+    ]  # fmt: skip
+
+
+def _per_upstream(last: dict[str, float], upstreams: Sequence[str]) -> Metric:
+    """Configured upstreams by URL; hinted and relay-list relays together as ``other`` (a
+    label per hinted URL would let any author mint series)."""
+    family = GaugeMetricFamily(
+        "fitrelay_fetcher_upstream_last_success",
+        "Unix time of the last answered REQ per configured upstream (other: hints, lists)",
+        labels=["upstream"],
+    )
+    others = [at for url, at in last.items() if url not in upstreams]
+    for url in upstreams:
+        if url in last:
+            family.add_metric([url], last[url])
+    if others:
+        family.add_metric(["other"], max(others))
+    return family
