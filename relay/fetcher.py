@@ -13,9 +13,9 @@ NOTIFY wakes the indexer, which relinks the references as it indexes the event.
 An address found nowhere is tried again after a growing, jittered delay and after
 ``max_attempts`` tries marked ``given_up``; a found one is never fetched again, so nothing
 loops. A relay that fails (refused, silent past ``timeout_seconds``, broken protocol) is
-skipped for a growing while. The stage runs in its own task on its own two connections: a
-slow upstream delays only the fetcher. With several processes on one database only the holder
-of an advisory lock fetches.
+skipped for a growing while. The stage runs in its own task on its own connection: a slow
+upstream delays only the fetcher. With several processes on one database only the holder of
+the lease in ``fitness.fetcher_lease`` fetches (renewed every round, taken over once expired).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from relay.nostr.routes import Address, UrlRules, address_filter, matches, retry
 from relay.nostr.routes import write_relays as parse_write_relays
 from relay.nostr.rules import Rules
 from relay.scrape import counter, gauge
+from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.queries import load_queries
 
@@ -50,7 +53,9 @@ __all__ = ["FetchStats", "Fetcher", "fetcher_metrics"]
 log = logging.getLogger(__name__)
 
 _Q = load_queries("fetcher.sql")
-_LOCK = "SELECT pg_try_advisory_lock(hashtext('fitrelay_fetcher'))"
+_LEASE_SECONDS = 60.0
+"""How long a lease lasts unless renewed; a round renews it, and rounds come at least every
+``interval_seconds``."""
 _OUTCOMES = ("found", "not_found", "error", "given_up")
 _MAX_TRACKED = 100
 _FETCHER = ConnInfo()
@@ -115,6 +120,8 @@ class Fetcher:
         self.rules = UrlRules(allow_loopback=config.allow_loopback)
         self.upstreams = [self.rules.normalise(u) or u for u in config.upstreams]
         self.stats = FetchStats()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        """Who this fetcher is in ``fitness.fetcher_lease``."""
         self._pool: asyncpg.Pool | None = None
         self._store: Store | None = None
         self._wake = asyncio.Event()
@@ -128,7 +135,6 @@ class Fetcher:
         self._wake.set()
 
     async def start(self) -> None:
-        # Two connections: this one reads and stores; run's own holds the advisory lock.
         self._pool = await create_pool(self.dsn, min_size=1, max_size=1)
         self._store = Store(self._pool, default_limit=1)
 
@@ -139,14 +145,11 @@ class Fetcher:
     async def run(self) -> None:
         pool = self._pool
         assert pool is not None
-        lock = await asyncpg.connect(self.dsn)
         try:
-            while not self._stopping and not await lock.fetchval(_LOCK):
-                await self._pause()
             while not self._stopping:
                 try:
-                    busy = await self.round()
-                except (OSError, asyncpg.PostgresError) as exc:
+                    busy = await self._hold() and await self.round()
+                except DATABASE_ERRORS as exc:
                     log.warning("fetcher round failed: %s", exc)
                     busy = False
                 except Exception:  # a bug must not end fetching for the process's life
@@ -155,9 +158,18 @@ class Fetcher:
                 if not busy:
                     await self._pause()
         finally:
+            with contextlib.suppress(*DATABASE_ERRORS, TimeoutError):
+                async with asyncio.timeout(2), pool.acquire() as conn:
+                    await conn.execute(_Q["give_lease"], self.holder)
             # At once, even when cancelled in a query: closing politely would wait on it.
-            lock.terminate()
             pool.terminate()
+
+    async def _hold(self) -> bool:
+        """Take or renew the lease; False while another process holds it."""
+        assert self._pool is not None
+        lease = max(_LEASE_SECONDS, 3 * self.config.interval_seconds)
+        async with self._pool.acquire() as conn:
+            return bool(await conn.fetchval(_Q["take_lease"], self.holder, lease))
 
     async def _pause(self) -> None:
         self._wake.clear()

@@ -18,3 +18,14 @@ CREATE TABLE fitness.fetch_attempts (
 );
 CREATE INDEX fetch_attempts_due_idx ON fitness.fetch_attempts (next_attempt)
     WHERE status = 'pending';
+
+-- Which process fetches, when several share the database: a lease its holder renews each
+-- round and gives back when it stops, taken over by another once it has expired (a holder
+-- killed -9 loses it within a lease). Only the relay's role may write the row, so unlike an
+-- advisory lock no reading role can take it or hold it hostage.
+CREATE TABLE fitness.fetcher_lease (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    holder   text NOT NULL DEFAULT '',
+    expires  timestamptz NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO fitness.fetcher_lease DEFAULT VALUES;

@@ -44,3 +44,13 @@ SELECT count(*) FILTER (WHERE f.status IS DISTINCT FROM 'given_up') AS depth,
                 FILTER (WHERE f.status = 'pending')), 0)::float8 AS oldest_seconds
 FROM fitness.missing_references m
 LEFT JOIN fitness.fetch_attempts f ON f.address = m.address;
+
+-- name: take_lease
+-- $1 holder, $2 seconds: true when this holder has the lease (taken or renewed).
+UPDATE fitness.fetcher_lease
+SET holder = $1, expires = now() + make_interval(secs => $2)
+WHERE holder = $1 OR expires < now()
+RETURNING true
+
+-- name: give_lease
+UPDATE fitness.fetcher_lease SET expires = '-infinity' WHERE holder = $1
