@@ -17,15 +17,12 @@ events, whatever the day it runs. :func:`generate` returns events in publishing 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import secp256k1
-
-from relay.nostr.event import canonical_bytes
+from relay.nostr.signing import SigningKey
 
 __all__ = ["EXERCISES", "START", "TEMPLATES", "DemoKey", "generate"]
 
@@ -253,28 +250,11 @@ _KM_PER_MI = 1.609344
 RELAY = "wss://relay.example.org"
 
 
-class DemoKey:
-    """A key pair derived from the seed and a role name; signs events."""
+class DemoKey(SigningKey):
+    """A key pair derived from the seed and a role name."""
 
     def __init__(self, seed: int, role: str) -> None:
-        secret = hashlib.sha256(f"fitrelay-demo/{seed}/{role}".encode()).digest()
-        self._key = secp256k1.PrivateKey(secret, raw=True)
-        self.pubkey: str = self._key.pubkey.serialize()[1:].hex()
-
-    def sign(self, kind: int, content: str, tags: list[list[str]], created_at: int) -> Event:
-        event_id = hashlib.sha256(
-            canonical_bytes(self.pubkey, created_at, kind, tags, content)
-        ).hexdigest()
-        sig = self._key.schnorr_sign(bytes.fromhex(event_id), None, raw=True).hex()
-        return {
-            "id": event_id,
-            "pubkey": self.pubkey,
-            "created_at": created_at,
-            "kind": kind,
-            "tags": tags,
-            "content": content,
-            "sig": sig,
-        }
+        super().__init__(f"fitrelay-demo/{seed}/{role}")
 
 
 def _format(lift: Lift) -> tuple[list[str], list[str]]:
