@@ -38,6 +38,7 @@ from websockets.asyncio.client import connect
 
 from relay.archive.importer import Rejection, check_line
 from relay.config import FetcherConfig
+from relay.nostr.kinds import RELAY_LIST
 from relay.nostr.limits import Limits
 from relay.nostr.policy import ConnInfo
 from relay.nostr.routes import Address, UrlRules, address_filter, matches, retry_delay, routes
@@ -79,6 +80,8 @@ class FetchStats:
     """Age of the oldest pending missing dependency (since the fetcher first saw it)."""
     last_success: dict[str, float] = field(default_factory=dict)
     """Unix time of each relay's last answered REQ (configured ones, then a few others)."""
+    relay_lists: int = 0
+    """Relay lists (kind 10002) fetched from the upstreams for authors that had none here."""
 
 
 @dataclass(slots=True)
@@ -127,6 +130,10 @@ class Fetcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._lists_asked: dict[str, float] = {}
+        """Authors whose relay list was asked of the upstreams, with when (monotonic)."""
+        self.lists_task: asyncio.Task[None] | None = None
+        """The background fetch of relay lists, when one runs (tests wait on it)."""
         self._down: dict[str, tuple[int, float]] = {}
         """Failing relays: (failures in a row, monotonic time before which they are skipped)."""
 
@@ -158,6 +165,9 @@ class Fetcher:
                 if not busy:
                     await self._pause()
         finally:
+            if self.lists_task is not None:
+                self.lists_task.cancel()
+                await asyncio.gather(self.lists_task, return_exceptions=True)
             with contextlib.suppress(*DATABASE_ERRORS, TimeoutError):
                 async with asyncio.timeout(2), pool.acquire() as conn:
                     await conn.execute(_Q["give_lease"], self.holder)
@@ -202,9 +212,9 @@ class Fetcher:
     async def _plan(self, conn: Any, rows: Sequence[asyncpg.Record]) -> list[_Pending]:
         lists: dict[str, list[str]] = {}
         if self.config.use_hints:
-            authors = sorted({bytes.fromhex(row["pubkey"]) for row in rows})
-            for row in await conn.fetch(_Q["relay_lists"], authors):
-                lists[row["pubkey"]] = parse_write_relays(row["raw"])
+            authors = sorted({row["pubkey"] for row in rows})
+            lists = await self._relay_lists(conn, authors)
+            self._look_for_relay_lists([a for a in authors if a not in lists])
         pending = []
         for row in rows:
             address = Address(row["kind"], row["pubkey"], row["d"], tuple(row["relay_hints"]))
@@ -212,6 +222,44 @@ class Fetcher:
             found = routes(hints, lists.get(address.pubkey, ()), self.upstreams, self.rules)
             pending.append(_Pending(address, found, int(row["attempts"])))
         return pending
+
+    async def _relay_lists(self, conn: Any, authors: Sequence[str]) -> dict[str, list[str]]:
+        """The write relays of the stored NIP-65 lists of ``authors`` (hex pubkeys)."""
+        keys = [bytes.fromhex(author) for author in authors]
+        return {
+            row["pubkey"]: parse_write_relays(row["raw"])
+            for row in await conn.fetch(_Q["relay_lists"], keys)
+        }
+
+    def _look_for_relay_lists(self, unlisted: Sequence[str]) -> None:
+        """Ask the configured upstreams, in the background, for the relay lists (kind 10002)
+        of authors this database has none of, each at most once per ``retry_max_seconds``;
+        the rounds after it follow them (the outbox model) without waiting on it now."""
+        if not self.upstreams or (self.lists_task is not None and not self.lists_task.done()):
+            return
+        now = time.monotonic()
+        self._lists_asked = {
+            a: t for a, t in self._lists_asked.items() if now - t < self.config.retry_max_seconds
+        }
+        due = [a for a in unlisted if a not in self._lists_asked][: self.config.queue_size]
+        if due:
+            self._lists_asked.update(dict.fromkeys(due, now))
+            self.lists_task = asyncio.create_task(self._fetch_relay_lists(due))
+
+    async def _fetch_relay_lists(self, authors: Sequence[str]) -> None:
+        wanted = [
+            _Pending(Address(RELAY_LIST, author, "", ()), list(self.upstreams), 0)
+            for author in authors
+        ]
+        try:
+            await self._ask_all(wanted)
+        except Exception:  # like a round: a failure here must not end the stage
+            log.exception("fetcher: fetching relay lists failed")
+            return
+        found = sum(1 for item in wanted if item.found_at is not None)
+        self.stats.relay_lists += found
+        if found:
+            self._wake.set()  # a round may now follow them
 
     async def _ask_all(self, pending: list[_Pending]) -> None:
         """Route by route until every address is found or has no route left."""
@@ -362,6 +410,9 @@ def fetcher_metrics(fetcher: Fetcher | None) -> list[Metric]:
                 {(o,): n for o, n in stats.outcomes.items()}, ["outcome"]),
         counter("fitrelay_fetcher_requests", "REQs sent to upstream relays, by result",
                 {(r,): n for r, n in stats.requests.items()}, ["result"]),
+        counter("fitrelay_fetcher_relay_lists",
+                "Relay lists (kind 10002) fetched from upstreams for authors without one here",
+                {(): stats.relay_lists}),
         gauge("fitrelay_fetcher_queue_depth", "Missing addresses not given up",
               stats.depth),
         gauge("fitrelay_fetcher_oldest_missing_seconds",

@@ -23,12 +23,15 @@ __all__ = [
     "LIST_MEMBER_KINDS",
     "PRESETS",
     "RECORD_KINDS",
+    "RELAY_LIST",
     "WORKOUT_RECORD",
     "WORKOUT_RECORD_LEGACY",
     "WORKOUT_TEMPLATE",
 ]
 
 DELETION = 5
+RELAY_LIST = 10002
+"""NIP-65: where an author publishes (``write``) and reads."""
 EXERCISE = 33401
 WORKOUT_TEMPLATE = 33402
 WORKOUT_RECORD = 1301

@@ -38,8 +38,12 @@ class Address:
 
 
 def address_filter(address: Address) -> dict[str, Any]:
-    """The REQ filter that asks for ``address`` (its newest version)."""
-    return {"kinds": [address.kind], "authors": [address.pubkey], "#d": [address.d], "limit": 1}
+    """The REQ filter that asks for ``address`` (its newest version). A replaceable kind
+    (0, 3, 10000-19999: d is empty) carries no d tag, so it is asked for without ``#d``."""
+    flt: dict[str, Any] = {"kinds": [address.kind], "authors": [address.pubkey], "limit": 1}
+    if 30_000 <= address.kind < 40_000:
+        flt["#d"] = [address.d]
+    return flt
 
 
 def matches(event: Any, address: Address) -> bool:

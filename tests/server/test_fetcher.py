@@ -17,7 +17,7 @@ import msgspec
 
 from relay.app import IndexProcess, Relay
 from relay.config import Config, FetcherConfig, IndexerConfig
-from relay.fetcher import fetcher_metrics
+from relay.fetcher import Fetcher, fetcher_metrics
 from tests.client import RawClient
 from tests.conftest import cloned_database, relay_config, url_of
 from tests.signer import Keys
@@ -85,6 +85,12 @@ async def _until(db: asyncpg.Connection[Any], sql: str, want: object) -> float:
             return time.monotonic() - start
         await asyncio.sleep(0.02)
     raise AssertionError(f"{sql!r} gave {got!r}, not {want!r}, within {DEADLINE} s")
+
+
+async def _lists_fetched(fetcher: Fetcher) -> None:
+    """Wait for the fetcher's background fetch of relay lists, if one runs."""
+    if fetcher.lists_task is not None:
+        await asyncio.wait_for(asyncio.shield(fetcher.lists_task), DEADLINE)
 
 
 async def _publish(url: str, *events: dict[str, Any]) -> None:
@@ -162,13 +168,45 @@ async def test_a_template_is_completed_from_upstream(
             ("squat", "found", url_of(hinted)),
         }
         assert local.fetcher is not None
+        await _lists_fetched(local.fetcher)
         stats = local.fetcher.stats
         assert stats.outcomes["found"] == 3
-        assert stats.requests["ok"] == 3 and stats.requests["error"] >= 2
+        # One more REQ answered: bob's relay list, asked of the upstreams (none has it).
+        assert stats.requests["ok"] == 4 and stats.requests["error"] >= 2
+        assert stats.relay_lists == 0
         assert set(stats.last_success) == {url_of(hinted), url_of(listed), url_of(upstream)}
         names = {m.name for m in fetcher_metrics(local.fetcher)}
         assert "fitrelay_fetcher_fetches" in names
         assert "fitrelay_fetcher_queue_depth" in names
+
+
+async def test_a_relay_list_found_upstream_leads_to_the_exercise(
+    other_dsn: str,
+    server_dsn: str,
+    template_db: str,
+    start_relay: Callable[..., Any],
+    db: asyncpg.Connection[Any],
+) -> None:
+    """The outbox model with a relay list this database lacks: the configured upstream has
+    only alice's kind 10002; the relay it names as her write relay has the exercise."""
+    alice = Keys()
+    upstream: Relay = await start_relay(dsn=other_dsn)
+    async with cloned_database(server_dsn, template_db) as listed_dsn, _relay(listed_dsn) as listed:
+        await _publish(url_of(listed), _exercise(alice, "press"))
+        relay_list = alice.sign(10002, "", [["r", url_of(listed), "write"]])
+        await _publish(url_of(upstream), relay_list)
+        local: Relay = await start_relay(_with_fetcher(upstreams=[url_of(upstream)]))
+        template = alice.sign(33402, "", [
+            ["d", "shoulders"], ["title", "Shoulders"],
+            ["exercise", f"33401:{alice.pubkey}:press", "", "40", "8"],
+        ])  # fmt: skip
+        await _publish(url_of(local), template)
+        await _until(db, COMPLETE, 1)
+        stored = "SELECT encode(id, 'hex') FROM events WHERE kind = 10002"
+        assert await db.fetchval(stored) == relay_list["id"]
+        row = await db.fetchrow("SELECT status, last_upstream FROM fitness.fetch_attempts")
+        assert row is not None and tuple(row) == ("found", url_of(listed))
+        assert local.fetcher is not None and local.fetcher.stats.relay_lists == 1
 
 
 async def test_an_address_found_nowhere_is_given_up(
@@ -187,12 +225,14 @@ async def test_an_address_found_nowhere_is_given_up(
     assert row is not None
     assert row["attempts"] == 3 and row["reason"] == f"{url_of(upstream)}: not found"
     assert local.fetcher is not None
+    await _lists_fetched(local.fetcher)
     stats = local.fetcher.stats
     assert stats.outcomes["not_found"] == 3 and stats.outcomes["given_up"] == 1
-    assert stats.requests["ok"] == 3
+    assert stats.requests["ok"] == 4  # three rounds, and alice's relay list asked once
     # Given up means not asked again, and no longer in the queue's depth.
     await asyncio.wait_for(local.fetcher.round(), DEADLINE)
-    assert stats.requests["ok"] == 3 and stats.depth == 0
+    await _lists_fetched(local.fetcher)
+    assert stats.requests["ok"] == 4 and stats.depth == 0
     assert await db.fetchval("SELECT count(*) FROM fitness.missing_references") == 1
 
 
@@ -239,7 +279,10 @@ async def test_one_fetcher_per_database_and_fitrelay_index_runs_it(
         await _until(db, linked, 1)
         fetchers = [f for f in (local.fetcher, index.fetcher) if f is not None]
         assert len(fetchers) == 2
-        assert sum(f.stats.requests["ok"] for f in fetchers) == 1
+        for fetcher in fetchers:
+            await _lists_fetched(fetcher)
+        # The exercise and alice's relay list, each asked once, by one of the two.
+        assert sum(f.stats.requests["ok"] for f in fetchers) == 2
         assert sum(f.stats.outcomes["found"] for f in fetchers) == 1
     finally:
         await asyncio.wait_for(index.stop(), DEADLINE)
