@@ -34,9 +34,9 @@ from typing import Any
 import asyncpg
 import msgspec
 from prometheus_client.core import GaugeMetricFamily, Metric
-from websockets.asyncio.client import connect
 
 from relay.archive.importer import Rejection, check_line
+from relay.archive.upstream import connect_upstream
 from relay.config import FetcherConfig
 from relay.nostr.kinds import RELAY_LIST
 from relay.nostr.limits import Limits
@@ -60,12 +60,7 @@ _LEASE_SECONDS = 60.0
 _OUTCOMES = ("found", "not_found", "error", "given_up")
 _MAX_TRACKED = 100
 _FETCHER = ConnInfo()
-_dec = msgspec.json.Decoder()
 _enc = msgspec.json.Encoder()
-
-
-class _UpstreamError(Exception):
-    pass
 
 
 @dataclass(slots=True)
@@ -326,26 +321,8 @@ class Fetcher:
     async def _req(self, url: str, filters: list[dict[str, Any]]) -> list[Any]:
         """The events a relay answers one REQ with, up to its EOSE."""
         timeout = self.config.timeout_seconds
-        sub = "fitrelay-fetch"
-        async with asyncio.timeout(timeout):
-            ws = await connect(url, open_timeout=timeout, max_size=self.limits.max_message_bytes)
-        async with ws:
-            await ws.send(_enc.encode(["REQ", sub, *filters]).decode())
-            events: list[Any] = []
-            while True:
-                async with asyncio.timeout(timeout):
-                    data = await ws.recv()
-                message = _dec.decode(data)
-                if not isinstance(message, list) or len(message) < 2 or message[1] != sub:
-                    continue
-                if message[0] == "EVENT" and len(message) == 3:
-                    events.append(message[2])
-                    if len(events) > 4 * len(filters):
-                        raise _UpstreamError("more events than asked for")
-                elif message[0] == "EOSE":
-                    return events
-                elif message[0] == "CLOSED":
-                    raise _UpstreamError(f"closed the REQ: {message[2:3]}")
+        async with connect_upstream(url, timeout, self.limits.max_message_bytes) as upstream:
+            return await upstream.req(*filters, most=4 * len(filters))
 
     async def _store_found(self, url: str, items: list[_Pending], raws: list[Any]) -> None:
         assert self._store is not None

@@ -12,8 +12,9 @@ through the writer's ingest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +27,14 @@ from relay.nostr.limits import Limits
 from relay.nostr.negentropy import Items, initiate, reconcile
 from relay.storage.postgres import IngestStatus, Store
 
-__all__ = ["Direction", "SyncReport", "UpstreamError", "sync_upstream"]
+__all__ = [
+    "Direction",
+    "SyncReport",
+    "UpstreamError",
+    "UpstreamRelay",
+    "connect_upstream",
+    "sync_upstream",
+]
 
 Direction = Literal["down", "up", "both"]
 
@@ -72,7 +80,10 @@ class SyncReport:
         return "\n".join(lines)
 
 
-class _Upstream:
+class UpstreamRelay:
+    """One WebSocket connection to another relay, as a client: ``fitrelay sync`` and the
+    fetcher both read it through here."""
+
     def __init__(self, ws: ClientConnection, timeout: float) -> None:
         self.ws = ws
         self.timeout = timeout
@@ -91,14 +102,17 @@ class _Upstream:
             raise UpstreamError("upstream sent a frame that is not a Nostr message")
         return message
 
-    async def req(self, flt: dict[str, Any]) -> list[bytes]:
-        """The raw events of one REQ, up to EOSE."""
-        await self.send(["REQ", _SUB, flt])
-        events: list[bytes] = []
+    async def req(self, *filters: dict[str, Any], most: int | None = None) -> list[Any]:
+        """The events (decoded) of one REQ, up to EOSE; more than ``most`` of them is a
+        broken upstream."""
+        await self.send(["REQ", _SUB, *filters])
+        events: list[Any] = []
         while True:
             message = await self.recv()
             if message[0] == "EVENT" and len(message) == 3 and message[1] == _SUB:
-                events.append(_enc.encode(message[2]))
+                events.append(message[2])
+                if most is not None and len(events) > most:
+                    raise UpstreamError("more events than asked for")
             elif message[0] == "EOSE" and message[1:2] == [_SUB]:
                 await self.send(["CLOSE", _SUB])
                 return events
@@ -130,11 +144,11 @@ class _Upstream:
 
 
 async def _store_fetched(
-    store: Store, raws: list[bytes], limits: Limits, now: int, report: SyncReport
+    store: Store, fetched: list[Any], limits: Limits, now: int, report: SyncReport
 ) -> None:
     events, texts = [], []
-    for raw in raws:
-        checked = check_line(raw, limits, now)
+    for event in fetched:
+        checked = check_line(_enc.encode(event), limits, now)
         if isinstance(checked, Rejection):
             report.rejected[checked.reason] = report.rejected.get(checked.reason, 0) + 1
         else:
@@ -152,7 +166,7 @@ async def _store_fetched(
             report.rejected[message] = report.rejected.get(message, 0) + 1
 
 
-async def _publish(upstream: _Upstream, raws: list[str], report: SyncReport) -> None:
+async def _publish(upstream: UpstreamRelay, raws: list[str], report: SyncReport) -> None:
     waiting: set[str] = set()
     for raw in raws:
         event = _dec.decode(raw)
@@ -167,6 +181,18 @@ async def _publish(upstream: _Upstream, raws: list[str], report: SyncReport) -> 
             else:
                 reason = str(message[3]) if len(message) > 3 else ""
                 report.refused[reason] = report.refused.get(reason, 0) + 1
+
+
+@contextlib.asynccontextmanager
+async def connect_upstream(
+    url: str, timeout: float, max_size: int | None = None
+) -> AsyncIterator[UpstreamRelay]:
+    """A connection to ``url`` that waits at most ``timeout`` for it to open and for each
+    message after; ``max_size`` bounds the frames it takes (None: any size)."""
+    async with asyncio.timeout(timeout):
+        ws = await connect(url, max_size=max_size, open_timeout=timeout)
+    async with ws:
+        yield UpstreamRelay(ws, timeout)
 
 
 async def sync_upstream(
@@ -191,8 +217,7 @@ async def sync_upstream(
     report = SyncReport()
     rows = await store.items(flt, now, limits.max_negentropy_records)
     items = Items(rows)
-    async with connect(url, max_size=None, open_timeout=timeout) as ws:
-        upstream = _Upstream(ws, timeout)
+    async with connect_upstream(url, timeout) as upstream:
         found = await upstream.negentropy(raw_filter, items)
         if found is not None:
             have, need = found
@@ -201,15 +226,15 @@ async def sync_upstream(
                 wanted = sorted(need)
                 for start in range(0, len(wanted), _IDS_PER_REQ):
                     chunk = wanted[start : start + _IDS_PER_REQ]
-                    raws = await upstream.req({"ids": chunk, "limit": len(chunk)})
-                    await _store_fetched(store, raws, limits, now, report)
+                    fetched = await upstream.req({"ids": chunk, "limit": len(chunk)})
+                    await _store_fetched(store, fetched, limits, now, report)
             upload = sorted(have) if direction != "down" else []
         else:
             report.method = "req"
             if direction != "up":
-                raws = await _page(upstream, raw_filter)
-                report.need = len(raws)
-                await _store_fetched(store, raws, limits, now, report)
+                fetched = await _page(upstream, raw_filter)
+                report.need = len(fetched)
+                await _store_fetched(store, fetched, limits, now, report)
             upload = [i.hex() for i in items.ids(0, len(items))] if direction != "down" else []
             report.have = len(items)
         for start in range(0, len(upload), _IDS_PER_REQ):
@@ -219,22 +244,20 @@ async def sync_upstream(
     return report
 
 
-async def _page(upstream: _Upstream, raw_filter: dict[str, Any]) -> list[bytes]:
+async def _page(upstream: UpstreamRelay, raw_filter: dict[str, Any]) -> list[Any]:
     """Every event upstream has for the filter, by REQ pages going back with ``until``
     (inclusive, so events sharing the boundary second are not lost)."""
-    seen: dict[str, bytes] = {}
+    seen: dict[str, Any] = {}
     until = raw_filter.get("until")
     while True:
         page = dict(raw_filter, limit=_PAGE)
         if until is not None:
             page["until"] = until
-        raws = await upstream.req(page)
         fresh = 0
         oldest = None
-        for raw in raws:
-            event = _dec.decode(raw)
+        for event in await upstream.req(page):
             if event["id"] not in seen:
-                seen[event["id"]] = raw
+                seen[event["id"]] = event
                 fresh += 1
             created = event["created_at"]
             oldest = created if oldest is None else min(oldest, created)
