@@ -36,6 +36,27 @@ def with_database(dsn: str, name: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
+READER = "fitrelay_reader"
+"""The read-only role the migrations create for analysts."""
+
+
+def as_user(dsn: str, user: str) -> str:
+    """``dsn`` with its user replaced (and any password dropped)."""
+    parts = urllib.parse.urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+@pytest.fixture
+async def reader(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A connection to the test's database as the read-only role."""
+    conn = await asyncpg.connect(as_user(db_dsn, READER))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:
     """A PostgreSQL server for the whole session."""

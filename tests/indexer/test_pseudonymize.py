@@ -21,8 +21,8 @@ from indexer.follower import reindex
 from indexer.pseudonym import SECRET_ENV, Pseudonymizer, coarsen, coarsen_raw_time, load_secret
 from relay.nostr.event import decode_event
 from relay.storage.postgres import Store
+from tests.conftest import READER, as_user
 from tests.indexer.scenario import EVENTS
-from tests.indexer.test_reader_role import READER, as_user
 from tests.server.test_cli_archive import _env, fitrelay
 
 SECRET = b"an operator secret of some length"

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from relay.storage.migrate import migrate
-from tests.indexer.test_reader_role import READER, as_user
+from tests.conftest import READER, as_user
 
 WRITES = (
     "INSERT INTO events (id) VALUES ('\\x00')",

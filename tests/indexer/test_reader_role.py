@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import urllib.parse
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -22,10 +21,9 @@ from relay.nostr.event import decode_event
 from relay.storage.migrate import available_migrations, migrate
 from relay.storage.postgres import ingest_args
 from relay.storage.queries import load_queries
-from tests.conftest import with_database
+from tests.conftest import READER, with_database
 from tests.signer import Keys
 
-READER = "fitrelay_reader"
 PUBLIC_READABLE = {"public.events", "public.event_tags", "public.schema_migrations"}
 PUBLIC_HIDDEN = {
     "public.deleted_events",
@@ -65,22 +63,6 @@ _ids = itertools.count()
 
 class _Rollback(Exception):
     """Raised to roll a test transaction back."""
-
-
-def as_user(dsn: str, user: str) -> str:
-    """``dsn`` with its user replaced (and any password dropped)."""
-    parts = urllib.parse.urlsplit(dsn)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{host}"))
-
-
-@pytest.fixture
-async def reader(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    conn = await asyncpg.connect(as_user(db_dsn, READER))
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def relations(conn: asyncpg.Connection[Any], kinds: str) -> list[str]:

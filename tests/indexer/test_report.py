@@ -18,7 +18,7 @@ import pytest
 
 from indexer.chart import Series, bar_chart, line_chart, nice_ticks
 from indexer.pseudonym import Pseudonymizer
-from tests.indexer.test_reader_role import READER, as_user
+from tests.conftest import READER, as_user
 from tests.server.test_cli_archive import run
 
 DEMO = ["--athletes", "3", "--weeks", "6", "--seed", "7"]

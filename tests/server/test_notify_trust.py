@@ -15,8 +15,7 @@ import asyncpg
 
 from relay.app import Relay
 from tests.client import RawClient
-from tests.conftest import url_of
-from tests.indexer.test_reader_role import READER, as_user
+from tests.conftest import READER, as_user, url_of
 from tests.signer import Keys
 
 AUTHOR = Keys(31)

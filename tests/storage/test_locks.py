@@ -9,7 +9,6 @@ locks the relay does use are refused to the reader outright.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
@@ -21,21 +20,11 @@ from indexer.follower import Indexer, reindex
 from relay.nostr.event import decode_event
 from relay.storage.migrate import migrate
 from relay.storage.postgres import Store
-from tests.indexer.test_reader_role import READER, as_user
 from tests.signer import Keys
 
 OLD_KEYS = (7447000, 7447001, 7447002)
 RELAY_LOCKS = ("fitrelay_log_lock", "schema_migrations", "fitness.indexer_state")
 DEADLINE = 10.0
-
-
-@pytest.fixture
-async def reader(db_dsn: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    conn = await asyncpg.connect(as_user(db_dsn, READER))
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def publish(store: Store, count: int, seed: int) -> None:
