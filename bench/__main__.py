@@ -65,9 +65,11 @@ from bench.relays import (
     database_size,
     drop_database,
     ensure_nostr_relay_venv,
+    find_strfry,
     run_fitrelay_import,
     start_fitrelay,
     start_nostr_relay,
+    start_strfry,
     vacuum_analyze,
 )
 
@@ -133,10 +135,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     who.add_argument(
         "--against",
-        choices=["nostr-relay", "none"],
+        choices=["nostr-relay", "strfry", "both", "none"],
         default="nostr-relay",
-        help="the relay to compare with: nostr-relay 1.14 from PyPI, installed with pip into"
-        " bench/.cache/nostr-relay-venv on first use (default), or none",
+        help="the relays to compare with: nostr-relay 1.14 from PyPI, installed with pip into"
+        " bench/.cache/nostr-relay-venv on first use (default); strfry, built by hand with"
+        " ../shared/peers/strfry/build.sh (see --strfry-bin); both (strfry first: the"
+        " ratios are to it); or none",
+    )
+    who.add_argument(
+        "--strfry-bin",
+        type=Path,
+        metavar="FILE",
+        help="the strfry binary (default: $STRFRY_BIN); without one, strfry is reported as"
+        " unavailable and the other relays run",
+    )
+    who.add_argument(
+        "--as-user",
+        action="store_true",
+        help="measure what a user meets: no VACUUM ANALYZE after the load and no warm-up"
+        " before the REQ shapes, so queries run on the fresh process straight after the load",
     )
     who.add_argument(
         "--indexer",
@@ -438,10 +455,13 @@ async def bench_relay(
         venv, versions = ensure_nostr_relay_venv(args.cache_dir, run_dir / "nostr-relay-pip.log")
         out["version"] = versions.get("nostr-relay")
         out["packages"] = versions
+    strfry = find_strfry(args.strfry_bin) if kind == "strfry" else None
     name = f"fitrelay_bench_{run_id}_{slug}"
-    dsn = await create_database(args.dsn, name)
+    dsn = "" if strfry else await create_database(args.dsn, name)
     started = time.perf_counter()
-    if venv is not None:
+    if strfry is not None:
+        relay = start_strfry(strfry, run_dir)
+    elif venv is not None:
         relay = start_nostr_relay(venv, dsn, name, run_dir)
     else:
         relay = start_fitrelay(
@@ -471,8 +491,10 @@ async def bench_relay(
                 f"{kind}: ingest {out['ingest']['events_per_s']:,} events/s,"
                 f" p50 {out['ingest']['ok_latency'].get('p50_ms')} ms"
             )
-            out["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
-            out["database_bytes"] = await database_size(dsn)
+            if dsn:
+                out["database_bytes"] = await database_size(dsn)
+            if dsn and not args.as_user:
+                out["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
         if "stopwait" in phases:
 
             async def stopwait() -> dict[str, Any]:
@@ -498,16 +520,17 @@ async def bench_relay(
                 counted = _event_cache_counters(relay)
                 # Not measured: the relay opens its pooled connections and prepares its
                 # statements on first use, which would land in the first shape's p99.
-                warm = args.query_concurrency * 4
-                r = await run_shape(
-                    relay.url,
-                    "warm-up",
-                    work.queries["mixed"][-warm:],
-                    answers["mixed"][-warm:],
-                    concurrency=args.query_concurrency,
-                    time_limit=args.query_seconds,
-                )
-                shapes["warm_up"] = r.summary()
+                warm = 0 if args.as_user else args.query_concurrency * 4
+                if warm:
+                    r = await run_shape(
+                        relay.url,
+                        "warm-up",
+                        work.queries["mixed"][-warm:],
+                        answers["mixed"][-warm:],
+                        concurrency=args.query_concurrency,
+                        time_limit=args.query_seconds,
+                    )
+                    shapes["warm_up"] = r.summary()
                 for shape in SHAPES:
                     r = await run_shape(
                         relay.url,
@@ -545,7 +568,8 @@ async def bench_relay(
                 budget=args.pagination_load_seconds,
                 log=lambda message: log(f"{kind}: pagination: {message}"),
             )
-            load["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
+            if dsn and not args.as_user:
+                load["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
             seconds = round(time.perf_counter() - load_started, 1)
             out.setdefault("phase_seconds", {})["pagination load"] = seconds
             log(
@@ -606,7 +630,7 @@ async def bench_relay(
             log(f"{kind}: idle {out['idle']['kb_per_connection']} KB per connection")
     finally:
         relay.stop()
-        if not args.keep_databases:
+        if dsn and not args.keep_databases:
             await drop_database(args.dsn, name)
     return out
 
@@ -627,7 +651,9 @@ async def run(
     kinds = {"off": ["fitrelay"], "on": ["fitrelay+indexer"]}.get(
         args.indexer, ["fitrelay", "fitrelay+indexer"]
     )
-    if args.against == "nostr-relay":
+    if args.against in ("strfry", "both"):
+        kinds.append("strfry")
+    if args.against in ("nostr-relay", "both"):
         kinds.append("nostr-relay")
     targets: dict[str, Any] = {}
     for kind in kinds:

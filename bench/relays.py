@@ -3,7 +3,9 @@
 fitrelay runs from this checkout (``python -m relay serve``) with a temporary config file;
 nostr-relay 1.14 runs from its own virtual environment under ``bench/.cache`` (created on
 first use with pip), on PostgreSQL through SQLAlchemy and asyncpg, under gunicorn with one
-uvicorn worker as its ``serve`` command does by default.
+uvicorn worker as its ``serve`` command does by default. strfry (C++, LMDB) is built once by
+hand with ``../shared/peers/strfry/build.sh`` and found by ``--strfry-bin`` or ``STRFRY_BIN``;
+it runs with ``../shared/peers/strfry/strfry.conf.tmpl`` on an LMDB directory of its own.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ __all__ = [
     "create_database",
     "drop_database",
     "ensure_nostr_relay_venv",
+    "find_strfry",
     "run_fitrelay_import",
     "start_fitrelay",
     "start_nostr_relay",
+    "start_strfry",
     "vacuum_analyze",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+STRFRY_CONF = ROOT.parent / "shared" / "peers" / "strfry" / "strfry.conf.tmpl"
 NOSTR_RELAY_SPEC = ["nostr-relay==1.14", "asyncpg"]
 _LISTENING = re.compile(r"listening on (ws://\S+)")
 
@@ -409,4 +414,66 @@ def start_nostr_relay(venv: Path, dsn: str, database: str, run_dir: Path) -> Rel
         "nostr-relay", f"ws://127.0.0.1:{port}", proc.pid, proc, log, dsn, database, 5000, 5000
     )
     relay.info = {"command": " ".join(cmd), "config": config.read_text()}
+    return relay
+
+
+# -- strfry -----------------------------------------------------------------------------------
+
+
+_STRFRY_OLDEST = "rejectEventsOlderThanSeconds = 3153600000"
+
+
+def find_strfry(given: Path | None) -> Path:
+    """The strfry binary: ``given``, else ``$STRFRY_BIN``; why not, when there is none."""
+    binary = given or (Path(os.environ["STRFRY_BIN"]) if os.environ.get("STRFRY_BIN") else None)
+    if binary is None:
+        raise RelayUnavailable(
+            "no strfry binary: build it with ../shared/peers/strfry/build.sh DEST and pass"
+            " --strfry-bin DEST/strfry (or set STRFRY_BIN)"
+        )
+    if not os.access(binary, os.X_OK):
+        raise RelayUnavailable(f"{binary} is not an executable strfry binary")
+    if not STRFRY_CONF.exists():
+        raise RelayUnavailable(f"{STRFRY_CONF} (strfry's benchmark config) is missing")
+    return binary
+
+
+def start_strfry(binary: Path, run_dir: Path) -> RelayProcess:
+    """``strfry relay`` on a fresh LMDB directory under ``run_dir``, with the benchmark
+    config (strfry's defaults; maxFilterLimit 5000 as fitrelay's max_limit)."""
+    db = run_dir / "strfry-db"
+    db.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    config = run_dir / "strfry.conf"
+    text = STRFRY_CONF.read_text().replace("@DB@", f"{db}/").replace("@PORT@", str(port))
+    # The generated history reaches back further than strfry's default of three years; as
+    # for nostr-relay's oldest_event, accept it (the only change to strfry's defaults).
+    text, n = re.subn(r"rejectEventsOlderThanSeconds = \d+", _STRFRY_OLDEST, text)
+    if n != 1:
+        raise RelayUnavailable(f"{STRFRY_CONF} has no rejectEventsOlderThanSeconds to set")
+    config.write_text(text)
+    log = run_dir / "strfry.log"
+    cmd = [str(binary), "--config", str(config), "relay"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=run_dir,
+            env=_clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_tcp(port, proc, log, 60)
+    except RelayUnavailable:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    url = f"ws://127.0.0.1:{port}"
+    relay = RelayProcess("strfry", url, proc.pid, proc, log, "", "", 5000, 5000)
+    relay.info = {
+        "command": " ".join(cmd),
+        "config": f"{STRFRY_CONF} with @DB@={db}/, @PORT@={port}, {_STRFRY_OLDEST}",
+    }
     return relay
