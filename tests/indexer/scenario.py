@@ -4,6 +4,7 @@ and non-workouts; shared by the order-independence and crash-safety tests."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tests.signer import Keys
@@ -13,6 +14,34 @@ BOB = Keys(102)
 CAROL = Keys(103)
 
 Event = dict[str, Any]
+
+
+def strength_exercise(
+    keys: Keys,
+    d: str,
+    *,
+    title: str | None = None,
+    equipment: str = "barbell",
+    weight_unit: str = "kg",
+    set_types: str = "enum",
+    hashtags: Sequence[str] = (),
+    at: int = 100,
+) -> Event:
+    """A kind 33401 with the weight, reps, RPE and set type format POWR publishes (the
+    title defaults to ``d``)."""
+    return keys.sign(
+        33401,
+        "",
+        [
+            ["d", d],
+            ["title", d if title is None else title],
+            ["format", "weight", "reps", "rpe", "set_type"],
+            ["format_units", weight_unit, "count", "0-10", set_types],
+            ["equipment", equipment],
+            *(["t", t] for t in hashtags),
+        ],
+        created_at=at,
+    )
 
 
 def _coord(kind: int, keys: Keys, d: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 from indexer.follower import Indexer, reindex
 from relay.nostr.event import decode_event
 from relay.storage.postgres import Store
+from tests.indexer.scenario import strength_exercise
 from tests.indexer.tables import snapshot
 from tests.signer import Keys
 
@@ -27,19 +28,10 @@ SQUAT = f"33401:{COACH.pubkey}:squat"
 
 
 def exercise(d: str, equipment: str, at: int) -> Event:
-    return COACH.sign(
-        33401,
-        "",
-        [
-            ["d", d],
-            ["title", d],
-            ["format", "weight", "reps", "rpe", "set_type"],
-            ["format_units", "kg", "count", "0-10", "warmup|normal|drop|failure"],
-            ["equipment", equipment],
-            ["t", "chest"],
-        ],
-        created_at=at,
-    )
+    return strength_exercise(
+        COACH, d, equipment=equipment, set_types="warmup|normal|drop|failure",
+        hashtags=["chest"], at=at,
+    )  # fmt: skip
 
 
 RECORD = ATHLETE.sign(

@@ -19,6 +19,7 @@ import pytest
 from indexer.follower import Indexer, reindex
 from relay.nostr.event import decode_event
 from relay.storage.postgres import Store, create_pool
+from tests.indexer.scenario import strength_exercise
 from tests.signer import Keys
 
 Event = dict[str, Any]
@@ -32,18 +33,7 @@ DAY = 86_400
 
 
 def exercise(keys: Keys, d: str, title: str, equipment: str) -> Event:
-    return keys.sign(
-        33401,
-        "",
-        [
-            ["d", d],
-            ["title", title],
-            ["format", "weight", "reps", "rpe", "set_type"],
-            ["format_units", "kg", "count", "0-10", "enum"],
-            ["equipment", equipment],
-        ],
-        created_at=100,
-    )
+    return strength_exercise(keys, d, title=title, equipment=equipment)
 
 
 # (author, d, title, equipment tag)

@@ -14,6 +14,7 @@ import pytest
 from indexer.follower import Indexer, reindex
 from relay.nostr.event import decode_event
 from relay.storage.postgres import Store, create_pool
+from tests.indexer.scenario import strength_exercise
 from tests.signer import Keys
 
 Event = dict[str, Any]
@@ -30,19 +31,7 @@ CANONICAL = {
 
 
 def exercise(d: str, title: str, equipment: str, *hashtags: str) -> Event:
-    return COACH.sign(
-        33401,
-        "",
-        [
-            ["d", d],
-            ["title", title],
-            ["format", "weight", "reps", "rpe", "set_type"],
-            ["format_units", "kg", "count", "0-10", "enum"],
-            ["equipment", equipment],
-            *(["t", t] for t in hashtags),
-        ],
-        created_at=100,
-    )
+    return strength_exercise(COACH, d, title=title, equipment=equipment, hashtags=hashtags)
 
 
 EXERCISES = [

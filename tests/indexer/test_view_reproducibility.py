@@ -24,7 +24,7 @@ from indexer.follower import Indexer
 from relay.nostr.event import decode_event
 from relay.storage.postgres import Store, create_pool
 from tests.conftest import cloned_database
-from tests.indexer.scenario import EVENTS
+from tests.indexer.scenario import EVENTS, strength_exercise
 from tests.signer import Keys
 
 Event = dict[str, Any]
@@ -40,19 +40,7 @@ DISTANCES = (("0.1", "km"), ("0.2", "km"), ("0.3", "mi"), ("1e13", "km"), ("1.37
 
 
 def _exercise(d: str, equipment: str, unit: str, tags: Sequence[str]) -> Event:
-    return COACH.sign(
-        33401,
-        "",
-        [
-            ["d", d],
-            ["title", d],
-            ["format", "weight", "reps", "rpe", "set_type"],
-            ["format_units", unit, "count", "0-10", "enum"],
-            ["equipment", equipment],
-            *(["t", t] for t in tags),
-        ],
-        created_at=100,
-    )
+    return strength_exercise(COACH, d, equipment=equipment, weight_unit=unit, hashtags=tags)
 
 
 EXERCISES = {
