@@ -243,6 +243,13 @@ class QueryCache:
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
+    def serves(self, key: CacheKey, now: int) -> bool:
+        """Whether :meth:`get` would answer ``key`` at ``now`` from the cache (counting
+        nothing): an answer is kept and valid then, which a kept answer computed at a later
+        ``now`` is not."""
+        slot = self._entries.get(key)
+        return slot is not None and slot.valid_from <= now < slot.valid_until
+
     # -- lookups --------------------------------------------------------------------------
 
     def key(self, op: Op, filters: Sequence[Filter]) -> CacheKey | None:

@@ -167,7 +167,7 @@ class World:
         got = await self.through_cache(op, filters, now)
         assert got == await self.fresh(op, filters, now)
         key = self.cache.key(Op.REQ if op is Op.REQ else Op.COUNT, filters)
-        kept = key is not None and key in self.cache
+        kept = key is not None and self.cache.serves(key, now)
         event("answer kept" if kept else "answer not kept")
         hits = self.cache.hits
         again = await self.through_cache(op, filters, now)

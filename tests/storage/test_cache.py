@@ -607,3 +607,15 @@ async def test_close_cancels_shared_queries() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert (store.cache.pending, store.cache.entries) == (0, 0)
+
+
+def test_an_answer_serves_from_its_now_on_and_counts_nothing_when_asked() -> None:
+    cache = QueryCache()
+    key = cache.key(Op.REQ, LIBRARY)
+    assert key is not None
+    assert cache.finish_query(cache.begin(key, BASE), rows_of(ALICE_EXERCISE))
+    hits, misses = cache.hits, cache.misses
+    assert cache.serves(key, BASE) and cache.serves(key, BASE + 60)
+    assert not cache.serves(key, BASE - 1)  # computed later than this request's now
+    assert (cache.hits, cache.misses) == (hits, misses)
+    assert (cache.get(key, BASE - 1) is None) and (cache.get(key, BASE) is not None)
