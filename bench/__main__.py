@@ -5,10 +5,11 @@ then for each relay under test: [fitrelay only] time `fitrelay import` of the ma
 scratch database; create a fresh database, start the relay, and measure in turn
 
   ingest      every main event published by P connections with W in flight (this also
-              loads the database for the queries); then VACUUM ANALYZE and CHECKPOINT
+              loads the database for the queries); with --tuned, then VACUUM ANALYZE
   stopwait    stream events published by connections with one EVENT in flight, for T s
-  query       9 REQ shapes, their mix and a follow feed, C connections, time to EOSE and
-              queries/s, every answer checked
+  query       9 REQ shapes, their mix and a follow feed, C connections each sending one
+              REQ at a time and CLOSE after its EOSE, straight after the load (with
+              --tuned, after a warm-up); time to EOSE and queries/s, every answer checked
   pagination  load N notes of one new author (200000; a smaller count when loading them all
               would exceed --pagination-load-seconds), then walk them back with `until`,
               L per page: time to EOSE of the first and the last tenth of the pages, every
@@ -150,10 +151,16 @@ def _parser() -> argparse.ArgumentParser:
         " unavailable and the other relays run",
     )
     who.add_argument(
+        "--tuned",
+        action="store_true",
+        help="VACUUM ANALYZE after the load and warm up before the REQ shapes; by default the"
+        " bench measures what a user meets: the queries run on the fresh process straight"
+        " after the load",
+    )
+    who.add_argument(
         "--as-user",
         action="store_true",
-        help="measure what a user meets: no VACUUM ANALYZE after the load and no warm-up"
-        " before the REQ shapes, so queries run on the fresh process straight after the load",
+        help="the default (no VACUUM ANALYZE, no warm-up); kept for older command lines",
     )
     who.add_argument(
         "--indexer",
@@ -493,7 +500,7 @@ async def bench_relay(
             )
             if dsn:
                 out["database_bytes"] = await database_size(dsn)
-            if dsn and not args.as_user:
+            if dsn and args.tuned:
                 out["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
         if "stopwait" in phases:
 
@@ -520,7 +527,7 @@ async def bench_relay(
                 counted = _event_cache_counters(relay)
                 # Not measured: the relay opens its pooled connections and prepares its
                 # statements on first use, which would land in the first shape's p99.
-                warm = 0 if args.as_user else args.query_concurrency * 4
+                warm = args.query_concurrency * 4 if args.tuned else 0
                 if warm:
                     r = await run_shape(
                         relay.url,
@@ -568,7 +575,7 @@ async def bench_relay(
                 budget=args.pagination_load_seconds,
                 log=lambda message: log(f"{kind}: pagination: {message}"),
             )
-            if dsn and not args.as_user:
+            if dsn and args.tuned:
                 load["vacuum_analyze_seconds"] = round(await vacuum_analyze(dsn), 1)
             seconds = round(time.perf_counter() - load_started, 1)
             out.setdefault("phase_seconds", {})["pagination load"] = seconds

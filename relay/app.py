@@ -44,6 +44,7 @@ from relay.storage.cache import QueryCache
 from relay.storage.cachedstore import CachedStore, QueryStore
 from relay.storage.eventcache import EventCache
 from relay.storage.migrate import migrate
+from relay.storage.mirror import Mirror, MirroredStore
 from relay.storage.notify import CommitListener
 from relay.storage.postgres import Store, create_pool
 
@@ -168,6 +169,7 @@ class Relay:
 
     def _build(self, pool: asyncpg.Pool, write_pool: asyncpg.Pool) -> list[Stage]:
         cfg = self.config
+        self.mirror = Mirror(cfg.relay.mirror_events) if cfg.relay.mirror_events else None
         self.store = Store(
             pool,
             write_pool=write_pool,
@@ -175,6 +177,7 @@ class Relay:
             pool_wait=cfg.db.pool_wait_ms / 1000,
             query_timeout=cfg.relay.query_timeout_ms / 1000,
             events=EventCache(cfg.relay.event_cache_bytes) if cfg.relay.event_cache_bytes else None,
+            on_ingest=self.mirror.written if self.mirror is not None else None,
         )
         cache_cfg = cfg.relay.cache
         self.cache = (
@@ -187,13 +190,19 @@ class Relay:
             if cache_cfg.enabled
             else None
         )
-        self.queries: QueryStore = (
-            CachedStore(self.store, self.cache, default_limit=cfg.relay.limits.default_limit)
-            if self.cache is not None
+        limit = cfg.relay.limits.default_limit
+        answers: QueryStore = (
+            MirroredStore(self.store, self.mirror, default_limit=limit)
+            if self.mirror is not None
             else self.store
         )
+        self.queries: QueryStore = (
+            CachedStore(answers, self.cache, default_limit=limit)
+            if self.cache is not None
+            else answers
+        )
         self.listener = listener = CommitListener(self.dsn)
-        self.tail = LogTail(self.store, self.live, cache=self.cache)
+        self.tail = LogTail(self.store, self.live, cache=self.cache, mirror=self.mirror)
         listener.subscribe(self.tail.notified)
         self.writer = Writer(
             self.store,
@@ -286,6 +295,8 @@ class Relay:
         self.metrics.watch_cache(lambda: self.cache)
         if self.store.events is not None:
             self.metrics.watch_event_cache(self.store.events)
+        if self.mirror is not None:
+            self.metrics.watch_mirror(self.mirror)
         self._unwatch_gc = self.metrics.watch_gc()
 
     async def readiness(self) -> list[str]:

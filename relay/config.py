@@ -134,6 +134,9 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     event_cache_bytes: int = 268_435_456
     """Memory for stored events' JSON in each process (estimated); queries then read only ids
     from PostgreSQL for the events held. 0 turns it off."""
+    mirror_events: int = 100_000
+    """The newest stored events each process holds in memory, indexed, answering REQs without
+    PostgreSQL (relay.storage.mirror). 0 turns it off."""
     expiration_sweep_seconds: int = 60
     """How often expired events (NIP-40) are deleted; they are never served meanwhile."""
     compression: bool = False
@@ -347,6 +350,8 @@ def _check(config: Config) -> None:
         raise ConfigError("relay.limits.default_limit must not exceed max_limit")
     if config.relay.max_batch < 1 or config.relay.writer_queue < 1:
         raise ConfigError("relay.max_batch and relay.writer_queue must be at least 1")
+    if config.relay.mirror_events < 0:
+        raise ConfigError("relay.mirror_events must not be negative (0 turns it off)")
     if config.relay.event_cache_bytes < 0:
         raise ConfigError("relay.event_cache_bytes must not be negative (0 turns it off)")
     cache = config.relay.cache

@@ -19,13 +19,20 @@ from relay.nostr.event import Event, decode_event
 from relay.nostr.filters import Filter, matches_any
 from relay.nostr.messages import encode_event
 from relay.storage.cache import QueryCache
-from relay.storage.postgres import Store
+from relay.storage.mirror import Mirror
+from relay.storage.postgres import Removed, Store, Stored
 
 __all__ = ["LiveIndex", "LogTail", "Subscriber"]
 
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, object]
+
+RELOAD_AFTER_SECONDS = 30.0
+"""A mirror whose log tail comes back to the log this long after being woken is loaded
+again: the indexer prunes removals a minute old, so some may have gone unread."""
+
+_END = 1 << 62
 
 
 class Subscriber(Protocol):
@@ -156,11 +163,15 @@ class LogTail:
         *,
         page: int = 1_000,
         cache: QueryCache | None = None,
+        mirror: Mirror | None = None,
     ) -> None:
         self.store = store
         self.index = index
         self.page = page
         self.cache = cache
+        self.mirror = mirror
+        self._reload = False
+        """The mirror must start again from a fresh snapshot (a read of the log failed)."""
         self.position = 0
         """The last log position dispatched."""
         self.announced = 0
@@ -173,8 +184,25 @@ class LogTail:
         self._woken_at = time.monotonic()
 
     async def start(self) -> None:
+        if self.mirror is not None:
+            self.position, self.removals_position = await self._load(self.mirror)
+            self.announced = self.position
+            return
         self.position = self.announced = await self.store.head_seq()
         self.removals_position = await self.store.removals_head()
+
+    async def _load(self, mirror: Mirror) -> tuple[int, int]:
+        """Fill ``mirror`` from a snapshot of the newest events; the log's heads in it."""
+        began = mirror.writes
+        head, removals, raws = await self.store.newest_snapshot(mirror.max_events)
+        try:
+            newest = [(decode_event(raw.encode()), raw) for raw in raws]
+        except Exception:
+            log.exception("mirror: a stored event does not decode; queries go to PostgreSQL")
+            mirror.give_up()
+        else:
+            mirror.load(newest, limit=mirror.max_events, began_after=began)
+        return head, removals
 
     def notified(self, payload: str) -> None:
         """A NOTIFY from a committing process (payload: its highest seq, may be empty)."""
@@ -199,6 +227,8 @@ class LogTail:
         if self.cache is not None:
             for event in events:
                 self.cache.invalidate_event(event.kind, event.pubkey)
+        if self.mirror is not None:
+            self.wake()  # the store told the mirror; its next snapshot must follow
 
     def committed(self, ids: list[str]) -> None:
         """The local writer stored these events (and invalidated the cache for them).
@@ -224,6 +254,14 @@ class LogTail:
 
     async def _read_log(self) -> None:
         since = self._woken_at
+        if self.mirror is not None:
+            try:
+                await self._read_mirrored(self.mirror, since)
+            except BaseException:
+                self.mirror.settled = False
+                self._reload = True
+                raise
+            return
         if self.cache is not None:
             await self._removals(self.cache)
         while True:
@@ -256,6 +294,64 @@ class LogTail:
                 self.position = row.seq
             if len(rows) < self.page:
                 return
+
+    async def _read_mirrored(self, mirror: Mirror, since: float) -> None:
+        """Read the log in snapshots, apply each stretch to ``mirror``, then invalidate and
+        dispatch it. A stretch ends where a full page of either half ends, so that what is
+        applied is the database as of some moment; the mirror settles when a snapshot's
+        reads come back short."""
+        if self._reload or time.monotonic() - since > RELOAD_AFTER_SECONDS:
+            # Removals this old may have been pruned from the log unread.
+            await self._load(mirror)
+            self._reload = False
+        while True:
+            began = mirror.writes
+            removed, rows = await self.store.log_snapshot(
+                self.position, self.removals_position, self.page
+            )
+            bound = min(
+                removed[-1].seq if len(removed) == self.page else _END,
+                rows[-1].seq if len(rows) == self.page else _END,
+            )
+            removed = [r for r in removed if r.seq <= bound]
+            appended = self._decoded([row for row in rows if row.seq <= bound])
+            mirror.apply(
+                ((event, row.raw) for row, event, _raw in appended),
+                [r.event_id for r in removed],
+                settles=bound == _END,
+                began_after=began,
+            )
+            self._dispatch_stretch(removed, appended, since)
+            if bound == _END:
+                return
+
+    def _decoded(self, rows: list[Stored]) -> list[tuple[Stored, Event, bytes]]:
+        decoded: list[tuple[Stored, Event, bytes]] = []
+        for row in rows:
+            raw = row.raw.encode()
+            try:
+                decoded.append((row, decode_event(raw), raw))
+            except Exception:
+                log.exception("live: stored event at seq %d does not decode", row.seq)
+                if self.cache is not None:
+                    self.cache.invalidate_all()
+                if self.mirror is not None:
+                    self.mirror.give_up()
+        return decoded
+
+    def _dispatch_stretch(
+        self, removed: list[Removed], appended: list[tuple[Stored, Event, bytes]], since: float
+    ) -> None:
+        cache = self.cache
+        for removal in removed:
+            if cache is not None:
+                cache.invalidate_event(removal.kind, removal.pubkey)
+            self.removals_position = removal.seq
+        for row, event, raw in appended:
+            if not self._was_local(event.id) and cache is not None:
+                cache.invalidate_event(event.kind, event.pubkey)
+            self.index.dispatch(event, raw, since, row.seq)
+            self.position = row.seq
 
     def _was_local(self, event_id: str) -> bool:
         if event_id in self._local:

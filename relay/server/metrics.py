@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from relay.storage.cache import QueryCache
     from relay.storage.eventcache import EventCache
+from relay.storage.mirror import Mirror
 
 __all__ = ["Metrics", "kind_label"]
 
@@ -273,6 +274,30 @@ class Metrics:
             )
             yield gauge("fitrelay_cache_bytes", "Estimated memory held by cached answers", size)
             yield gauge("fitrelay_cache_entries", "Cached answers", entries)
+
+        self.add_callback(collect)
+
+    def watch_mirror(self, mirror: Mirror) -> None:
+        """Export the in-memory mirror's counters (read when scraped)."""
+
+        def collect() -> Iterator[Metric]:
+            yield counter(
+                "fitrelay_mirror_answers",
+                "REQs answered from the in-memory mirror of the newest events",
+                {(): mirror.answered},
+            )
+            yield counter(
+                "fitrelay_mirror_declined",
+                "REQs the mirror left to PostgreSQL (not settled since a write, an answer"
+                " reaching below its horizon, a filter it does not index)",
+                {(): mirror.declined},
+            )
+            yield gauge("fitrelay_mirror_events", "Events held by the mirror", len(mirror))
+            yield gauge(
+                "fitrelay_mirror_horizon",
+                "Oldest created_at the mirror holds every event from (0: it holds all)",
+                mirror.horizon or 0,
+            )
 
         self.add_callback(collect)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -65,6 +65,7 @@ class Removed:
     seq: int
     kind: int
     pubkey: str
+    event_id: bytes
 
 
 class PoolBusy(Exception):
@@ -252,8 +253,12 @@ class Store:
         write_pool: asyncpg.Pool | None = None,
         pool_wait: float | None = None,
         query_timeout: float | None = None,
+        on_ingest: Callable[[], None] | None = None,
     ) -> None:
         self.pool = pool
+        self.on_ingest = on_ingest
+        """Called after every :meth:`ingest`, committed or not (the mirror then waits for a
+        snapshot taken after it)."""
         self.pool_wait = pool_wait
         """Longest wait for a query connection before :class:`PoolBusy` (None: no bound)."""
         self.query_timeout = query_timeout
@@ -300,8 +305,12 @@ class Store:
     async def ingest(self, events: Sequence[Event], raws: Sequence[str]) -> list[IngestStatus]:
         """Store a batch in one transaction; one status per event, in order."""
         args = ingest_args(events, raws)
-        async with self._writing() as conn:
-            codes = await conn.fetchval(_Q["ingest"], *args)
+        try:
+            async with self._writing() as conn:
+                codes = await conn.fetchval(_Q["ingest"], *args)
+        finally:
+            if self.on_ingest is not None:
+                self.on_ingest()
         statuses = [_STATUSES[code] for code in codes]
         if self.events is not None:
             ids = cast(list[bytes], args[0])
@@ -442,7 +451,31 @@ class Store:
         """Removal log entries after ``after``, in order."""
         async with self._writing() as conn:
             rows = await conn.fetch(_Q["removals"], after, limit)
-        return [Removed(row[0], row[1], row[2].hex()) for row in rows]
+        return [Removed(row[0], row[1], row[2].hex(), row[3]) for row in rows]
+
+    async def log_snapshot(
+        self, after: int, removals_after: int, limit: int
+    ) -> tuple[list[Removed], list[Stored]]:
+        """Up to ``limit`` removals after ``removals_after`` and events appended after
+        ``after``, both in log order and read in one snapshot."""
+        async with self._writing() as conn:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                removed = await conn.fetch(_Q["removals"], removals_after, limit)
+                appended = await conn.fetch(_Q["tail"], after, limit)
+        return (
+            [Removed(row[0], row[1], row[2].hex(), row[3]) for row in removed],
+            [Stored(row[0], row[1]) for row in appended],
+        )
+
+    async def newest_snapshot(self, limit: int) -> tuple[int, int, list[str]]:
+        """The log's two heads and the JSON of the ``limit`` newest events, in one
+        snapshot."""
+        async with self._writing() as conn:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                head = int(await conn.fetchval(_Q["head_seq"]))
+                removals = int(await conn.fetchval(_Q["removals_head"]))
+                raws = [row[0] for row in await conn.fetch(_Q["newest"], limit)]
+        return head, removals, raws
 
     async def purge_expired(self, now: int) -> int:
         async with self._writing() as conn, conn.transaction():

@@ -28,7 +28,11 @@ SELECT coalesce(max(seq), 0) FROM removed_events;
 
 -- name: removals
 -- Removals logged after a position, in log order (the indexer prunes what it has applied).
-SELECT seq, kind, pubkey FROM removed_events WHERE seq > $1 ORDER BY seq LIMIT $2;
+SELECT seq, kind, pubkey, id FROM removed_events WHERE seq > $1 ORDER BY seq LIMIT $2;
+
+-- name: newest
+-- The JSON of the newest events, for the relay's in-memory mirror to start from.
+SELECT raw FROM events ORDER BY created_at DESC, id LIMIT $1;
 
 -- name: lock_log
 -- Taken by every transaction that changes events, so seq values become visible in order

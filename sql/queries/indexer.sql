@@ -47,8 +47,10 @@ ORDER BY seq
 LIMIT $4;
 
 -- name: prune_removals
--- Removals the indexer has applied are not needed again.
-DELETE FROM removed_events WHERE seq <= $1;
+-- Removals the indexer has applied are not needed again, once a minute old: the relay
+-- processes' log tails read them too (their in-memory mirrors and query caches must learn
+-- of every removal), and they are never that far behind while they are settled.
+DELETE FROM removed_events WHERE seq <= $1 AND removed_at < now() - interval '1 minute';
 
 -- name: count_events
 -- How many stored events of the given kinds a reindex reads.

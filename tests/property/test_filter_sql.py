@@ -32,7 +32,9 @@ from hypothesis import strategies as st
 from relay.nostr.event import Event, KindClass, decode_event, kind_class
 from relay.nostr.filters import Filter, matches, parse_filter
 from relay.nostr.limits import Limits
+from relay.server.live import LiveIndex, LogTail
 from relay.storage.eventcache import EventCache
+from relay.storage.mirror import Mirror, MirroredStore
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.sqlfilter import MAX_STREAMS, TAG_VALUE_INLINE_BYTES, compile_query
 from tests.signer import Keys, dumps
@@ -323,14 +325,54 @@ async def check(
 # Fixtures
 
 
-@pytest.fixture(params=[None, 2_000], ids=["json from the query", "small event cache"])
+class Mirrored:
+    """A store whose REQs are answered by an in-memory :class:`Mirror` that follows its log
+    (through a real log tail), falling back to the store where the mirror cannot tell."""
+
+    def __init__(self, store: Store, max_events: int) -> None:
+        self.store = store
+        self.pool = store.pool
+        self.mirror = Mirror(max_events)
+        store.on_ingest = self.mirror.written
+        self.tail = LogTail(store, LiveIndex(), mirror=self.mirror)
+        self.answers = MirroredStore(store, self.mirror, default_limit=DEFAULT_LIMIT)
+
+    async def ingest(self, events: Sequence[Event], raws: Sequence[str]) -> list[IngestStatus]:
+        statuses = await self.store.ingest(events, raws)
+        await self.tail.catch_up()
+        return statuses
+
+    async def query(self, filters: Sequence[Filter], now: int) -> list[tuple[bytes, str]]:
+        await self.tail.catch_up()  # removals made with SQL by the test
+        return await self.answers.query(filters, now)
+
+    async def count(self, filters: Sequence[Filter], now: int) -> int:
+        return await self.store.count(filters, now)
+
+
+@pytest.fixture(
+    params=[None, 2_000, "mirror", "small mirror"],
+    ids=["json from the query", "small event cache", "mirror", "mirror below its horizon"],
+)
 async def store(db_dsn: str, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     """A store that reads every event's JSON with its query, or one that reads ids and takes
-    the JSON from an event cache so small (a few events) that answers mix held and read."""
+    the JSON from an event cache so small (a few events) that answers mix held and read; or
+    answers from an in-memory mirror holding every event, or only the newest 60 (so that
+    answers reaching below its horizon go to PostgreSQL)."""
     pool = await create_pool(db_dsn, min_size=1, max_size=2)
-    events = None if request.param is None else EventCache(request.param)
+    param = request.param
+    events = EventCache(param) if isinstance(param, int) else None
     try:
-        yield Store(pool, default_limit=DEFAULT_LIMIT, events=events)
+        plain = Store(pool, default_limit=DEFAULT_LIMIT, events=events)
+        if isinstance(param, str):
+            mirrored = Mirrored(plain, 100_000 if param == "mirror" else 60)
+            await mirrored.tail.start()
+            yield mirrored  # type: ignore[misc]
+            if param == "mirror":
+                # It holds every event and has settled after every write: it answered all.
+                assert mirrored.mirror.declined == 0
+        else:
+            yield plain
     finally:
         await pool.close()
 
