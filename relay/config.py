@@ -398,9 +398,7 @@ def _check(config: Config) -> None:
 
 
 def _check_replicas(db: DbConfig) -> None:
-    if db.read_dsns and not db.dsn:
-        raise ConfigError("db.read_dsns needs db.dsn: replicas follow a primary of your own")
-    if db.dsn in db.read_dsns or len(set(db.read_dsns)) < len(db.read_dsns):
+    if (db.dsn and db.dsn in db.read_dsns) or len(set(db.read_dsns)) < len(db.read_dsns):
         raise ConfigError("db.read_dsns must name distinct standbys, not the primary")
     if min(db.replica_max_lag_ms, db.replica_poll_ms) < 1:
         raise ConfigError("db.replica_max_lag_ms and db.replica_poll_ms must be at least 1")
