@@ -7,6 +7,7 @@ Each test gets a fresh database cloned on the primary (the clone replays to the 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -16,11 +17,14 @@ import msgspec
 import pytest
 
 from bench.standby import StreamingCluster, streaming_cluster
+from indexer.export import export_table
+from indexer.follower import Indexer
 from relay.app import Relay
 from relay.storage.migrate import migrate
 from relay.storage.replicas import Replicas
 from tests.client import RawClient
-from tests.conftest import relay_config, url_of
+from tests.conftest import READER, as_user, relay_config, url_of
+from tests.indexer.scenario import strength_exercise
 from tests.signer import Keys, unique_content
 
 pytestmark = pytest.mark.slow
@@ -252,3 +256,50 @@ async def test_a_replica_stopped_mid_load_is_taken_out_and_comes_back(
         await writer.close()
         if not (streaming.standbys[0].data / "postmaster.pid").exists():
             await asyncio.to_thread(streaming.standbys[0].start)
+
+
+async def replayed(standby: str, primary: str) -> None:
+    """Wait until the standby has replayed everything the primary has written so far."""
+    conn = await asyncpg.connect(primary)
+    try:
+        target = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(standby)
+    try:
+        async with asyncio.timeout(20):
+            while not await conn.fetchval("SELECT pg_last_wal_replay_lsn() >= $1", target):
+                await asyncio.sleep(0.02)  # replay has no notification to wait on
+    finally:
+        await conn.close()
+
+
+async def test_researchers_query_the_standby_as_the_reader_role(
+    pair: tuple[str, str], start: Callable[..., Any]
+) -> None:
+    """The research set-up of docs/scaling.md: fitness tables indexed on the primary are
+    read, and exported, on the standby as fitrelay_reader, which can write nothing there."""
+    primary, standby = pair
+    relay: Relay = await start(relay_config())
+    client = await RawClient.open(url_of(relay))
+    try:
+        keys = Keys(54)
+        assert (await client.publish(strength_exercise(keys, "squat")))[2] is True
+    finally:
+        await client.close()
+    conn = await asyncpg.connect(primary)
+    try:
+        await Indexer(primary).catch_up(conn)
+    finally:
+        await conn.close()
+    await replayed(standby, primary)
+    out = io.BytesIO()
+    assert await export_table(as_user(standby, READER), "exercises", "csv", out) == 1
+    assert b"squat" in out.getvalue()
+    reader = await asyncpg.connect(as_user(standby, READER))
+    try:
+        assert await reader.fetchval("SELECT pg_is_in_recovery()") is True
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await reader.execute("CREATE TEMP TABLE scratch (x int)")
+    finally:
+        await reader.close()
