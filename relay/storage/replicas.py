@@ -234,8 +234,8 @@ class Replicas:
         standby, replay = _position(await conn.fetchrow(_Q["replay_position"]))
         if not standby or replay is None:
             raise _NotStandby("not in recovery")
-        replica.replay = max(replica.replay, int(replay))
-        return replica.replay >= required
+        replica.replay = max(replica.replay, replay)
+        return replay >= required
 
     def _failed(self, replica: Replica, exc: BaseException | str) -> None:
         now = self.clock()
@@ -245,6 +245,7 @@ class Replicas:
         else:
             replica.backoff = min(self.retry_max, max(self.poll, replica.backoff * 2))
         replica.up = False
+        replica.replay = -1  # a restarted standby may start replay from further back
         replica.problem = str(exc) or type(exc).__name__
         replica.failures += 1
         replica.retry_at = now + replica.backoff
@@ -301,7 +302,7 @@ class Replicas:
             self._failed(replica, "not in recovery (promoted, or not a standby)")
             return
         now = self.clock()
-        replica.replay = max(replica.replay, int(replay))
+        replica.replay = replay
         replica.lag_seconds = self._samples.lag(replica.replay, now)
         replica.lag_bytes = max(0, primary - replica.replay) if primary is not None else 0
         if not replica.up:

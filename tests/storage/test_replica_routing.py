@@ -103,6 +103,7 @@ def test_a_failed_replica_waits_longer_each_time_up_to_the_cap() -> None:
         replicas._failed(replica, "connection refused")
         waits.append(round(replica.retry_at - clock.now, 3))
         assert not replica.up and replica.problem == "connection refused"
+        assert replica.replay == -1  # polled again before any read trusts a position
     assert waits == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
 
 
