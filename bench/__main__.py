@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -73,6 +74,7 @@ from bench.relays import (
     start_strfry,
     vacuum_analyze,
 )
+from bench.standby import streaming_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("import", "ingest", "stopwait", "query", "pagination", "fanout", "idle")
@@ -174,6 +176,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="fitrelay processes sharing one port (`relay.workers`; default 1)",
+    )
+    who.add_argument(
+        "--replicas",
+        type=int,
+        metavar="N",
+        help="run on a throwaway primary of the harness's own with N hot standbys streaming"
+        " from it (pg_basebackup -R; 0: the primary alone, for the baseline) instead of"
+        " --dsn, and point fitrelay's reads at them (`db.read_dsns`); fitrelay only",
     )
     who.add_argument(
         "--compression",
@@ -297,6 +307,8 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     if args.large:
         args.events = 1_000_000
+    if args.replicas is not None and (args.replicas < 0 or args.against != "none"):
+        raise SystemExit("--replicas N needs N >= 0 and --against none (fitrelay only)")
     phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     unknown = set(phases) - set(PHASES)
     if unknown:
@@ -471,6 +483,11 @@ async def bench_relay(
     elif venv is not None:
         relay = start_nostr_relay(venv, dsn, name, run_dir)
     else:
+        extra = tomllib.loads(args.fitrelay_config.read_text()) if args.fitrelay_config else {}
+        if getattr(args, "standbys", None):
+            extra.setdefault("db", {})["read_dsns"] = [sb.dsn(name) for sb in args.standbys]
+            # The reads must reach the replicas: without the in-memory mirror.
+            extra.setdefault("relay", {})["mirror_events"] = 0
         relay = start_fitrelay(
             dsn,
             name,
@@ -479,7 +496,7 @@ async def bench_relay(
             src=args.fitrelay_src,
             workers=args.workers,
             compression=args.compression,
-            extra=tomllib.loads(args.fitrelay_config.read_text()) if args.fitrelay_config else None,
+            extra=extra or None,
         )
     out["start_seconds"] = round(time.perf_counter() - started, 2)
     out["relay"] = {"url": relay.url, "pid": relay.pid, **relay.info}
@@ -562,6 +579,8 @@ async def bench_relay(
                 return shapes
 
             out["query"] = await _phase(relay, out, "query", queries, args.dsn, profile("query"))
+            if getattr(args, "replicas", None) is not None and relay.metrics:
+                out["reads"] = _reads_by_target(relay.metrics)
         if "pagination" in phases and work.pagination is not None:
             notes = work.pagination_lines
             log(f"{kind}: pagination: loading {len(notes):,} notes of one author")
@@ -640,6 +659,16 @@ async def bench_relay(
         if dsn and not args.keep_databases:
             await drop_database(args.dsn, name)
     return out
+
+
+def _reads_by_target(metrics: str) -> dict[str, float]:
+    """Where the relay's client reads ran, and why some fell back to the primary."""
+    names = [f'fitrelay_reads_total{{target="{t}"}}' for t in ("primary", "replica")]
+    names += [
+        f'fitrelay_read_fallbacks_total{{reason="{r}"}}'
+        for r in ("none", "behind", "down", "busy", "conflict")
+    ]
+    return {name.split('"')[1]: value for name, value in scrape_metrics(metrics, names).items()}
 
 
 async def run(
@@ -759,12 +788,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate_only:
         return 0
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S")
-    try:
-        import uvloop
+    with contextlib.ExitStack() as stack:
+        args.standbys = []
+        if args.replicas is not None:
+            log(f"--replicas {args.replicas}: starting a primary and its standbys")
+            cluster = stack.enter_context(streaming_cluster(args.replicas))
+            args.dsn, args.standbys = cluster.primary_dsn, cluster.standbys
+        try:
+            import uvloop
 
-        results = uvloop.run(run(args, dataset, stamp, pagination))
-    except ImportError:  # pragma: no cover
-        results = asyncio.run(run(args, dataset, stamp, pagination))
+            results = uvloop.run(run(args, dataset, stamp, pagination))
+        except ImportError:  # pragma: no cover
+            results = asyncio.run(run(args, dataset, stamp, pagination))
+    if args.replicas is not None:
+        results["replicas"] = args.replicas
     path = report.write_json(results, args.results_dir, stamp)
     log(f"results: {path}")
     markdown = report.render_markdown(results)

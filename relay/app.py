@@ -1,7 +1,8 @@
 """The composition root: the one module that builds processes from the relay's and the
 indexer's stages, and the only one that imports both.
 
-``fitrelay serve`` is, in start order: the commit listener, the live tail, the writer, the
+``fitrelay serve`` is, in start order: the replicas (when ``db.read_dsns`` names any), the
+commit listener, the live tail, the writer, the
 expiration sweep, the write-policy plugin (when configured), the indexer (unless
 ``indexer.enabled = false``), the fetcher (when ``fetcher.enabled``), the monitor
 (``/metrics``, ``/healthz``, ``/readyz``) and the WebSocket server; they stop in the reverse
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 from prometheus_client.core import Metric
@@ -47,6 +48,7 @@ from relay.storage.migrate import migrate
 from relay.storage.mirror import Mirror, MirroredStore
 from relay.storage.notify import CommitListener
 from relay.storage.postgres import Store, create_pool
+from relay.storage.replicas import Replicas
 
 __all__ = ["IndexProcess", "Relay", "policies_from", "rules_from"]
 
@@ -110,6 +112,25 @@ def rate_limits_from(config: Config, clock: Callable[[], float]) -> Policies:
     return Policies(throttle=(limiter,) if limiter else (), limitation=limitation)
 
 
+def replicas_from(
+    config: Config, primary_position: Callable[[], Awaitable[int]]
+) -> Replicas | None:
+    """``db.read_dsns`` as the replicas client reads may run on (None without any)."""
+    db = config.db
+    if not db.read_dsns:
+        return None
+    return Replicas(
+        db.read_dsns,
+        primary_position=primary_position,
+        pool_min=db.pool_min,
+        pool_max=db.pool_max,
+        statement_timeout_ms=config.relay.query_timeout_ms,
+        max_lag=db.replica_max_lag_ms / 1000,
+        poll=db.replica_poll_ms / 1000,
+        retry_max=db.replica_retry_max_ms / 1000,
+    )
+
+
 class Relay:
     """A serving process (``fitrelay serve``): the pool, then the stages."""
 
@@ -127,6 +148,8 @@ class Relay:
         self.monitor: MonitorServer | None = None
         self.plugin: WritePolicyPlugin | None = None
         self.fetcher: Fetcher | None = None
+        self.replicas: Replicas | None = None
+        """The hot standbys client reads may run on (``db.read_dsns``)."""
         self.stages = Stages([])
         self._unwatch_gc: Callable[[], None] = lambda: None
 
@@ -170,6 +193,7 @@ class Relay:
     def _build(self, pool: asyncpg.Pool, write_pool: asyncpg.Pool) -> list[Stage]:
         cfg = self.config
         self.mirror = Mirror(cfg.relay.mirror_events) if cfg.relay.mirror_events else None
+        self.replicas = replicas = replicas_from(cfg, lambda: self.store.wal_position())
         self.store = Store(
             pool,
             write_pool=write_pool,
@@ -178,6 +202,7 @@ class Relay:
             query_timeout=cfg.relay.query_timeout_ms / 1000,
             events=EventCache(cfg.relay.event_cache_bytes) if cfg.relay.event_cache_bytes else None,
             on_ingest=self.mirror.written if self.mirror is not None else None,
+            replicas=replicas,
         )
         cache_cfg = cfg.relay.cache
         self.cache = (
@@ -228,6 +253,7 @@ class Relay:
             policies=self.policies,
         )
         stages: list[Stage] = [
+            *([replicas] if replicas is not None else []),  # pools open first, close last
             listener,
             self.tail,
             self.writer,
@@ -293,6 +319,7 @@ class Relay:
             self.metrics.registry, lambda: self.indexer.stats if self.indexer else None
         )
         self.metrics.watch_cache(lambda: self.cache)
+        self.metrics.watch_replicas(self.replicas)
         if self.store.events is not None:
             self.metrics.watch_event_cache(self.store.events)
         if self.mirror is not None:

@@ -176,6 +176,16 @@ class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     so client queries never queue in front of a commit."""
     write_timeout_ms: int = 60_000
     """Longest one writer batch, log read or sweep statement may run (0: no limit)."""
+    read_dsns: list[str] = []
+    """Hot standbys of the primary (``dsn``) that REQ, COUNT and NIP-77 reads may run on
+    (docs/scaling.md); writes, the log tail and the indexer stay on the primary."""
+    replica_max_lag_ms: int = 5_000
+    """A replica further behind the primary than this is not read from until it catches up."""
+    replica_poll_ms: int = 200
+    """How often each replica's replay position (and the primary's WAL position) is read."""
+    replica_retry_max_ms: int = 30_000
+    """Longest wait before a failed replica is tried again (the wait doubles from
+    replica_poll_ms with each failure)."""
 
 
 class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -387,8 +397,18 @@ def _check(config: Config) -> None:
         raise ConfigError("db.pool_wait_ms and db.pool_max_per_connection must be at least 1")
     if config.db.pool_min < 1 or config.db.pool_max < config.db.pool_min:
         raise ConfigError("db.pool_min must be at least 1 and at most db.pool_max")
+    _check_replicas(config.db)
     _check_policy(config)
     _check_fetcher(config.fetcher)
+
+
+def _check_replicas(db: DbConfig) -> None:
+    if (db.dsn and db.dsn in db.read_dsns) or len(set(db.read_dsns)) < len(db.read_dsns):
+        raise ConfigError("db.read_dsns must name distinct standbys, not the primary")
+    if min(db.replica_max_lag_ms, db.replica_poll_ms) < 1:
+        raise ConfigError("db.replica_max_lag_ms and db.replica_poll_ms must be at least 1")
+    if db.replica_retry_max_ms < db.replica_poll_ms:
+        raise ConfigError("db.replica_retry_max_ms must be at least db.replica_poll_ms")
 
 
 def _check_fetcher(fetcher: FetcherConfig) -> None:

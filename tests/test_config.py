@@ -69,6 +69,10 @@ def test_precedence(tmp_path: Path) -> None:
         ("[fetcher]\nconcurrency = 0\n", {}, "fetcher.concurrency"),
         ("[fetcher]\ntimeout_seconds = 0\n", {}, "fetcher.timeout_seconds"),
         ("[fetcher]\nretry_base_seconds = 10\nretry_max_seconds = 5\n", {}, "retry_max"),
+        ("[db]\ndsn = 'postgresql:///a'\nread_dsns = ['postgresql:///a']\n", {}, "not the primary"),
+        ("[db]\nread_dsns = ['postgresql:///b', 'postgresql:///b']\n", {}, "distinct standbys"),
+        ("[db]\nreplica_poll_ms = 0\n", {}, "replica_poll_ms must be at least 1"),
+        ("[db]\nreplica_poll_ms = 500\nreplica_retry_max_ms = 100\n", {}, "retry_max_ms"),
     ],
 )
 def test_errors_name_the_problem(

@@ -187,9 +187,11 @@ class LogTail:
         if self.mirror is not None:
             self.position, self.removals_position = await self._load(self.mirror)
             self.announced = self.position
+            await self._note_position(1)
             return
         self.position = self.announced = await self.store.head_seq()
         self.removals_position = await self.store.removals_head()
+        await self._note_position(1)  # every position up to the head is passed
 
     async def _load(self, mirror: Mirror) -> tuple[int, int]:
         """Fill ``mirror`` from a snapshot of the newest events; the log's heads in it."""
@@ -211,8 +213,22 @@ class LogTail:
         self.wake()
 
     def known_committed(self) -> int:
-        """Every log position up to this one is committed and visible to a new query."""
+        """Every log position up to this one is committed and visible to a new query.
+
+        With reads on replicas, only what this tail has read: a query there is guaranteed to
+        see no more than that (the horizon of :mod:`relay.storage.replicas`), and positions
+        past it still reach the subscription live."""
+        if self.store.replicas is not None:
+            return self.position
         return max(self.announced, self.position)
+
+    async def _note_position(self, read: int) -> None:
+        """With reads on replicas: ``read`` entries were just read from the log, and before
+        they are dispatched (and the position passes them), the primary's WAL position,
+        which is at or past all their commits, joins the read horizon."""
+        replicas = self.store.replicas
+        if replicas is not None and read:
+            replicas.note(await self.store.wal_position())
 
     def undispatched_local(self, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` this process stored and the tail has not dispatched yet."""
@@ -268,6 +284,7 @@ class LogTail:
             if not self.index:
                 # Nobody to deliver to: the positions, and who wrote what for the cache, do.
                 appended = await self.store.tail_keys(self.position, self.page)
+                await self._note_position(len(appended))
                 if self.index:
                     continue  # a subscription came meanwhile: read these again, events too
                 for entry in appended:
@@ -278,6 +295,7 @@ class LogTail:
                     return
                 continue
             rows = await self.store.tail(self.position, self.page)
+            await self._note_position(len(rows))
             for row in rows:
                 raw = row.raw.encode()
                 try:
@@ -321,6 +339,7 @@ class LogTail:
                 settles=bound == _END,
                 began_after=began,
             )
+            await self._note_position(len(appended))
             self._dispatch_stretch(removed, appended, since)
             if bound == _END:
                 return

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
     from relay.storage.cache import QueryCache
     from relay.storage.eventcache import EventCache
-from relay.storage.mirror import Mirror
+    from relay.storage.mirror import Mirror
+    from relay.storage.replicas import Replicas
 
 __all__ = ["Metrics", "kind_label"]
 
@@ -298,6 +299,49 @@ class Metrics:
                 "Oldest created_at the mirror holds every event from (0: it holds all)",
                 mirror.horizon or 0,
             )
+
+        self.add_callback(collect)
+
+    def watch_replicas(self, replicas: Replicas | None) -> None:
+        """Export where client reads ran and how far each replica is behind (read when
+        scraped; the families exist, at 0 or empty, without replicas too)."""
+        from relay.storage.replicas import FALLBACK_REASONS
+
+        def collect() -> Iterator[Metric]:
+            members = replicas.replicas if replicas is not None else []
+            replica_reads = sum(r.reads for r in members)
+            primary_reads = replicas.primary_reads if replicas is not None else 0
+            yield counter(
+                "fitrelay_reads", "Client reads (REQ, COUNT, NIP-77) by where they ran, with"
+                " db.read_dsns set", {("primary",): primary_reads, ("replica",): replica_reads},
+                ["target"],
+            )  # fmt: skip
+            fallbacks = replicas.fallbacks if replicas is not None else {}
+            yield counter(
+                "fitrelay_read_fallbacks", "Client reads run on the primary although"
+                " replicas are configured, by why",
+                {(reason,): fallbacks.get(reason, 0) for reason in FALLBACK_REASONS},
+                ["reason"],
+            )  # fmt: skip
+            lag = GaugeMetricFamily(
+                "fitrelay_replica_lag_seconds",
+                "How long ago the primary had WAL the replica has not replayed",
+                labels=["replica"],
+            )
+            behind = GaugeMetricFamily(
+                "fitrelay_replica_lag_bytes", "WAL bytes the replica has not replayed",
+                labels=["replica"],
+            )  # fmt: skip
+            up = GaugeMetricFamily(
+                "fitrelay_replica_up", "1 while the replica serves reads (answering, in"
+                " recovery, within db.replica_max_lag_ms)", labels=["replica"],
+            )  # fmt: skip
+            usable = {id(r) for r in replicas.usable()} if replicas is not None else set()
+            for r in members:
+                lag.add_metric([r.name], r.lag_seconds if r.up else float("nan"))
+                behind.add_metric([r.name], r.lag_bytes)
+                up.add_metric([r.name], 1.0 if id(r) in usable else 0.0)
+            yield from (lag, behind, up)
 
         self.add_callback(collect)
 

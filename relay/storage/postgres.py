@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 
@@ -25,6 +25,9 @@ from relay.storage.sqlfilter import (
     tag_key,
 )
 
+if TYPE_CHECKING:
+    from relay.storage.replicas import Replicas
+
 __all__ = [
     "PLANNED_PER_RUN",
     "SESSION_SETTINGS",
@@ -38,6 +41,8 @@ __all__ = [
 ]
 
 _Q = load_queries("events.sql")
+_WAL = load_queries("replicas.sql")["wal_position"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +246,9 @@ class Store:
 
     Client queries (REQ, COUNT) run on ``pool``; the writer, the log tail and the sweep on
     ``write_pool`` when one is given, so a flood of queries never queues in front of a
-    commit, and each pool has the statement timeout of its kind of work.
+    commit, and each pool has the statement timeout of its kind of work. With ``replicas``,
+    client queries run on a hot standby when one has replayed what this process has acted
+    on (:mod:`relay.storage.replicas`), and each commit notes its WAL position there.
     """
 
     def __init__(
@@ -254,11 +261,13 @@ class Store:
         pool_wait: float | None = None,
         query_timeout: float | None = None,
         on_ingest: Callable[[], None] | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         self.pool = pool
         self.on_ingest = on_ingest
         """Called after every :meth:`ingest`, committed or not (the mirror then waits for a
         snapshot taken after it)."""
+        self.replicas = replicas
         self.pool_wait = pool_wait
         """Longest wait for a query connection before :class:`PoolBusy` (None: no bound)."""
         self.query_timeout = query_timeout
@@ -272,13 +281,17 @@ class Store:
         """Tasks waiting for a pooled connection right now."""
 
     @contextlib.asynccontextmanager
-    async def _connection(self, *, bounded: bool = True) -> AsyncIterator[Conn]:
-        """A connection of the query pool; counts the wait for it (pool exhaustion shows up
-        there). ``bounded``: the wait raises :class:`PoolBusy` after ``pool_wait`` and the
-        work TimeoutError after ``query_timeout`` from when it holds the connection."""
+    async def _connection(
+        self, pool: asyncpg.Pool | None = None, *, bounded: bool = True
+    ) -> AsyncIterator[Conn]:
+        """A connection of the query pool (or of ``pool``, a replica's); counts the wait for
+        it (pool exhaustion shows up there). ``bounded``: the wait raises :class:`PoolBusy`
+        after ``pool_wait`` and the work TimeoutError after ``query_timeout`` from when it
+        holds the connection."""
+        pool = self.pool if pool is None else pool
         self.waiting += 1
         try:
-            conn = await self.pool.acquire(timeout=self.pool_wait if bounded else None)
+            conn = await pool.acquire(timeout=self.pool_wait if bounded else None)
         except TimeoutError:
             raise PoolBusy from None
         finally:
@@ -290,7 +303,15 @@ class Store:
             else:
                 yield conn
         finally:
-            await self.pool.release(conn)
+            await pool.release(conn)
+
+    async def _read(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        """``work`` on a connection for a client query: of a replica that may answer it when
+        there are replicas, else of the query pool."""
+        if self.replicas is not None:
+            return await self.replicas.read(work, self._connection)
+        async with self._connection() as conn:
+            return await work(conn)
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[Conn]:
@@ -308,6 +329,9 @@ class Store:
         try:
             async with self._writing() as conn:
                 codes = await conn.fetchval(_Q["ingest"], *args)
+                if self.replicas is not None:
+                    # Committed (one statement): any position read now is at or past it.
+                    self.replicas.note(int(await conn.fetchval(_WAL)))
         finally:
             if self.on_ingest is not None:
                 self.on_ingest()
@@ -322,14 +346,18 @@ class Store:
     async def query(self, filters: Sequence[Filter], now: int) -> list[tuple[bytes, str]]:
         """``(id, raw)`` of stored events matching any filter: newest first, ties by lowest
         id, each once."""
-        async with self._connection() as conn:
-            if self.events is not None:
+        events = self.events
+
+        async def work(conn: Conn) -> list[tuple[bytes, str]]:
+            if events is not None:
                 rows = await self._select(conn, filters, now, raw=False)
-                answer = await self._with_json(conn, [row[1] for row in rows], self.events)
+                answer = await self._with_json(conn, [row[1] for row in rows], events)
                 if answer is not None:
                     return answer
             rows = await self._select(conn, filters, now, raw=True)
-        return [(row[1], row[2]) for row in rows]
+            return [(row[1], row[2]) for row in rows]
+
+        return await self._read(work)
 
     def answer_bound(self, filters: Sequence[Filter]) -> int:
         """Most events ``filters`` can answer with: the sum of their limits."""
@@ -351,11 +379,13 @@ class Store:
         if self.answer_bound(filters) <= page:
             yield await self.query(filters, now)
             return
-        async with self._connection() as conn:
+
+        async def work(conn: Conn) -> tuple[list[bytes], list[tuple[bytes, str]]]:
             rows = await self._select(conn, filters, now, raw=False)
             ids = [row[1] for row in rows]
-            del rows
-            first = await self._page(conn, ids[:page])
+            return ids, await self._page(conn, ids[:page])
+
+        ids, first = await self._read(work)
         yield first
         for start in range(page, len(ids), page):
             yield await self._page(None, ids[start : start + page])
@@ -370,8 +400,7 @@ class Store:
         read: dict[bytes, str] = {}
         if missing:
             if conn is None:
-                async with self._connection() as own:
-                    found = await own.fetch(_Q["raws"], missing)
+                found = await self._read(lambda own: own.fetch(_Q["raws"], missing))
             else:
                 found = await conn.fetch(_Q["raws"], missing)
             read = {row[0]: row[1] for row in found}
@@ -420,14 +449,19 @@ class Store:
     async def items(self, flt: Filter, now: int, limit: int) -> list[tuple[int, bytes]]:
         """``(created_at, id)`` of the newest ``limit`` events matching ``flt``, in any order:
         the set a NIP-77 sync reconciles, under exactly REQ's rules (deletion, expiration)."""
-        async with self._connection() as conn:
-            rows = await _fetch(conn, compile_query(flt, now, limit, raw=False))
+        query = compile_query(flt, now, limit, raw=False)
+        rows = await self._read(lambda conn: _fetch(conn, query))
         return [(row[0], row[1]) for row in rows]
 
     async def count(self, filters: Sequence[Filter], now: int) -> int:
-        async with self._connection() as conn:
-            rows = await _fetch(conn, compile_count(filters, now))
+        query = compile_count(filters, now)
+        rows = await self._read(lambda conn: _fetch(conn, query))
         return int(rows[0][0])
+
+    async def wal_position(self) -> int:
+        """The primary's WAL insert position (see sql/queries/replicas.sql)."""
+        async with self._writing() as conn:
+            return int(await conn.fetchval(_WAL))
 
     async def head_seq(self) -> int:
         async with self._writing() as conn:
