@@ -12,8 +12,9 @@ from typing import Any, cast
 import asyncpg
 
 from relay.nostr.event import Event, KindClass, d_tag, expiration, is_hex64, kind_class
-from relay.nostr.filters import Filter
+from relay.nostr.filters import FITNESS_TAG_NAMES, Filter
 from relay.nostr.replies import IngestStatus
+from relay.nostr.search import DEFAULT_SEARCH_KINDS, document_of
 from relay.storage.eventcache import EventCache
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
@@ -29,6 +30,7 @@ __all__ = [
     "PLANNED_PER_RUN",
     "SESSION_SETTINGS",
     "Appended",
+    "Indexing",
     "IngestStatus",
     "PoolBusy",
     "Removed",
@@ -65,6 +67,15 @@ class Removed:
     seq: int
     kind: int
     pubkey: str
+
+
+@dataclass(frozen=True, slots=True)
+class Indexing:
+    """What the writer indexes besides the event: which multi-letter tag names go to
+    ``event_tags`` (single letters always do) and which kinds get a search document."""
+
+    tag_names: frozenset[str] = FITNESS_TAG_NAMES
+    search_kinds: frozenset[int] = DEFAULT_SEARCH_KINDS
 
 
 class PoolBusy(Exception):
@@ -124,7 +135,7 @@ async def _fetch(conn: Conn, query: Query) -> list[Any]:
     if query.generic:
         return await conn.fetch(query.sql, *query.args)
     async with conn.transaction():
-        await conn.execute(_Q["plan_per_run"])
+        await conn.execute(_Q["plan_search" if query.search else "plan_per_run"])
         return await conn.fetch(query.sql, *query.args)
 
 
@@ -169,8 +180,11 @@ _STATUSES = {status.value: status for status in IngestStatus}
 """IngestStatus by code, cheaper than calling the enum once per event."""
 
 
-def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
-    """The fifteen arrays fitrelay_ingest takes, for events in arrival order.
+def ingest_args(
+    events: Sequence[Event], raws: Sequence[str], indexed: frozenset[str] = FITNESS_TAG_NAMES
+) -> list[object]:
+    """The fifteen arrays fitrelay_ingest takes, for events in arrival order; tags with a
+    single-letter name or one of the multi-letter names ``indexed`` are indexed.
 
     One pass over each event's tags; a batch of a thousand events costs a few milliseconds.
     """
@@ -193,7 +207,7 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
             dtags.append(None)
         seen: set[tuple[str, str]] = set()
         for tag in event.tags:
-            if len(tag) >= 2 and tag[0] in _TAG_LETTERS:
+            if len(tag) >= 2 and (tag[0] in _TAG_LETTERS or tag[0] in indexed):
                 pair = (tag[0], tag_key(tag[1]))
                 if pair not in seen:
                     seen.add(pair)
@@ -221,14 +235,39 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
     ]  # fmt: skip
 
 
-def _merge(results: Sequence[Sequence[Any]]) -> Sequence[Any]:
+def document_args(events: Sequence[Event], kinds: frozenset[int]) -> list[object] | None:
+    """The four arrays fitrelay_ingest_documents takes after fitrelay_ingest's: the search
+    documents of the events of ``kinds`` (None when the batch has none)."""
+    doc_ev: list[int] = []
+    titles: list[str] = []
+    word_ev: list[int] = []
+    words: list[str] = []
+    for position, event in enumerate(events, start=1):
+        if event.kind not in kinds:
+            continue
+        document = document_of(event)
+        doc_ev.append(position)
+        titles.append(document.title)
+        word_ev.extend([position] * len(document.words))
+        words.extend(document.words)
+    return [doc_ev, titles, word_ev, words] if doc_ev else None
+
+
+def _merge(results: Sequence[Sequence[Any]], *, ranked: bool = False) -> Sequence[Any]:
     """Merge per-filter rows (``created_at, id, ...``, each list newest first) into one
-    list, newest first with ties by lowest id, each event once."""
+    list, newest first with ties by lowest id, each event once. ``ranked`` (some filter is
+    a NIP-50 search, whose rows come best first): the lists one after another instead, in
+    filter order, each event once where it first appears."""
     if len(results) == 1:
         return results[0]
     seen: set[bytes] = set()
     merged: list[Any] = []
-    for row in heapq.merge(*results, key=lambda row: (-row[0], row[1])):
+    rows: Iterable[Any] = (
+        (row for result in results for row in result)
+        if ranked
+        else heapq.merge(*results, key=lambda row: (-row[0], row[1]))
+    )
+    for row in rows:
         if row[1] not in seen:
             seen.add(row[1])
             merged.append(row)
@@ -252,8 +291,10 @@ class Store:
         write_pool: asyncpg.Pool | None = None,
         pool_wait: float | None = None,
         query_timeout: float | None = None,
+        indexing: Indexing = Indexing(),
     ) -> None:
         self.pool = pool
+        self.indexing = indexing
         self.pool_wait = pool_wait
         """Longest wait for a query connection before :class:`PoolBusy` (None: no bound)."""
         self.query_timeout = query_timeout
@@ -299,9 +340,14 @@ class Store:
 
     async def ingest(self, events: Sequence[Event], raws: Sequence[str]) -> list[IngestStatus]:
         """Store a batch in one transaction; one status per event, in order."""
-        args = ingest_args(events, raws)
+        indexing = self.indexing
+        args = ingest_args(events, raws, indexing.tag_names)
+        documents = document_args(events, indexing.search_kinds)
         async with self._writing() as conn:
-            codes = await conn.fetchval(_Q["ingest"], *args)
+            if documents is None:
+                codes = await conn.fetchval(_Q["ingest"], *args)
+            else:
+                codes = await conn.fetchval(_Q["ingest_documents"], *args, *documents)
         statuses = [_STATUSES[code] for code in codes]
         if self.events is not None:
             ids = cast(list[bytes], args[0])
@@ -385,7 +431,8 @@ class Store:
             limit = effective_limit(flt, self.default_limit)
             if limit > 0:
                 results.append(await _fetch(conn, compile_query(flt, now, limit, raw=raw)))
-        return _merge(results) if results else []
+        ranked = any(flt.search is not None for flt in filters)
+        return _merge(results, ranked=ranked) if results else []
 
     @staticmethod
     async def _with_json(
@@ -419,6 +466,11 @@ class Store:
         async with self._connection() as conn:
             rows = await _fetch(conn, compile_count(filters, now))
         return int(rows[0][0])
+
+    async def search_ready(self) -> bool:
+        """Whether NIP-50 search can run on this database (pg_trgm and its word index)."""
+        async with self._writing() as conn:
+            return bool(await conn.fetchval(_Q["search_ready"]))
 
     async def head_seq(self) -> int:
         async with self._writing() as conn:

@@ -10,11 +10,13 @@ rest say so (:attr:`Query.generic` false) and are run with a plan made for their
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from relay.nostr.filters import Filter
+from relay.nostr.search import SearchQuery
 
 __all__ = [
     "Query",
@@ -111,7 +113,65 @@ def _where(
             "e.id IN (SELECT t.event_id FROM event_tags t"
             f" WHERE t.name = {name}::text AND t.value = ANY({params.add(keys)}::text[]))"
         )
+    if flt.search is not None:
+        conds.append(_search_condition(flt.search, params))
     return " AND ".join(conds)
+
+
+def _tsquery(search: SearchQuery, params: _Params) -> str:
+    """The ``tsquery`` of a search's words (at least one), as a scalar subquery: each word
+    as a prefix (``'pres':*``) or any stored word close to it by trigrams, AND-ed.
+
+    pg_trgm's ``%`` (similarity at least 0.3 by its default threshold) finds candidates on
+    the GIN index of ``search_words``; ``fitrelay_words_close`` (migration 0011) then keeps
+    exactly those :func:`relay.nostr.search.close` keeps. For ASCII words both count the same
+    trigrams, so the candidates hold every close word."""
+    words = params.add(list(search.words))
+    return (
+        "(SELECT string_agg('(' || quote_literal(w.word) || ':*' || coalesce(f.alts, '') || ')',"
+        " ' & ' ORDER BY w.n)::tsquery"
+        f" FROM unnest({words}::text[]) WITH ORDINALITY AS w (word, n)"
+        " LEFT JOIN LATERAL (SELECT string_agg(' | ' || quote_literal(l.word), '') AS alts"
+        " FROM search_words l WHERE octet_length(w.word) = char_length(w.word)"
+        " AND l.word % w.word AND octet_length(l.word) = char_length(l.word)"
+        " AND fitrelay_words_close(w.word, l.word)) AS f ON true)"
+    )
+
+
+def _search_condition(search: SearchQuery, params: _Params) -> str:
+    """``e`` has a search document of a searchable kind that the search matches."""
+    kinds = f"e.kind = ANY({params.add(sorted(search.kinds))}::integer[])"
+    if not search.words:
+        return f"{kinds} AND e.id IN (SELECT s.event_id FROM search_documents s)"
+    return (
+        f"{kinds} AND e.id IN (SELECT s.event_id FROM search_documents s"
+        f" WHERE s.doc @@ {_tsquery(search, params)})"
+    )
+
+
+def _search_query(
+    flt: Filter, search: SearchQuery, now: int, limit: int, raw: bool
+) -> tuple[str, list[object]]:
+    """The best ``limit`` matches of a search filter, by relevance (NIP-50): the trigram
+    similarity of the title to the query words, then ``ts_rank`` (how many of the document's
+    words the query hit), then newest first, ties by lowest id."""
+    params = _Params()
+    kinds = params.add(sorted(search.kinds))
+    if search.words:
+        source = f"(SELECT {_tsquery(search, params)} AS query) AS q CROSS JOIN search_documents s"
+        match = " AND s.doc @@ q.query"
+        rank = "ts_rank(s.doc, q.query) DESC, "
+    else:
+        source, match, rank = "search_documents s", "", ""
+    text = params.add(" ".join(search.words))
+    where = _where(dataclasses.replace(flt, search=None), now, params)
+    sql = (
+        f"SELECT {_columns('e', raw)} FROM {source} JOIN events e ON e.id = s.event_id"
+        f" WHERE s.kind = ANY({kinds}::integer[]){match} AND {where}"
+        f" ORDER BY similarity(s.title, {text}::text) DESC, {rank}e.created_at DESC, e.id"
+        f" LIMIT {params.add(limit)}"
+    )
+    return sql, params.values
 
 
 def _columns(alias: str, raw: bool) -> str:
@@ -240,6 +300,9 @@ class Query(NamedTuple):
     the generic plan of the prepared statement serves every run; otherwise the statement
     wants a plan made for its values (``ANY`` over many authors or tag values, COUNT), and
     a generic plan can be a hundred times slower."""
+    search: bool = False
+    """A NIP-50 search: planned for its values, with bitmap scans allowed (its GIN indexes
+    are read no other way)."""
     unless_expired: Query | None = None
     """Set when the statement picks its candidates without looking at expiration: its rows
     carry one more column, last, true for an expired event, and if any row has it the answer is
@@ -320,8 +383,11 @@ def compile_query(flt: Filter, now: int, limit: int, *, raw: bool = True) -> Que
 
     The plan is chosen by the filter's shape, so that an index hands rows over in answer
     order wherever one can: a tag-led filter from ``event_tags``, a few authors or kinds as
-    merged per-key streams, anything else as one scan of ``events``.
+    merged per-key streams, anything else as one scan of ``events``. A search filter is
+    answered by relevance instead (:func:`_search_query`).
     """
+    if flt.search is not None:
+        return Query(*_search_query(flt, flt.search, now, limit, raw), generic=False, search=True)
     if flt.ids is None and flt.tags:
         led = _tag_query(flt, now, limit, raw)
         if led is not None:
@@ -349,7 +415,8 @@ def compile_count(filters: Sequence[Filter], now: int) -> Query:
     params = _Params()
     parts = [f"SELECT e.id FROM events e WHERE {_where(f, now, params)}" for f in filters]
     sql = f"SELECT count(*) FROM ({' UNION '.join(parts)}) AS matched"
-    return Query(sql, params.values, generic=False)
+    searched = any(f.search is not None for f in filters)
+    return Query(sql, params.values, generic=False, search=searched)
 
 
 def compile_cutoff(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]:
