@@ -18,6 +18,7 @@ from relay.nostr.search import SearchQuery, document_words, matches_document, pa
 __all__ = [
     "DEFAULT_RULES",
     "FITNESS_TAG_NAMES",
+    "SEARCH_OFF",
     "Filter",
     "FilterRules",
     "matches",
@@ -35,6 +36,9 @@ records) and ``template`` (the 33402 coordinate a record followed), RUNSTR's ``t
 events of every kind, so a filter on one is answered exactly whatever its kinds)."""
 
 
+SEARCH_OFF = "search (NIP-50) is not offered here"
+
+
 @dataclass(frozen=True, slots=True)
 class FilterRules:
     """What a relay answers beyond NIP-01's fields.
@@ -46,7 +50,7 @@ class FilterRules:
 
     tag_names: frozenset[str] = frozenset()
     search_kinds: frozenset[int] | None = None
-    search_off_reason: str = "search (NIP-50) is not offered here"
+    search_off_reason: str = SEARCH_OFF
     """The CLOSED reason a ``search`` filter gets when ``search_kinds`` is None."""
 
 

@@ -14,8 +14,9 @@ import asyncpg
 from relay.nostr.event import Event, KindClass, d_tag, expiration, is_hex64, kind_class
 from relay.nostr.filters import FITNESS_TAG_NAMES, Filter
 from relay.nostr.replies import IngestStatus
-from relay.nostr.search import DEFAULT_SEARCH_KINDS, document_of
+from relay.nostr.search import document_of
 from relay.storage.eventcache import EventCache
+from relay.storage.indexing import FITNESS_INDEXING, Indexing
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import (
@@ -67,15 +68,6 @@ class Removed:
     seq: int
     kind: int
     pubkey: str
-
-
-@dataclass(frozen=True, slots=True)
-class Indexing:
-    """What the writer indexes besides the event: which multi-letter tag names go to
-    ``event_tags`` (single letters always do) and which kinds get a search document."""
-
-    tag_names: frozenset[str] = FITNESS_TAG_NAMES
-    search_kinds: frozenset[int] = DEFAULT_SEARCH_KINDS
 
 
 class PoolBusy(Exception):
@@ -291,7 +283,7 @@ class Store:
         write_pool: asyncpg.Pool | None = None,
         pool_wait: float | None = None,
         query_timeout: float | None = None,
-        indexing: Indexing = Indexing(),
+        indexing: Indexing = FITNESS_INDEXING,
     ) -> None:
         self.pool = pool
         self.indexing = indexing
@@ -466,11 +458,6 @@ class Store:
         async with self._connection() as conn:
             rows = await _fetch(conn, compile_count(filters, now))
         return int(rows[0][0])
-
-    async def search_ready(self) -> bool:
-        """Whether NIP-50 search can run on this database (pg_trgm and its word index)."""
-        async with self._writing() as conn:
-            return bool(await conn.fetchval(_Q["search_ready"]))
 
     async def head_seq(self) -> int:
         async with self._writing() as conn:

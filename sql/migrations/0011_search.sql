@@ -1,4 +1,6 @@
--- NIP-50 search documents, their word list, and multi-letter tags in event_tags.
+-- NIP-50 search documents, their word list, and the bookkeeping of multi-letter tags in
+-- event_tags. event_tags itself is unchanged: it now also holds the tags with a name listed
+-- in [relay.tags] (exercise, template, ... by default), for events of every kind.
 --
 -- search_documents holds one row per stored event of a searchable kind (33401, 33402 and,
 -- when configured, 1): the event's words as the relay computed them
@@ -81,10 +83,30 @@ CREATE TRIGGER events_drop_search_documents AFTER DELETE ON events
     REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION fitrelay_drop_search_documents();
 
+-- The search documents of those of p_ids[p_doc_ev] that are stored and have none yet:
+-- p_doc_titles their title words, p_word_ev / p_words the words of each, flattened.
+CREATE FUNCTION fitrelay_add_documents(
+    p_ids bytea[], p_doc_ev integer[], p_doc_titles text[], p_word_ev integer[], p_words text[]
+) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO search_documents (event_id, kind, pubkey, created_at, title, doc)
+    SELECT e.id, e.kind, e.pubkey, e.created_at, d.title,
+           array_to_tsvector(coalesce(w.words, '{}'))
+    FROM unnest(p_doc_ev, p_doc_titles) AS d (ev, title)
+    JOIN events e ON e.id = p_ids[d.ev]
+    LEFT JOIN (
+        SELECT x.ev, array_agg(x.word) AS words
+        FROM unnest(p_word_ev, p_words) AS x (ev, word) GROUP BY x.ev
+    ) AS w ON w.ev = d.ev
+    ON CONFLICT (event_id) DO NOTHING;
+    INSERT INTO search_words (word)
+    SELECT DISTINCT x.word FROM unnest(p_word_ev, p_words) AS x (ev, word)
+    ON CONFLICT (word) DO NOTHING;
+$$;
+
 -- fitrelay_ingest, then the search documents of the events it stored that are still stored
 -- (one the same batch replaced or deleted again has none), in the same transaction and
--- under the same lock. p_doc_ev are positions in the batch, p_doc_titles their title
--- words; p_word_ev / p_words the words of each document, flattened.
+-- under the same lock.
 CREATE FUNCTION fitrelay_ingest_documents(
     p_ids bytea[], p_pubkeys bytea[], p_kinds integer[], p_created bigint[],
     p_dtags text[], p_expires bigint[], p_raws text[],
@@ -101,42 +123,21 @@ BEGIN
         p_ids, p_pubkeys, p_kinds, p_created, p_dtags, p_expires, p_raws,
         p_tag_ev, p_tag_names, p_tag_values, p_del_ev, p_del_ids,
         p_adel_ev, p_adel_kinds, p_adel_dtags);
-    INSERT INTO search_documents (event_id, kind, pubkey, created_at, title, doc)
-    SELECT e.id, e.kind, e.pubkey, e.created_at, d.title,
-           array_to_tsvector(coalesce(w.words, '{}'))
-    FROM unnest(p_doc_ev, p_doc_titles) AS d (ev, title)
-    JOIN events e ON e.id = p_ids[d.ev]
-    LEFT JOIN (
-        SELECT x.ev, array_agg(x.word) AS words
-        FROM unnest(p_word_ev, p_words) AS x (ev, word) GROUP BY x.ev
-    ) AS w ON w.ev = d.ev
-    WHERE status[d.ev] = 0
-    ON CONFLICT (event_id) DO NOTHING;
-    INSERT INTO search_words (word)
-    SELECT DISTINCT x.word FROM unnest(p_word_ev, p_words) AS x (ev, word)
-    WHERE status[x.ev] = 0
-    ON CONFLICT (word) DO NOTHING;
+    PERFORM fitrelay_add_documents(p_ids, p_doc_ev, p_doc_titles, p_word_ev, p_words);
     RETURN status;
 END;
 $$;
 
--- Multi-letter tags: event_tags now also holds the tags named in [relay.tags] (by default
--- the fitness names exercise, template, team, activity, activity_type) for events of any
--- kind. Events stored before get theirs here, keyed as relay.storage.sqlfilter.tag_key
--- keys them. An event whose JSON holds the escape \u0000 cannot be read as jsonb and is
--- left out (its multi-letter tags stay unindexed).
-INSERT INTO event_tags (event_id, name, value, kind, pubkey, created_at)
-SELECT DISTINCT e.id, t.tag ->> 0,
-       CASE WHEN octet_length(t.tag ->> 1) <= 200 AND left(t.tag ->> 1, 1) <> E'\x01'
-            THEN t.tag ->> 1
-            ELSE E'\x01' || encode(sha256(convert_to(t.tag ->> 1, 'UTF8')), 'hex') END,
-       e.kind, e.pubkey, e.created_at
-FROM events e
-CROSS JOIN LATERAL jsonb_array_elements(e.raw::jsonb -> 'tags') AS t (tag)
-WHERE e.raw NOT LIKE '%\\u0000%'
-  AND e.raw LIKE ANY (ARRAY['%"exercise"%', '%"template"%', '%"team"%', '%"activity"%',
-                            '%"activity_type"%'])
-  AND jsonb_typeof(t.tag) = 'array'
-  AND jsonb_array_length(t.tag) >= 2
-  AND jsonb_typeof(t.tag -> 1) = 'string'
-  AND t.tag ->> 0 IN ('exercise', 'template', 'team', 'activity', 'activity_type');
+-- What the stored events are indexed for, so that a start with another [relay.tags] or
+-- [relay.search] indexes the stored events for what was added (relay.storage.indexing):
+-- the multi-letter tag names event_tags holds for every event, and the kinds every stored
+-- event of which has its search document.
+CREATE TABLE indexed_tag_names (
+    name text NOT NULL,
+    CONSTRAINT indexed_tag_names_pkey PRIMARY KEY (name)
+);
+CREATE TABLE search_kinds (
+    kind integer NOT NULL,
+    CONSTRAINT search_kinds_pkey PRIMARY KEY (kind)
+);
+-- Both start empty: the first start indexes the events stored before this migration.

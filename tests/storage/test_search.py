@@ -17,6 +17,7 @@ from relay.nostr.event import Event, decode_event
 from relay.nostr.filters import FITNESS_TAG_NAMES, Filter, FilterRules, parse_filter
 from relay.nostr.limits import Limits
 from relay.nostr.search import DEFAULT_SEARCH_KINDS
+from relay.storage.indexing import search_ready
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from tests.signer import Keys, dumps
 
@@ -145,5 +146,5 @@ async def test_multi_letter_tags(search_store: Store) -> None:
     assert await search_store.count([flt({"#exercise": [coord, "running"]})], NOW) == 3
 
 
-async def test_search_ready_with_pg_trgm(search_store: Store) -> None:
-    assert await search_store.search_ready()
+async def test_search_ready_with_pg_trgm(db: asyncpg.Connection[Any]) -> None:
+    assert await search_ready(db)
