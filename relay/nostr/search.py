@@ -108,11 +108,24 @@ def parse_search(value: object, kinds: frozenset[int]) -> SearchQuery:
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """What is stored of a searchable event: its title words (joined by spaces, for ranking)
-    and all its distinct words."""
+    """What is stored of a searchable event: its title words (joined by spaces), all its
+    distinct words (title first, then the other text tags, then the content), and how many
+    of those come from the title and the tags (for ranking)."""
 
     title: str
     words: tuple[str, ...]
+    in_title: int = 0
+    in_tags: int = 0
+
+    def vector(self) -> str:
+        """The words as ``tsvector`` input, each once at its position, title words weighted
+        A and tag words B (content words keep the default, D), for ``ts_rank``. The words
+        are letters and digits only, so quoting each is all the escaping they need."""
+        a, b = self.in_title, self.in_title + self.in_tags
+        return " ".join(
+            f"'{w}':{n}{'A' if n <= a else 'B' if n <= b else ''}"
+            for n, w in enumerate(self.words, start=1)
+        )
 
 
 def document_of(event: Event) -> Document:
@@ -128,9 +141,11 @@ def document_of(event: Event) -> Document:
         elif tag[0] in _TEXT_TAGS:
             others.extend(words_of(tag[1]))
     distinct = dict.fromkeys(title)
+    in_title = len(distinct)
     distinct.update(dict.fromkeys(others))
+    in_tags = len(distinct) - in_title
     distinct.update(dict.fromkeys(words_of(event.content)))
-    return Document(" ".join(title), tuple(distinct)[:MAX_DOCUMENT_WORDS])
+    return Document(" ".join(title), tuple(distinct)[:MAX_DOCUMENT_WORDS], in_title, in_tags)
 
 
 def document_words(event: Event) -> tuple[str, ...]:

@@ -104,18 +104,18 @@ async def _index_kinds(conn: asyncpg.Connection, kinds: frozenset[int]) -> int:
             rows = await conn.fetch(_Q["page_kinds"], after, sorted(kinds), PAGE)
             ids: list[bytes] = []
             titles: list[str] = []
-            word_ev: list[int] = []
+            vectors: list[str] = []
             words: list[str] = []
-            for position, row in enumerate(rows, start=1):
+            for row in rows:
                 event = decode_event(row[1].encode())
                 document = document_of(event)
                 ids.append(bytes.fromhex(event.id))
                 titles.append(document.title)
-                word_ev.extend([position] * len(document.words))
+                vectors.append(document.vector())
                 words.extend(document.words)
             if ids:
                 positions = list(range(1, len(ids) + 1))
-                await conn.execute(_Q["add_documents"], ids, positions, titles, word_ev, words)
+                await conn.execute(_Q["add_documents"], ids, positions, titles, vectors, words)
         read += len(rows)
         if len(rows) < PAGE:
             return read

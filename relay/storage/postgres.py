@@ -232,7 +232,7 @@ def document_args(events: Sequence[Event], kinds: frozenset[int]) -> list[object
     documents of the events of ``kinds`` (None when the batch has none)."""
     doc_ev: list[int] = []
     titles: list[str] = []
-    word_ev: list[int] = []
+    vectors: list[str] = []
     words: list[str] = []
     for position, event in enumerate(events, start=1):
         if event.kind not in kinds:
@@ -240,9 +240,9 @@ def document_args(events: Sequence[Event], kinds: frozenset[int]) -> list[object
         document = document_of(event)
         doc_ev.append(position)
         titles.append(document.title)
-        word_ev.extend([position] * len(document.words))
+        vectors.append(document.vector())
         words.extend(document.words)
-    return [doc_ev, titles, word_ev, words] if doc_ev else None
+    return [doc_ev, titles, vectors, words] if doc_ev else None
 
 
 def _merge(results: Sequence[Sequence[Any]], *, ranked: bool = False) -> Sequence[Any]:

@@ -142,9 +142,9 @@ def _search_condition(search: SearchQuery, params: _Params) -> str:
     """``e`` has a search document of a searchable kind that the search matches."""
     kinds = f"e.kind = ANY({params.add(sorted(search.kinds))}::integer[])"
     if not search.words:
-        return f"{kinds} AND e.id IN (SELECT s.event_id FROM search_documents s)"
+        return f"{kinds} AND e.id IN (SELECT s.id FROM search_documents s)"
     return (
-        f"{kinds} AND e.id IN (SELECT s.event_id FROM search_documents s"
+        f"{kinds} AND e.id IN (SELECT s.id FROM search_documents s"
         f" WHERE s.doc @@ {_tsquery(search, params)})"
     )
 
@@ -152,24 +152,42 @@ def _search_condition(search: SearchQuery, params: _Params) -> str:
 def _search_query(
     flt: Filter, search: SearchQuery, now: int, limit: int, raw: bool
 ) -> tuple[str, list[object]]:
-    """The best ``limit`` matches of a search filter, by relevance (NIP-50): the trigram
-    similarity of the title to the query words, then ``ts_rank`` (how many of the document's
-    words the query hit), then newest first, ties by lowest id."""
+    """The best ``limit`` matches of a search filter, by relevance (NIP-50): ``ts_rank``
+    over the document's words, a hit in the title weighing most, then in hashtags, equipment
+    and the other text tags, then in the content (weights A, B and D, see
+    :meth:`relay.nostr.search.Document.vector`); then the shorter title (the closer match:
+    "Bench Press" before "Incline Dumbbell Bench Press"); then newest first, ties by lowest
+    id.
+
+    ``search_documents`` carries the event's id, kind, pubkey, created_at and expiration
+    under the names ``events`` gives them, so the filter's conditions (:func:`_where`, the
+    table aliased ``e``) and the ranking run on it alone; ``events`` is read for the JSON of
+    the best ``limit`` only, and not at all when the caller has it (``raw`` false)."""
     params = _Params()
     kinds = params.add(sorted(search.kinds))
     if search.words:
-        source = f"(SELECT {_tsquery(search, params)} AS query) AS q CROSS JOIN search_documents s"
-        match = " AND s.doc @@ q.query"
-        rank = "ts_rank(s.doc, q.query) DESC, "
+        # MATERIALIZED: the tsquery is built once, not once for the match and once more for
+        # the rank.
+        source = (
+            f"(WITH q AS MATERIALIZED (SELECT {_tsquery(search, params)} AS query)"
+            " SELECT q.query FROM q) AS q CROSS JOIN search_documents e"
+        )
+        match = " AND e.doc @@ q.query"
+        rank = "ts_rank(e.doc, q.query)"
     else:
-        source, match, rank = "search_documents s", "", ""
-    text = params.add(" ".join(search.words))
+        source, match, rank = "search_documents e", "", "0::real"
     where = _where(dataclasses.replace(flt, search=None), now, params)
+    best = (
+        f"SELECT e.created_at, e.id, {rank} AS r1, length(e.title) AS r2"
+        f" FROM {source} WHERE e.kind = ANY({kinds}::integer[]){match} AND {where}"
+        f" ORDER BY r1 DESC, r2, e.created_at DESC, e.id LIMIT {params.add(limit)}"
+    )
+    order = "ORDER BY x.r1 DESC, x.r2, x.created_at DESC, x.id"
+    if not raw:
+        return f"SELECT x.created_at, x.id FROM ({best}) AS x {order}", params.values
     sql = (
-        f"SELECT {_columns('e', raw)} FROM {source} JOIN events e ON e.id = s.event_id"
-        f" WHERE s.kind = ANY({kinds}::integer[]){match} AND {where}"
-        f" ORDER BY similarity(s.title, {text}::text) DESC, {rank}e.created_at DESC, e.id"
-        f" LIMIT {params.add(limit)}"
+        f"SELECT x.created_at, x.id, ev.raw FROM ({best}) AS x"
+        f" JOIN events ev ON ev.id = x.id {order}"
     )
     return sql, params.values
 

@@ -28,14 +28,17 @@ BEGIN
 END
 $trgm$;
 
+-- id, kind, pubkey, created_at and expires_at are the event's, named as in events, so a
+-- search is filtered and ranked here and reads events only for the best few.
 CREATE TABLE search_documents (
-    event_id   bytea    NOT NULL,
+    id         bytea    NOT NULL,
     kind       integer  NOT NULL,
     pubkey     bytea    NOT NULL,
     created_at bigint   NOT NULL,
+    expires_at bigint,
     title      text     NOT NULL,
     doc        tsvector NOT NULL,
-    CONSTRAINT search_documents_pkey PRIMARY KEY (event_id)
+    CONSTRAINT search_documents_pkey PRIMARY KEY (id)
 );
 CREATE INDEX search_documents_doc_idx ON search_documents USING gin (doc);
 
@@ -74,7 +77,7 @@ $$;
 CREATE FUNCTION fitrelay_drop_search_documents() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM search_documents WHERE event_id IN (SELECT g.id FROM gone g);
+    DELETE FROM search_documents WHERE id IN (SELECT g.id FROM gone g);
     RETURN NULL;
 END;
 $$;
@@ -84,23 +87,21 @@ CREATE TRIGGER events_drop_search_documents AFTER DELETE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION fitrelay_drop_search_documents();
 
 -- The search documents of those of p_ids[p_doc_ev] that are stored and have none yet:
--- p_doc_titles their title words, p_word_ev / p_words the words of each, flattened.
+-- p_doc_titles their title words, p_doc_vectors their words as tsvector input (each word
+-- once, at its position, title words weighted A and tag words B:
+-- relay.nostr.search.Document.vector); p_words all their words, for search_words.
 CREATE FUNCTION fitrelay_add_documents(
-    p_ids bytea[], p_doc_ev integer[], p_doc_titles text[], p_word_ev integer[], p_words text[]
+    p_ids bytea[], p_doc_ev integer[], p_doc_titles text[], p_doc_vectors text[],
+    p_words text[]
 ) RETURNS void
 LANGUAGE sql AS $$
-    INSERT INTO search_documents (event_id, kind, pubkey, created_at, title, doc)
-    SELECT e.id, e.kind, e.pubkey, e.created_at, d.title,
-           array_to_tsvector(coalesce(w.words, '{}'))
-    FROM unnest(p_doc_ev, p_doc_titles) AS d (ev, title)
+    INSERT INTO search_documents (id, kind, pubkey, created_at, expires_at, title, doc)
+    SELECT e.id, e.kind, e.pubkey, e.created_at, e.expires_at, d.title, d.vector::tsvector
+    FROM unnest(p_doc_ev, p_doc_titles, p_doc_vectors) AS d (ev, title, vector)
     JOIN events e ON e.id = p_ids[d.ev]
-    LEFT JOIN (
-        SELECT x.ev, array_agg(x.word) AS words
-        FROM unnest(p_word_ev, p_words) AS x (ev, word) GROUP BY x.ev
-    ) AS w ON w.ev = d.ev
-    ON CONFLICT (event_id) DO NOTHING;
+    ON CONFLICT (id) DO NOTHING;
     INSERT INTO search_words (word)
-    SELECT DISTINCT x.word FROM unnest(p_word_ev, p_words) AS x (ev, word)
+    SELECT DISTINCT x.word FROM unnest(p_words) AS x (word)
     ON CONFLICT (word) DO NOTHING;
 $$;
 
@@ -113,7 +114,7 @@ CREATE FUNCTION fitrelay_ingest_documents(
     p_tag_ev integer[], p_tag_names text[], p_tag_values text[],
     p_del_ev integer[], p_del_ids bytea[],
     p_adel_ev integer[], p_adel_kinds integer[], p_adel_dtags text[],
-    p_doc_ev integer[], p_doc_titles text[], p_word_ev integer[], p_words text[]
+    p_doc_ev integer[], p_doc_titles text[], p_doc_vectors text[], p_words text[]
 ) RETURNS smallint[]
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -123,7 +124,7 @@ BEGIN
         p_ids, p_pubkeys, p_kinds, p_created, p_dtags, p_expires, p_raws,
         p_tag_ev, p_tag_names, p_tag_values, p_del_ev, p_del_ids,
         p_adel_ev, p_adel_kinds, p_adel_dtags);
-    PERFORM fitrelay_add_documents(p_ids, p_doc_ev, p_doc_titles, p_word_ev, p_words);
+    PERFORM fitrelay_add_documents(p_ids, p_doc_ev, p_doc_titles, p_doc_vectors, p_words);
     RETURN status;
 END;
 $$;

@@ -79,6 +79,11 @@ def test_document_of_an_exercise() -> None:
     assert document.words == (
         "back", "squat", "barbell", "legs", "keep", "the", "bar", "over", "mid", "foot",
     )  # fmt: skip
+    # Title words weigh A, tag words B, content words D (no letter) for ts_rank.
+    assert document.vector().split() == [
+        "'back':1A", "'squat':2A", "'barbell':3B", "'legs':4B", "'keep':5", "'the':6",
+        "'bar':7", "'over':8", "'mid':9", "'foot':10",
+    ]  # fmt: skip
 
 
 def test_filters_with_search_and_fitness_tags() -> None:
