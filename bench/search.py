@@ -234,6 +234,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=ROOT / "bench" / ".cache")
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--keep-database", action="store_true")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also load the library into a relay with [relay.search] enabled = false, for"
+        " the cost of search documents at ingest",
+    )
     return p
 
 
@@ -245,7 +251,12 @@ def table(result: dict[str, Any]) -> str:
     rows = [
         f"Search over {result['exercises']:,} exercises ({result['authors']} authors),"
         f" {result['concurrency']} connections, one REQ at a time each, CLOSE after EOSE;"
-        f" load {result['load']['events_per_s']:,} ev/s with search documents.",
+        f" load {result['load']['events_per_s']:,} ev/s with search documents"
+        + (
+            f" ({result['load_without_search']['events_per_s']:,} ev/s without)."
+            if "load_without_search" in result
+            else "."
+        ),
         "",
         "| shape | q/s | EOSE p50 ms | EOSE p99 ms | events/query | exact"
         " | relay+PG CPU ms/query |",
@@ -258,6 +269,26 @@ def table(result: dict[str, Any]) -> str:
             f" | {s['events_per_query']} | {s['exact']}/{s['queries']} | {s['cpu_ms_per_query']} |"
         )
     return "\n".join(rows)
+
+
+async def _load_without_search(
+    args: argparse.Namespace, lines: Sequence[bytes], library: Library, run_dir: Path
+) -> dict[str, Any]:
+    """The same load into a relay that writes no search documents."""
+    name = f"fitrelay_bench_search_{run_dir.name[7:].lower()}_base"
+    dsn = await create_database(args.dsn, name)
+    base_dir = run_dir / "baseline"
+    base_dir.mkdir(exist_ok=True)
+    extra = {"relay": {"search": {"enabled": False}}}
+    relay = start_fitrelay(dsn, name, base_dir, indexer=False, extra=extra)
+    try:
+        parts = partition_by_author(library.authors, 8)
+        loaded = await publish(relay.url, lines, library.ids, parts, window=16)
+        log(f"without search documents: {loaded.summary()['events_per_s']:,} ev/s")
+        return loaded.summary()
+    finally:
+        relay.stop()
+        await drop_database(args.dsn, name)
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -296,6 +327,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         relay.stop()
         if not args.keep_database:
             await drop_database(args.dsn, name)
+    if args.baseline:
+        result["load_without_search"] = await _load_without_search(args, lines, library, run_dir)
     out = args.results_dir / f"search-{stamp}.json"
     out.write_text(json.dumps(result, indent=2))
     print(table(result))
