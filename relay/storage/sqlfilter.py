@@ -84,9 +84,11 @@ def _where(
     skip_tags: int = 0,
     bound: dict[str, str] | None = None,
 ) -> str:
-    """The conditions on ``events e``. The first ``skip_tags`` tag conditions are left out
-    (the caller applies them through a join); a field in ``bound`` (``authors``, ``kinds``)
-    is compared with the given expression, the caller's stream key, instead of its list."""
+    """The conditions on ``events e`` (or on ``search_documents e``, which names its columns
+    as ``events`` does), ``search`` aside. The first ``skip_tags`` tag conditions are left
+    out (the caller applies them through a join); a field in ``bound`` (``authors``,
+    ``kinds``) is compared with the given expression, the caller's stream key, instead of
+    its list."""
     bound = bound or {}
     conds: list[str] = []
     if flt.ids is not None:
@@ -113,8 +115,6 @@ def _where(
             "e.id IN (SELECT t.event_id FROM event_tags t"
             f" WHERE t.name = {name}::text AND t.value = ANY({params.add(keys)}::text[]))"
         )
-    if flt.search is not None:
-        conds.append(_search_condition(flt.search, params))
     return " AND ".join(conds)
 
 
@@ -138,15 +138,13 @@ def _tsquery(search: SearchQuery, params: _Params) -> str:
     )
 
 
-def _search_condition(search: SearchQuery, params: _Params) -> str:
-    """``e`` has a search document of a searchable kind that the search matches."""
-    kinds = f"e.kind = ANY({params.add(sorted(search.kinds))}::integer[])"
-    if not search.words:
-        return f"{kinds} AND e.id IN (SELECT s.id FROM search_documents s)"
-    return (
-        f"{kinds} AND e.id IN (SELECT s.id FROM search_documents s"
-        f" WHERE s.doc @@ {_tsquery(search, params)})"
-    )
+def _search_count_part(flt: Filter, search: SearchQuery, now: int, params: _Params) -> str:
+    """The ids a search filter matches (limits aside), read from ``search_documents``."""
+    conds = [f"e.kind = ANY({params.add(sorted(search.kinds))}::integer[])"]
+    if search.words:
+        conds.append(f"e.doc @@ {_tsquery(search, params)}")
+    conds.append(_where(dataclasses.replace(flt, search=None), now, params))
+    return f"SELECT e.id FROM search_documents e WHERE {' AND '.join(conds)}"
 
 
 def _search_query(
@@ -431,7 +429,12 @@ def compile_query(flt: Filter, now: int, limit: int, *, raw: bool = True) -> Que
 def compile_count(filters: Sequence[Filter], now: int) -> Query:
     """``SELECT count(*)`` of the union of ``filters`` (NIP-45); limits do not apply."""
     params = _Params()
-    parts = [f"SELECT e.id FROM events e WHERE {_where(f, now, params)}" for f in filters]
+    parts = [
+        f"SELECT e.id FROM events e WHERE {_where(f, now, params)}"
+        if f.search is None
+        else _search_count_part(f, f.search, now, params)
+        for f in filters
+    ]
     sql = f"SELECT count(*) FROM ({' UNION '.join(parts)}) AS matched"
     searched = any(f.search is not None for f in filters)
     return Query(sql, params.values, generic=False, search=searched)
