@@ -10,8 +10,11 @@ SELECT name FROM indexed_tag_names;
 SELECT kind FROM search_kinds;
 
 -- name: page_named
--- Stored events after a position whose JSON may hold one of the names (a LIKE per name).
-SELECT seq, raw FROM events WHERE seq > $1 AND raw LIKE ANY($2::text[]) ORDER BY seq LIMIT $3;
+-- Stored events after a position whose JSON may hold one of the names: a LIKE per name, and
+-- every event with a \u escape (a name may be written escaped).
+SELECT seq, raw FROM events
+WHERE seq > $1 AND (raw LIKE ANY($2::text[]) OR strpos(raw, E'\\u') > 0)
+ORDER BY seq LIMIT $3;
 
 -- name: page_kinds
 -- Stored events of the kinds after a position.
