@@ -27,7 +27,7 @@ from relay.nostr.event import (
 )
 from relay.nostr.limits import Limits
 from relay.nostr.session import check_event, claimed_id
-from relay.storage.indexing import FITNESS_INDEXING, Indexing
+from relay.storage.indexing import FITNESS_INDEXING, Indexing, prepare
 from relay.storage.migrate import migrate
 from relay.storage.postgres import IngestStatus, Store, create_pool
 
@@ -383,6 +383,9 @@ async def import_events(
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
+            # The stored events indexed for what this import indexes (at once on a new
+            # database), so the relay's next start has nothing left to do.
+            await prepare(conn, indexing)
         store = Store(pool, default_limit=limits.default_limit, indexing=indexing)
         bar = progress_bar(
             progress,

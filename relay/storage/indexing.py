@@ -18,11 +18,10 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import asyncpg
-
 from relay.nostr.event import Event, decode_event
 from relay.nostr.filters import FITNESS_TAG_NAMES
 from relay.nostr.search import DEFAULT_SEARCH_KINDS, document_of
+from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import tag_key
 
@@ -72,7 +71,7 @@ def tag_rows(event: Event, names: frozenset[str]) -> Iterable[tuple[str, str]]:
                 yield pair
 
 
-async def _index_names(conn: asyncpg.Connection, names: frozenset[str]) -> int:
+async def _index_names(conn: Conn, names: frozenset[str]) -> int:
     patterns = [f'%"{name}"%' for name in sorted(names)]
     after = read = 0
     while True:
@@ -96,7 +95,7 @@ async def _index_names(conn: asyncpg.Connection, names: frozenset[str]) -> int:
         after = rows[-1][0]
 
 
-async def _index_kinds(conn: asyncpg.Connection, kinds: frozenset[int]) -> int:
+async def _index_kinds(conn: Conn, kinds: frozenset[int]) -> int:
     after = read = 0
     while True:
         async with conn.transaction():
@@ -122,13 +121,13 @@ async def _index_kinds(conn: asyncpg.Connection, kinds: frozenset[int]) -> int:
         after = rows[-1][0]
 
 
-async def search_ready(conn: asyncpg.Connection) -> bool:
+async def search_ready(conn: Conn) -> bool:
     """Whether NIP-50 search can run on this database: pg_trgm, and the trigram index of
     ``search_words`` that migration 0011 builds when pg_trgm is there."""
     return bool(await conn.fetchval(_EVENTS["search_ready"]))
 
 
-async def prepare(conn: asyncpg.Connection, indexing: Indexing) -> Prepared:
+async def prepare(conn: Conn, indexing: Indexing) -> Prepared:
     """Index the stored events for the configured names and kinds not yet indexed, and drop
     the rows of those no longer configured."""
     have_names = frozenset(r[0] for r in await conn.fetch(_Q["indexed_names"]))
