@@ -47,6 +47,11 @@ bench: $(VENV)/.installed-run
 	BENCH_MAKE_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
 		$(BIN)/python -m bench $(BENCH_ARGS)
 
+## NIP-50 search over 100,000 exercises on the local PostgreSQL (see docs/search.md).
+.PHONY: bench-search
+bench-search: $(VENV)/.installed-run
+	$(BIN)/python -m bench.search $(BENCH_ARGS)
+
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .

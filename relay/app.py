@@ -27,6 +27,7 @@ from indexer.follower import Indexer
 from indexer.metrics import register_metrics
 from relay.config import Config
 from relay.fetcher import Fetcher, fetcher_metrics
+from relay.nostr.filters import SEARCH_OFF, FilterRules
 from relay.nostr.kinds import PRESETS
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
 from relay.nostr.ratelimit import VERBS, Rate, RateLimiter
@@ -44,13 +45,14 @@ from relay.stages import Stage, Stages
 from relay.storage.cache import QueryCache
 from relay.storage.cachedstore import CachedStore, QueryStore
 from relay.storage.eventcache import EventCache
+from relay.storage.indexing import Indexing, prepare, search_ready
 from relay.storage.migrate import migrate
 from relay.storage.mirror import Mirror, MirroredStore
 from relay.storage.notify import CommitListener
 from relay.storage.postgres import Store, create_pool
 from relay.storage.replicas import Replicas
 
-__all__ = ["IndexProcess", "Relay", "policies_from", "rules_from"]
+__all__ = ["IndexProcess", "Relay", "indexing_from", "policies_from", "rules_from"]
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +82,39 @@ def rules_from(config: Config) -> Rules:
     )
 
 
+def indexing_from(config: Config) -> Indexing:
+    """``[relay.tags]`` and ``[relay.search]``: what the writer indexes besides the event."""
+    search = config.relay.search
+    return Indexing(
+        tag_names=frozenset(config.relay.tags.indexed),
+        search_kinds=frozenset(search.kinds) if search.enabled else frozenset(),
+    )
+
+
+SEARCH_MISSING = (
+    "search (NIP-50) is not available on this relay: its database lacks the pg_trgm extension"
+)
+
+
+def filter_rules_from(config: Config, search_ready: bool) -> FilterRules:
+    """What filters may ask beyond NIP-01: the indexed tag names, and search when it is on
+    and the database can run it (``search_ready``)."""
+    search = config.relay.search
+    on = search.enabled and search_ready
+    return FilterRules(
+        tag_names=frozenset(config.relay.tags.indexed),
+        search_kinds=frozenset(search.kinds) if on else None,
+        search_off_reason=SEARCH_MISSING if search.enabled else SEARCH_OFF,
+    )
+
+
 def fetcher_from(config: Config, dsn: str) -> Fetcher:
     """``[fetcher]``, storing what it fetches under the relay's event limits and the write
     rules of ``[policy]`` (AUTH aside: a fetched event has no connection to authenticate)."""
     rules = dataclasses.replace(rules_from(config), auth_writes=False, auth_kinds=frozenset())
-    return Fetcher(dsn, config.fetcher, config.relay.limits, rules=rules)
+    return Fetcher(
+        dsn, config.fetcher, config.relay.limits, rules=rules, indexing=indexing_from(config)
+    )
 
 
 def rate_limits_from(config: Config, clock: Callable[[], float]) -> Policies:
@@ -151,6 +181,8 @@ class Relay:
         self.replicas: Replicas | None = None
         """The hot standbys client reads may run on (``db.read_dsns``)."""
         self.stages = Stages([])
+        self.rules = FilterRules()
+        """What filters may ask beyond NIP-01, settled at start."""
         self._unwatch_gc: Callable[[], None] = lambda: None
 
     @property
@@ -168,8 +200,17 @@ class Relay:
         conn = await asyncpg.connect(self.dsn)
         try:
             await migrate(conn)
+            await prepare(conn, indexing_from(cfg))
+            ready = await search_ready(conn)
         finally:
             await conn.close()
+        if cfg.relay.search.enabled and not ready:
+            log.warning(
+                "NIP-50 search is off: the database has no pg_trgm extension (or no"
+                " search_words_trgm_idx); install PostgreSQL's contrib modules, then see"
+                " docs/operations.md#search; search filters get CLOSED unsupported: meanwhile"
+            )
+        self.rules = filter_rules_from(cfg, ready)
         try:
             self.write_pool = await create_pool(
                 self.dsn,
@@ -203,6 +244,7 @@ class Relay:
             events=EventCache(cfg.relay.event_cache_bytes) if cfg.relay.event_cache_bytes else None,
             on_ingest=self.mirror.written if self.mirror is not None else None,
             replicas=replicas,
+            indexing=indexing_from(cfg),
         )
         cache_cfg = cfg.relay.cache
         self.cache = (
@@ -251,6 +293,7 @@ class Relay:
             tail=self.tail,
             metrics=self.metrics,
             policies=self.policies,
+            rules=self.rules,
         )
         stages: list[Stage] = [
             *([replicas] if replicas is not None else []),  # pools open first, close last

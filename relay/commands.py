@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from relay import archive
-from relay.app import IndexProcess, Relay
+from relay.app import IndexProcess, Relay, indexing_from
 from relay.archive import upstream
 from relay.config import Config
 from relay.diagnosis import describe
@@ -312,6 +312,7 @@ def import_command(config: Config, args: argparse.Namespace) -> int:
                     limits=config.relay.limits,
                     batch_size=batch,
                     progress=sys.stderr.isatty(),
+                    indexing=indexing_from(config),
                 )
             )
     except DATABASE_ERRORS as exc:
@@ -382,7 +383,11 @@ def demo_command(config: Config, args: argparse.Namespace) -> int:
         with database(config) as dsn:
             report = run(
                 archive.import_events(
-                    dsn, io.BytesIO(lines), limits=config.relay.limits, batch_size=1000
+                    dsn,
+                    io.BytesIO(lines),
+                    limits=config.relay.limits,
+                    batch_size=1000,
+                    indexing=indexing_from(config),
                 )
             )
             indexed = run(reindex(dsn))
@@ -414,7 +419,11 @@ def sync_command(config: Config, args: argparse.Namespace) -> int:
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-            store = Store(pool, default_limit=config.relay.limits.default_limit)
+            store = Store(
+                pool,
+                default_limit=config.relay.limits.default_limit,
+                indexing=indexing_from(config),
+            )
             return await upstream.sync_upstream(
                 store, args.url, flt, raw_filter, args.direction, config.relay.limits
             )

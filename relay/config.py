@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shlex
 import tomllib
 from collections.abc import Mapping
@@ -39,6 +40,8 @@ __all__ = [
     "RateConfig",
     "RateLimitsConfig",
     "RelayConfig",
+    "SearchConfig",
+    "TagsConfig",
     "WritePolicyConfig",
     "load",
     "parse_listen",
@@ -58,6 +61,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 AUTH_REQUIRED = ("none", "writes", "reads", "all")
+
+
+_TAG_NAME = re.compile(r"[A-Za-z0-9_.:-]{2,64}")
 
 
 class ConfigError(RelayError):
@@ -115,6 +121,24 @@ class WritePolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     """When the plugin is down or too slow: reject (error:) or accept the event."""
 
 
+class SearchConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    """Answer NIP-50 ``search`` filters (needs pg_trgm in the database; without it they get
+    CLOSED unsupported: and the log says why)."""
+    kinds: list[int] = msgspec.field(default_factory=lambda: [33401, 33402])
+    """Kinds that get a search document (title, hashtags, equipment, content); add 1 for
+    notes. Documents of a kind added later are built at the next start."""
+
+
+class TagsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    indexed: list[str] = msgspec.field(
+        default_factory=lambda: ["exercise", "template", "team", "activity", "activity_type"]
+    )
+    """Multi-letter tag names indexed (for events of every kind) and so answered in filters
+    (``#exercise``); single letters always are. A name added later is indexed over the
+    stored events at the next start; a filter on a name not listed gets CLOSED."""
+
+
 class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 7447
@@ -156,6 +180,8 @@ class RelayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cache: CacheConfig = CacheConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     write_policy: WritePolicyConfig = WritePolicyConfig()
+    search: SearchConfig = SearchConfig()
+    tags: TagsConfig = TagsConfig()
 
 
 class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -372,6 +398,7 @@ def _check(config: Config) -> None:
     if config.relay.workers > 1 and config.relay.port == 0:
         raise ConfigError("relay.workers > 1 needs a fixed relay.port to share")
     _check_limits(config.relay)
+    _check_indexing(config.relay)
     if config.indexer.batch_size < 1:
         raise ConfigError("indexer.batch_size must be at least 1")
     if bool(config.relay.tls_cert) != bool(config.relay.tls_key):
@@ -451,6 +478,19 @@ def _check_policy(config: Config) -> None:
         raise ConfigError("relay.public_url must be a ws:// or wss:// URL")
     if (auth.required != "none" or auth.kinds) and not config.relay.public_url:
         raise ConfigError("auth.required and auth.kinds need relay.public_url (AUTH names it)")
+
+
+def _check_indexing(relay: RelayConfig) -> None:
+    """[relay.search] and [relay.tags]."""
+    for kind in relay.search.kinds:
+        if not 0 <= kind <= 65_535:
+            raise ConfigError("relay.search.kinds must hold kinds between 0 and 65535")
+    for name in relay.tags.indexed:
+        if not _TAG_NAME.fullmatch(name):
+            raise ConfigError(
+                "relay.tags.indexed holds multi-letter tag names: 2 to 64 ASCII letters,"
+                f" digits and _ - . : ({name!r} is not one)"
+            )
 
 
 def _check_limits(relay: RelayConfig) -> None:

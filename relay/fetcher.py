@@ -46,6 +46,7 @@ from relay.nostr.routes import write_relays as parse_write_relays
 from relay.nostr.rules import Rules
 from relay.scrape import counter, gauge
 from relay.storage.failures import DATABASE_ERRORS
+from relay.storage.indexing import FITNESS_INDEXING, Indexing
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.queries import load_queries
 
@@ -107,7 +108,10 @@ class Fetcher:
         rules: Rules | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        indexing: Indexing = FITNESS_INDEXING,
     ) -> None:
+        self.indexing = indexing
+        """What fetched events are indexed for besides themselves, as the writer does."""
         self.dsn = dsn
         self.config = config
         self.limits = limits
@@ -138,7 +142,7 @@ class Fetcher:
 
     async def start(self) -> None:
         self._pool = await create_pool(self.dsn, min_size=1, max_size=1)
-        self._store = Store(self._pool, default_limit=1)
+        self._store = Store(self._pool, default_limit=1, indexing=self.indexing)
 
     async def stop(self) -> None:
         self._stopping = True

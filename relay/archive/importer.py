@@ -27,6 +27,7 @@ from relay.nostr.event import (
 )
 from relay.nostr.limits import Limits
 from relay.nostr.session import check_event, claimed_id
+from relay.storage.indexing import FITNESS_INDEXING, Indexing, prepare
 from relay.storage.migrate import migrate
 from relay.storage.postgres import IngestStatus, Store, create_pool
 
@@ -370,17 +371,22 @@ async def import_events(
     batch_size: int = 1_000,
     progress: bool = False,
     clock: Callable[[], float] = time.time,
+    indexing: Indexing = FITNESS_INDEXING,
     on_outcome: Callable[[LineOutcome], None] | None = None,
 ) -> ImportReport:
     """Migrate the database at ``dsn``, then :func:`import_stream` ``source`` into it.
 
-    ``progress`` shows a bar of the bytes read on stderr.
+    ``progress`` shows a bar of the bytes read on stderr; ``indexing`` is what the events
+    are indexed for besides themselves (``[relay.tags]``, ``[relay.search]``).
     """
     pool = await create_pool(dsn, min_size=1, max_size=1, statement_timeout_ms=0)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)
-        store = Store(pool, default_limit=limits.default_limit)
+            # The stored events indexed for what this import indexes (at once on a new
+            # database), so the relay's next start has nothing left to do.
+            await prepare(conn, indexing)
+        store = Store(pool, default_limit=limits.default_limit, indexing=indexing)
         bar = progress_bar(
             progress,
             total=_file_size(source),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from relay.nostr.errors import NostrError
-from relay.nostr.filters import Filter, parse_filter
+from relay.nostr.filters import DEFAULT_RULES, Filter, FilterRules, parse_filter
 from relay.nostr.limits import Limits
 from relay.nostr.messages import ClientNegClose, ClientNegMsg, ClientNegOpen
 from relay.nostr.negentropy import Items, NegentropyError, respond
@@ -59,8 +59,9 @@ def _decode_hex(text: str) -> bytes:
 class Reconciliations:
     """The open negentropy sessions of one connection, by subscription id."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, rules: FilterRules = DEFAULT_RULES) -> None:
         self.limits = limits
+        self.rules = rules
         self.open: dict[str, _Open] = {}
         cap = limits.max_negentropy_records + 1
         self._filter_limits = msgspec.structs.replace(limits, max_limit=cap)
@@ -92,7 +93,7 @@ class Reconciliations:
                     f"too many open negentropy sessions (at most {limits.max_negentropy_sessions})",
                 )
             first = _decode_hex(message.message)
-            flt = parse_filter(message.filter, self._filter_limits)
+            flt = parse_filter(message.filter, self._filter_limits, self.rules)
         except NostrError as exc:
             return NegErr(sub_id, exc)
         state = _Open(now, first=first)

@@ -23,7 +23,7 @@ from relay.nostr.event import (
     refuse_duplicate_keys,
     validate_event,
 )
-from relay.nostr.filters import Filter, parse_filter
+from relay.nostr.filters import DEFAULT_RULES, Filter, FilterRules, parse_filter
 from relay.nostr.limits import Limits
 from relay.nostr.messages import (
     ClientAuth,
@@ -188,8 +188,11 @@ class Session:
         ip: str = "",
         auth: AuthSettings | None = None,
         challenge: str = "",
+        rules: FilterRules = DEFAULT_RULES,
     ) -> None:
         self.limits = limits
+        self.rules = rules
+        """Which multi-letter tags and whether ``search`` filters are answered."""
         self.policies = policies
         self.auth = auth if auth is not None and challenge else None
         """How AUTH is checked here; None when it is not offered."""
@@ -203,7 +206,7 @@ class Session:
         shell calls :meth:`query_finished` once for each Subscribe and Count."""
         self.verb = "invalid"
         """The type of the message last received (``invalid`` when it had none)."""
-        self.negentropy = Reconciliations(limits)
+        self.negentropy = Reconciliations(limits, replace(rules, search_kinds=None))
         """The open NIP-77 sessions."""
 
     def receive(self, text: str, now: int) -> list[Outcome]:
@@ -342,7 +345,7 @@ class Session:
             raise NostrError("invalid", "at least one filter is required")
         if len(raw_filters) > self.limits.max_filters:
             raise NostrError("invalid", f"more than {self.limits.max_filters} filters")
-        filters = tuple(parse_filter(raw, self.limits) for raw in raw_filters)
+        filters = tuple(parse_filter(raw, self.limits, self.rules) for raw in raw_filters)
         refused = self.policies.check_filters(self.conn, filters, now)
         if refused is not None:
             raise refused

@@ -31,7 +31,7 @@ from websockets.protocol import State
 from relay.config import Config
 from relay.nostr.auth import AuthSettings
 from relay.nostr.event import Event, KindClass, kind_class
-from relay.nostr.filters import Filter
+from relay.nostr.filters import DEFAULT_RULES, Filter, FilterRules
 from relay.nostr.messages import encode_eose, encode_events
 from relay.nostr.policy import Policies
 from relay.nostr.reconciliation import LoadItems
@@ -97,6 +97,7 @@ class Connection:
         policies: Policies,
         *,
         ip: str | None = None,
+        rules: FilterRules = DEFAULT_RULES,
     ) -> None:
         self.tail = tail
         self.ws = ws
@@ -118,6 +119,7 @@ class Connection:
             ip=ip,
             auth=AuthSettings.of(public_url, config.auth.window_seconds) if public_url else None,
             challenge=secrets.token_urlsafe(16) if public_url else "",
+            rules=rules,
         )
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()

@@ -44,14 +44,19 @@ class Subscriber(Protocol):
 
 
 def _index_keys(flt: Filter) -> list[_Key]:
-    """The keys one filter is filed under: its most selective field."""
+    """The keys one filter is filed under: its most selective field. A search filter
+    without ids, authors or tags is filed under the searchable kinds it accepts (an event of
+    another kind has no search document and never matches it)."""
     if flt.ids is not None:
         return [("id", v) for v in flt.ids]
     if flt.authors is not None:
         return [("author", v) for v in flt.authors]
     if flt.tags:
-        letter, values = flt.tags[0]
-        return [("tag", (letter, v)) for v in values]
+        name, values = flt.tags[0]
+        return [("tag", (name, v)) for v in values]
+    if flt.search is not None:
+        kinds = flt.search.kinds if flt.kinds is None else flt.kinds & flt.search.kinds
+        return [("kind", v) for v in kinds]
     if flt.kinds is not None:
         return [("kind", v) for v in flt.kinds]
     return [("all", None)]
@@ -63,7 +68,9 @@ def _event_keys(event: Event) -> Iterator[_Key]:
     yield ("kind", event.kind)
     yield ("all", None)
     for tag in event.tags:
-        if len(tag) >= 2 and len(tag[0]) == 1:
+        # Every name: a filter is filed only under a name the relay answers (a single letter
+        # or an indexed multi-letter one), so the others find nothing.
+        if len(tag) >= 2:
             yield ("tag", (tag[0], tag[1]))
 
 

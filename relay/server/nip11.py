@@ -12,6 +12,7 @@ from websockets.http11 import Request, Response
 
 from relay import __version__
 from relay.config import Config
+from relay.nostr.filters import DEFAULT_RULES, FilterRules
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
 
 __all__ = ["SUPPORTED_NIPS", "information_document", "make_process_request"]
@@ -26,10 +27,11 @@ _CORS = [
 
 
 def information_document(
-    config: Config, policies: Policies = DEFAULT_POLICIES
+    config: Config, policies: Policies = DEFAULT_POLICIES, rules: FilterRules = DEFAULT_RULES
 ) -> dict[str, object]:
     """The NIP-11 document; ``limitation`` reports exactly the limits the relay enforces:
-    those of ``[relay.limits]`` and what the policies in force imply."""
+    those of ``[relay.limits]`` and what the policies in force imply. ``supported_nips``
+    lists 50 when ``rules`` answer search filters."""
     info = config.relay.info
     limits = config.relay.limits
     limitation: dict[str, object] = {
@@ -64,6 +66,8 @@ def information_document(
         nips.append(13)  # proof of work required
     if config.relay.public_url:
         nips.append(42)  # AUTH offered
+    if rules.search_kinds is not None:
+        nips.append(50)  # search filters answered
     document: dict[str, object] = {
         "name": info.name,
         "description": info.description,
@@ -89,10 +93,10 @@ def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Respon
 
 
 def make_process_request(
-    config: Config, policies: Policies = DEFAULT_POLICIES
+    config: Config, policies: Policies = DEFAULT_POLICIES, rules: FilterRules = DEFAULT_RULES
 ) -> Callable[[ServerConnection, Request], Response | None]:
     """A websockets ``process_request`` hook: NIP-11 and a plain page for non-upgrade GETs."""
-    body = msgspec.json.encode(information_document(config, policies))
+    body = msgspec.json.encode(information_document(config, policies, rules))
     page = (
         f"{config.relay.info.name}: a Nostr relay. Connect with a Nostr client over WebSocket;"
         " send Accept: application/nostr+json for the NIP-11 document.\n"

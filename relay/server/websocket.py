@@ -15,6 +15,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from relay.config import Config
+from relay.nostr.filters import DEFAULT_RULES, FilterRules
 from relay.nostr.policy import Policies
 from relay.server.connection import Connection
 from relay.server.live import LiveIndex, LogTail
@@ -49,8 +50,11 @@ class WebSocketServer:
         tail: LogTail,
         metrics: Metrics,
         policies: Policies,
+        rules: FilterRules = DEFAULT_RULES,
     ) -> None:
         self.config = config
+        self.rules = rules
+        """Multi-letter tag names and search answered in filters (NIP-11 lists 50 with it)."""
         self.queries = queries
         self.writer = writer
         self.live = live
@@ -67,7 +71,7 @@ class WebSocketServer:
         """Open WebSocket connections by client address (counted from the upgrade)."""
         self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
         """Upgrades refused, by (verb, reason), read by the metrics."""
-        self._nip11 = make_process_request(config, self.policies)
+        self._nip11 = make_process_request(config, self.policies, rules)
 
     @property
     def port(self) -> int:
@@ -148,6 +152,7 @@ class WebSocketServer:
             self.tail,
             self.policies,
             ip=ip,
+            rules=self.rules,
         )
         self.connections.add(conn)
         self.metrics.connections_opened.inc()

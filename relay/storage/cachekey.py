@@ -47,7 +47,8 @@ def cache_key(op: Op, filters: Sequence[Filter], *, max_index_keys: int = 4_096)
     """The key of a REQ or COUNT, or None when it cannot be cached.
 
     Cacheable: at least one filter, and every filter has a non-empty ``kinds`` made only of
-    replaceable and addressable kinds; and the filters need at most ``max_index_keys`` index
+    replaceable and addressable kinds and none is a NIP-50 search (not keyed by its query,
+    and answered by relevance); and the filters need at most ``max_index_keys`` index
     entries.
     """
     if not filters:
@@ -56,7 +57,7 @@ def cache_key(op: Op, filters: Sequence[Filter], *, max_index_keys: int = 4_096)
     index_keys = 0
     for flt in filters:
         kinds = flt.kinds
-        if not kinds or not _cacheable_kinds(kinds):
+        if not kinds or not _cacheable_kinds(kinds) or flt.search is not None:
             return None
         if flt.authors is None:
             index_keys += len(kinds) + 1

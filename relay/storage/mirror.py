@@ -262,8 +262,8 @@ class Mirror:
         return rows
 
     def _answer(self, flt: Filter, now: int, limit: int) -> list[_Held] | None:
-        if any(letter not in TAG_LETTERS for letter, _values in flt.tags):
-            return None
+        if flt.search is not None or any(name not in TAG_LETTERS for name, _v in flt.tags):
+            return None  # ranked by PostgreSQL's search documents; tags it does not index
         # Everything at or after ``floor`` is held: an answer that ends above it is whole.
         floor = self.horizon
         if floor is not None and flt.since is not None and flt.since >= floor:

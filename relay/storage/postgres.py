@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import asyncpg
 
 from relay.nostr.event import Event, KindClass, d_tag, expiration, is_hex64, kind_class
-from relay.nostr.filters import Filter
+from relay.nostr.filters import FITNESS_TAG_NAMES, Filter
 from relay.nostr.replies import IngestStatus
+from relay.nostr.search import document_of
 from relay.storage.eventcache import EventCache
+from relay.storage.indexing import FITNESS_INDEXING, Indexing
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import (
@@ -32,6 +34,7 @@ __all__ = [
     "PLANNED_PER_RUN",
     "SESSION_SETTINGS",
     "Appended",
+    "Indexing",
     "IngestStatus",
     "PoolBusy",
     "Removed",
@@ -130,7 +133,7 @@ async def _fetch(conn: Conn, query: Query) -> list[Any]:
     if query.generic:
         return await conn.fetch(query.sql, *query.args)
     async with conn.transaction():
-        await conn.execute(_Q["plan_per_run"])
+        await conn.execute(_Q["plan_search" if query.search else "plan_per_run"])
         return await conn.fetch(query.sql, *query.args)
 
 
@@ -175,8 +178,11 @@ _STATUSES = {status.value: status for status in IngestStatus}
 """IngestStatus by code, cheaper than calling the enum once per event."""
 
 
-def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
-    """The fifteen arrays fitrelay_ingest takes, for events in arrival order.
+def ingest_args(
+    events: Sequence[Event], raws: Sequence[str], indexed: frozenset[str] = FITNESS_TAG_NAMES
+) -> list[object]:
+    """The fifteen arrays fitrelay_ingest takes, for events in arrival order; tags with a
+    single-letter name or one of the multi-letter names ``indexed`` are indexed.
 
     One pass over each event's tags; a batch of a thousand events costs a few milliseconds.
     """
@@ -199,7 +205,7 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
             dtags.append(None)
         seen: set[tuple[str, str]] = set()
         for tag in event.tags:
-            if len(tag) >= 2 and tag[0] in _TAG_LETTERS:
+            if len(tag) >= 2 and (tag[0] in _TAG_LETTERS or tag[0] in indexed):
                 pair = (tag[0], tag_key(tag[1]))
                 if pair not in seen:
                     seen.add(pair)
@@ -227,14 +233,39 @@ def ingest_args(events: Sequence[Event], raws: Sequence[str]) -> list[object]:
     ]  # fmt: skip
 
 
-def _merge(results: Sequence[Sequence[Any]]) -> Sequence[Any]:
+def document_args(events: Sequence[Event], kinds: frozenset[int]) -> list[object] | None:
+    """The four arrays fitrelay_ingest_documents takes after fitrelay_ingest's: the search
+    documents of the events of ``kinds`` (None when the batch has none)."""
+    doc_ev: list[int] = []
+    titles: list[str] = []
+    vectors: list[str] = []
+    words: list[str] = []
+    for position, event in enumerate(events, start=1):
+        if event.kind not in kinds:
+            continue
+        document = document_of(event)
+        doc_ev.append(position)
+        titles.append(document.title)
+        vectors.append(document.vector())
+        words.extend(document.words)
+    return [doc_ev, titles, vectors, words] if doc_ev else None
+
+
+def _merge(results: Sequence[Sequence[Any]], *, ranked: bool = False) -> Sequence[Any]:
     """Merge per-filter rows (``created_at, id, ...``, each list newest first) into one
-    list, newest first with ties by lowest id, each event once."""
+    list, newest first with ties by lowest id, each event once. ``ranked`` (some filter is
+    a NIP-50 search, whose rows come best first): the lists one after another instead, in
+    filter order, each event once where it first appears."""
     if len(results) == 1:
         return results[0]
     seen: set[bytes] = set()
     merged: list[Any] = []
-    for row in heapq.merge(*results, key=lambda row: (-row[0], row[1])):
+    rows: Iterable[Any] = (
+        (row for result in results for row in result)
+        if ranked
+        else heapq.merge(*results, key=lambda row: (-row[0], row[1]))
+    )
+    for row in rows:
         if row[1] not in seen:
             seen.add(row[1])
             merged.append(row)
@@ -262,12 +293,14 @@ class Store:
         query_timeout: float | None = None,
         on_ingest: Callable[[], None] | None = None,
         replicas: Replicas | None = None,
+        indexing: Indexing = FITNESS_INDEXING,
     ) -> None:
         self.pool = pool
         self.on_ingest = on_ingest
         """Called after every :meth:`ingest`, committed or not (the mirror then waits for a
         snapshot taken after it)."""
         self.replicas = replicas
+        self.indexing = indexing
         self.pool_wait = pool_wait
         """Longest wait for a query connection before :class:`PoolBusy` (None: no bound)."""
         self.query_timeout = query_timeout
@@ -325,10 +358,15 @@ class Store:
 
     async def ingest(self, events: Sequence[Event], raws: Sequence[str]) -> list[IngestStatus]:
         """Store a batch in one transaction; one status per event, in order."""
-        args = ingest_args(events, raws)
+        indexing = self.indexing
+        args = ingest_args(events, raws, indexing.tag_names)
+        documents = document_args(events, indexing.search_kinds)
         try:
             async with self._writing() as conn:
-                codes = await conn.fetchval(_Q["ingest"], *args)
+                if documents is None:
+                    codes = await conn.fetchval(_Q["ingest"], *args)
+                else:
+                    codes = await conn.fetchval(_Q["ingest_documents"], *args, *documents)
                 if self.replicas is not None:
                     # Committed (one statement): any position read now is at or past it.
                     self.replicas.note(int(await conn.fetchval(_WAL)))
@@ -423,7 +461,8 @@ class Store:
             limit = effective_limit(flt, self.default_limit)
             if limit > 0:
                 results.append(await _fetch(conn, compile_query(flt, now, limit, raw=raw)))
-        return _merge(results) if results else []
+        ranked = any(flt.search is not None for flt in filters)
+        return _merge(results, ranked=ranked) if results else []
 
     @staticmethod
     async def _with_json(

@@ -10,11 +10,13 @@ rest say so (:attr:`Query.generic` false) and are run with a plan made for their
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from relay.nostr.filters import Filter
+from relay.nostr.search import SearchQuery
 
 __all__ = [
     "Query",
@@ -82,9 +84,11 @@ def _where(
     skip_tags: int = 0,
     bound: dict[str, str] | None = None,
 ) -> str:
-    """The conditions on ``events e``. The first ``skip_tags`` tag conditions are left out
-    (the caller applies them through a join); a field in ``bound`` (``authors``, ``kinds``)
-    is compared with the given expression, the caller's stream key, instead of its list."""
+    """The conditions on ``events e`` (or on ``search_documents e``, which names its columns
+    as ``events`` does), ``search`` aside. The first ``skip_tags`` tag conditions are left
+    out (the caller applies them through a join); a field in ``bound`` (``authors``,
+    ``kinds``) is compared with the given expression, the caller's stream key, instead of
+    its list."""
     bound = bound or {}
     conds: list[str] = []
     if flt.ids is not None:
@@ -112,6 +116,78 @@ def _where(
             f" WHERE t.name = {name}::text AND t.value = ANY({params.add(keys)}::text[]))"
         )
     return " AND ".join(conds)
+
+
+def _tsquery(search: SearchQuery, params: _Params) -> str:
+    """The ``tsquery`` of a search's words (at least one), as a scalar subquery: each word
+    as a prefix (``'pres':*``) or any stored word close to it by trigrams, AND-ed.
+
+    pg_trgm's ``%`` (similarity at least 0.3 by its default threshold) finds candidates on
+    the GIN index of ``search_words``; ``fitrelay_words_close`` (migration 0011) then keeps
+    exactly those :func:`relay.nostr.search.close` keeps. For ASCII words both count the same
+    trigrams, so the candidates hold every close word."""
+    words = params.add(list(search.words))
+    return (
+        "(SELECT string_agg('(' || quote_literal(w.word) || ':*' || coalesce(f.alts, '') || ')',"
+        " ' & ' ORDER BY w.n)::tsquery"
+        f" FROM unnest({words}::text[]) WITH ORDINALITY AS w (word, n)"
+        " LEFT JOIN LATERAL (SELECT string_agg(' | ' || quote_literal(l.word), '') AS alts"
+        " FROM search_words l WHERE octet_length(w.word) = char_length(w.word)"
+        " AND l.word % w.word AND octet_length(l.word) = char_length(l.word)"
+        " AND fitrelay_words_close(w.word, l.word)) AS f ON true)"
+    )
+
+
+def _search_count_part(flt: Filter, search: SearchQuery, now: int, params: _Params) -> str:
+    """The ids a search filter matches (limits aside), read from ``search_documents``."""
+    conds = [f"e.kind = ANY({params.add(sorted(search.kinds))}::integer[])"]
+    if search.words:
+        conds.append(f"e.doc @@ {_tsquery(search, params)}")
+    conds.append(_where(dataclasses.replace(flt, search=None), now, params))
+    return f"SELECT e.id FROM search_documents e WHERE {' AND '.join(conds)}"
+
+
+def _search_query(
+    flt: Filter, search: SearchQuery, now: int, limit: int, raw: bool
+) -> tuple[str, list[object]]:
+    """The best ``limit`` matches of a search filter, by relevance (NIP-50): ``ts_rank``
+    over the document's words, a hit in the title weighing most, then in hashtags, equipment
+    and the other text tags, then in the content (weights A, B and D, see
+    :meth:`relay.nostr.search.Document.vector`); then the shorter title (the closer match:
+    "Bench Press" before "Incline Dumbbell Bench Press"); then newest first, ties by lowest
+    id.
+
+    ``search_documents`` carries the event's id, kind, pubkey, created_at and expiration
+    under the names ``events`` gives them, so the filter's conditions (:func:`_where`, the
+    table aliased ``e``) and the ranking run on it alone; ``events`` is read for the JSON of
+    the best ``limit`` only, and not at all when the caller has it (``raw`` false)."""
+    params = _Params()
+    kinds = params.add(sorted(search.kinds))
+    if search.words:
+        # MATERIALIZED: the tsquery is built once, not once for the match and once more for
+        # the rank.
+        source = (
+            f"(WITH q AS MATERIALIZED (SELECT {_tsquery(search, params)} AS query)"
+            " SELECT q.query FROM q) AS q CROSS JOIN search_documents e"
+        )
+        match = " AND e.doc @@ q.query"
+        rank = "ts_rank(e.doc, q.query)"
+    else:
+        source, match, rank = "search_documents e", "", "0::real"
+    where = _where(dataclasses.replace(flt, search=None), now, params)
+    best = (
+        f"SELECT e.created_at, e.id, {rank} AS r1, length(e.title) AS r2"
+        f" FROM {source} WHERE e.kind = ANY({kinds}::integer[]){match} AND {where}"
+        f" ORDER BY r1 DESC, r2, e.created_at DESC, e.id LIMIT {params.add(limit)}"
+    )
+    order = "ORDER BY x.r1 DESC, x.r2, x.created_at DESC, x.id"
+    if not raw:
+        return f"SELECT x.created_at, x.id FROM ({best}) AS x {order}", params.values
+    sql = (
+        f"SELECT x.created_at, x.id, ev.raw FROM ({best}) AS x"
+        f" JOIN events ev ON ev.id = x.id {order}"
+    )
+    return sql, params.values
 
 
 def _columns(alias: str, raw: bool) -> str:
@@ -240,6 +316,9 @@ class Query(NamedTuple):
     the generic plan of the prepared statement serves every run; otherwise the statement
     wants a plan made for its values (``ANY`` over many authors or tag values, COUNT), and
     a generic plan can be a hundred times slower."""
+    search: bool = False
+    """A NIP-50 search: planned for its values, with bitmap scans allowed (its GIN indexes
+    are read no other way)."""
     unless_expired: Query | None = None
     """Set when the statement picks its candidates without looking at expiration: its rows
     carry one more column, last, true for an expired event, and if any row has it the answer is
@@ -320,8 +399,11 @@ def compile_query(flt: Filter, now: int, limit: int, *, raw: bool = True) -> Que
 
     The plan is chosen by the filter's shape, so that an index hands rows over in answer
     order wherever one can: a tag-led filter from ``event_tags``, a few authors or kinds as
-    merged per-key streams, anything else as one scan of ``events``.
+    merged per-key streams, anything else as one scan of ``events``. A search filter is
+    answered by relevance instead (:func:`_search_query`).
     """
+    if flt.search is not None:
+        return Query(*_search_query(flt, flt.search, now, limit, raw), generic=False, search=True)
     if flt.ids is None and flt.tags:
         led = _tag_query(flt, now, limit, raw)
         if led is not None:
@@ -347,9 +429,15 @@ def compile_query(flt: Filter, now: int, limit: int, *, raw: bool = True) -> Que
 def compile_count(filters: Sequence[Filter], now: int) -> Query:
     """``SELECT count(*)`` of the union of ``filters`` (NIP-45); limits do not apply."""
     params = _Params()
-    parts = [f"SELECT e.id FROM events e WHERE {_where(f, now, params)}" for f in filters]
+    parts = [
+        f"SELECT e.id FROM events e WHERE {_where(f, now, params)}"
+        if f.search is None
+        else _search_count_part(f, f.search, now, params)
+        for f in filters
+    ]
     sql = f"SELECT count(*) FROM ({' UNION '.join(parts)}) AS matched"
-    return Query(sql, params.values, generic=False)
+    searched = any(f.search is not None for f in filters)
+    return Query(sql, params.values, generic=False, search=searched)
 
 
 def compile_cutoff(flt: Filter, now: int, limit: int) -> tuple[str, list[object]]:

@@ -5,6 +5,16 @@
 -- Store one batch; see fitrelay_ingest in the migrations for the status codes.
 SELECT fitrelay_ingest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);
 
+-- name: ingest_documents
+-- Store one batch holding events of searchable kinds, and their search documents.
+SELECT fitrelay_ingest_documents($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                                 $15, $16, $17, $18, $19);
+
+-- name: search_ready
+-- Whether NIP-50 search can run here: pg_trgm installed and the word index built.
+SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_trgm')
+   AND to_regclass('search_words_trgm_idx') IS NOT NULL;
+
 -- name: head_seq
 -- The newest position of the append log (0 when empty).
 SELECT coalesce(max(seq), 0) FROM events;
@@ -72,3 +82,8 @@ LIMIT $10;
 -- For the rest of this transaction, plan each statement for its values (shapes whose best
 -- plan depends on them: ANY over many values, COUNT).
 SET LOCAL plan_cache_mode = force_custom_plan
+
+-- name: plan_search
+-- For the rest of this transaction: a NIP-50 search, planned for its values, may read its
+-- GIN indexes (which only bitmap scans can).
+SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_bitmapscan = on

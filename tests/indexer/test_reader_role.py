@@ -30,6 +30,11 @@ PUBLIC_HIDDEN = {
     "public.deleted_addresses",
     "public.removed_events",
     "public.fitrelay_log_lock",
+    # NIP-50 search and the record of what stored events are indexed for (migration 0011).
+    "public.search_documents",
+    "public.search_words",
+    "public.indexed_tag_names",
+    "public.search_kinds",
 }
 FITNESS_RELATIONS = {
     "indexer_state",

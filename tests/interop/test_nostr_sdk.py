@@ -381,3 +381,30 @@ async def test_count(connect: Connect, relay_url: RelayUrl) -> None:
         await relay.count_events(Filter().ids([notes[1].id(), EventId.parse("0" * 64)]), TIMEOUT)
         == 1
     )
+
+
+async def test_search_nip50(connect: Connect, relay_url: RelayUrl) -> None:
+    """NIP-50 through the SDK's ``Filter.search``. (The SDK cannot express a multi-letter tag
+    filter: its Filter keeps single-letter tags only, and drops ``#exercise`` when it parses
+    one, so those are checked with NDK.)"""
+    keys = Keys.generate()
+    writer = await connect()
+    squat = exercise_template(keys, "back-squat", "Back Squat", now() - 10)
+    press = exercise_template(keys, "bench-press", "Bench Press", now() - 5)
+    await publish(writer, relay_url, squat)
+    await publish(writer, relay_url, press)
+
+    reader = await connect()
+    mine = Filter().author(keys.public_key()).kind(Kind(EXERCISE_TEMPLATE))
+    found = await fetch(reader, relay_url, mine.search("back squat"))
+    assert [e.as_json() for e in found] == [squat.as_json()]
+    # A typo: the SDK's own check of subscriptions (a substring of the content) would drop
+    # what the relay finds by trigrams, so this client does not check.
+    lenient = Client()
+    try:
+        await lenient.add_relay(relay_url)
+        assert (await lenient.try_connect(TIMEOUT)).success == [relay_url]
+        typo = await fetch(lenient, relay_url, mine.search("bentch pres"))
+        assert ids(typo) == ids([press])
+    finally:
+        await lenient.shutdown()

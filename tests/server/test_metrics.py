@@ -80,7 +80,7 @@ async def test_counters_move_by_exactly_the_workload(start_relay: Any) -> None:
         assert (await client.expect("COUNT"))[2] == {"count": 1}
         await client.send_text("not json")
         assert (await client.expect("NOTICE"))[1].startswith("invalid:")
-        await client.send(["REQ", "s", {"search": "squat"}])
+        await client.send(["REQ", "s", {"#colour": ["red"]}])
         assert (await client.expect("CLOSED"))[2].startswith("unsupported:")
     finally:
         await client.close()

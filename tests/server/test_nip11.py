@@ -40,7 +40,7 @@ async def test_information_document(relay: Relay) -> None:
     assert headers["content-type"] == "application/nostr+json"
     assert headers["access-control-allow-origin"] == "*"
     doc = msgspec.json.decode(body)
-    assert doc["supported_nips"] == [1, 9, 11, 40, 45, 70, 77]
+    assert doc["supported_nips"] == [1, 9, 11, 40, 45, 50, 70, 77]  # 50: pg_trgm is there
     assert doc["software"] == "fitrelay"
     limits = Limits()
     lim = doc["limitation"]

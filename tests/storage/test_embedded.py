@@ -264,3 +264,21 @@ def test_failed_start_reports_server_log(tmp_path: Path) -> None:
     assert not _pidfile(data_dir).exists()
     with pytest.raises(EmbeddedPostgresError):
         _ = pg.dsn
+
+
+def test_embedded_server_can_search(tmp_path: Path) -> None:
+    """The wheel's server has pg_trgm, so migration 0011 builds the search index and NIP-50
+    search is on for a relay run without a configured DSN."""
+    from relay.storage.indexing import search_ready
+    from relay.storage.migrate import migrate
+
+    async def ready(dsn: str) -> bool:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+            return await search_ready(conn)
+        finally:
+            await conn.close()
+
+    with EmbeddedPostgres(tmp_path / "data") as pg:
+        assert asyncio.run(ready(pg.dsn))

@@ -4,7 +4,9 @@
 //
 // Generates a key with NDK, publishes a kind-1 note and a kind-33401 exercise template, queries
 // them back (by id, by author+kind, by #d) from a separate NDK instance, counts them (NIP-45),
-// receives a live event on a third instance, and verifies the id and signature of everything
+// publishes a kind-1301 record naming the exercise and a template by their multi-letter tags
+// and finds it by #exercise and #template (fetchEvents must return, not hang on a CLOSED),
+// finds the exercise by a NIP-50 search with a typo, receives a live event on a third instance, and verifies the id and signature of everything
 // that comes back (NDK's own check and nostr-tools' verifyEvent). Exits 0 on success; on failure
 // prints "FAIL [ndk] at step ...: ..." to stderr and exits 1 (2 on bad usage). Every wait is
 // bounded, so the script cannot hang.
@@ -152,13 +154,49 @@ async function main() {
     "by another #d",
   );
 
+  progress.step = "fitness tag filters";
+  const coord = `${EXERCISE_TEMPLATE}:${pubkey}:${dTag}`;
+  const templateCoord = `33402:${pubkey}:leg-day-${pubkey.slice(0, 8)}`;
+  const record = await publish(
+    new NDKEvent(writer, {
+      kind: 1301,
+      created_at: now,
+      tags: [
+        ["d", `record-${pubkey.slice(0, 8)}`],
+        ["title", "Leg day"],
+        ["template", templateCoord, ""],
+        ["exercise", coord, "", "100", "5", "8", "normal"],
+      ],
+      content: "",
+    }),
+    "kind 1301",
+  );
+  sameEvents(await query(reader, { "#exercise": [coord] }, "#exercise"), [record], "by #exercise");
+  sameEvents(
+    await query(reader, { kinds: [1301], "#template": [templateCoord] }, "#template"),
+    [record],
+    "by #template",
+  );
+  sameEvents(
+    await query(reader, { kinds: [1301], "#exercise": [`${coord}-other`] }, "#exercise"),
+    [],
+    "by another #exercise",
+  );
+
+  progress.step = "search (NIP-50)";
+  sameEvents(
+    await query(reader, { kinds: [EXERCISE_TEMPLATE], authors: [pubkey], search: "back sqat" }, "search"),
+    [template],
+    "search with a typo",
+  );
+
   progress.step = "count (NIP-45)";
   const counted = await withTimeout(
     reader.count([{ authors: [pubkey] }], { timeout: STEP_MS }),
     "COUNT",
   );
   check(counted.relayResults.size === 1, "COUNT: no answer from the relay");
-  check(counted.count === 2, `COUNT by author: expected 2, got ${counted.count}`);
+  check(counted.count === 3, `COUNT by author: expected 3, got ${counted.count}`);
 
   progress.step = "live subscription";
   let eosed;
@@ -195,7 +233,9 @@ async function main() {
   );
   sameEvents([await withTimeout(live, "the live event")], [fresh], "live event");
 
-  console.log(`OK [ndk] ${url}: publish, query (id, author+kind, #d), count, live`);
+  console.log(
+    `OK [ndk] ${url}: publish, query (id, author+kind, #d, #exercise, #template, search), count, live`,
+  );
 }
 
 main().then(
