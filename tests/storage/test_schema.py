@@ -93,6 +93,7 @@ async def test_a_database_from_the_first_release_upgrades_in_place(server_dsn: s
 
     from indexer.follower import Indexer
     from relay.nostr.event import decode_event
+    from relay.storage.indexing import Indexing
     from relay.storage.postgres import Store, create_pool
     from tests.conftest import with_database
     from tests.signer import Keys
@@ -116,7 +117,10 @@ async def test_a_database_from_the_first_release_upgrades_in_place(server_dsn: s
         raw = msgspec.json.encode(exercise)
         pool = await create_pool(dsn)
         try:
-            await Store(pool, default_limit=10).ingest([decode_event(raw)], [raw.decode()])
+            # As the first release stored it: no search documents, single-letter tags only.
+            first = Indexing(tag_names=frozenset(), search_kinds=frozenset())
+            store = Store(pool, default_limit=10, indexing=first)
+            await store.ingest([decode_event(raw)], [raw.decode()])
         finally:
             await pool.close()
         applied = await migrate(conn)
