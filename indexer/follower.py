@@ -55,6 +55,9 @@ class IndexerStats:
     head: int = 0
     lag_seconds: float = 0.0
     """Age of the oldest stored event not indexed yet (0 when caught up)."""
+    references: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Addresses of exercises and templates looked up while indexing, by whether the
+    database had them (local: a fetch avoided) or not (missing: queued for the fetcher)."""
     unresolved_references: int = 0
     oldest_unresolved_seconds: float = 0.0
     """Time since the oldest event waiting for a resolvable dependency arrived."""
@@ -95,6 +98,7 @@ async def apply_entries(
                 issues += await _apply(store, row)
     except _REFUSED:
         issues = []
+        store.references.clear()
         for row in rows:
             try:
                 async with conn.transaction():
@@ -107,6 +111,7 @@ async def apply_entries(
         stats.removals_applied += sum(1 for row in rows if row["raw"] is None)
         stats.events_indexed += sum(1 for row in rows if row["raw"] is not None)
         stats.errors_by_reason.update(issue.reason for issue in issues)
+        stats.references.update(store.references)
 
 
 async def _connect(dsn: str) -> asyncpg.Connection[Any]:

@@ -25,7 +25,8 @@ from prometheus_client.core import Metric
 from indexer.follower import Indexer
 from indexer.metrics import register_metrics
 from relay.config import Config
-from relay.fetcher import Fetcher, fetcher_metrics
+from relay.fetcher import Fetcher
+from relay.fetchermetrics import fetcher_metrics
 from relay.nostr.kinds import PRESETS
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
 from relay.nostr.ratelimit import VERBS, Rate, RateLimiter

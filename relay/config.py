@@ -32,6 +32,7 @@ __all__ = [
     "DbConfig",
     "ExportConfig",
     "FetcherConfig",
+    "FreshnessConfig",
     "IndexerConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -182,6 +183,39 @@ class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Log entries applied per indexer transaction."""
 
 
+class FreshnessConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Re-check upstream, in the background, what may have changed there since it was stored.
+
+    Clients are always answered from the database; a re-check only replaces a stored version
+    with a newer one."""
+
+    enabled: bool = True
+    """Re-check stale data while the fetcher runs."""
+    author_kinds: list[int] = msgspec.field(default_factory=lambda: [0, 10002])
+    """Replaceable kinds (of 0, 3 and 10002) refreshed for every author of indexed fitness
+    events."""
+    events_seconds: float = 300.0
+    """Threshold of referenced exercises (33401) and templates (33402)."""
+    profiles_seconds: float = 3_600.0
+    """Threshold of profiles (kind 0)."""
+    contact_lists_seconds: float = 21_600.0
+    """Threshold of contact lists (kind 3)."""
+    relay_lists_seconds: float = 43_200.0
+    """Threshold of relay lists (kind 10002)."""
+    batch: int = 100
+    """Most addresses re-checked per cycle."""
+    interval_seconds: float = 60.0
+    """Pause between cycles."""
+
+    def threshold(self, kind: int) -> float:
+        """Seconds a stored version of ``kind`` stays fresh."""
+        return {
+            0: self.profiles_seconds,
+            3: self.contact_lists_seconds,
+            10002: self.relay_lists_seconds,
+        }.get(kind, self.events_seconds)
+
+
 class FetcherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Fetch referenced but missing events (fitness.missing_references) from other relays."""
 
@@ -209,6 +243,7 @@ class FetcherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Longest delay between tries (also how long a failing upstream is skipped, at most)."""
     interval_seconds: float = 5.0
     """Pause between rounds when nothing is due."""
+    freshness: FreshnessConfig = FreshnessConfig()
 
 
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -395,6 +430,13 @@ def _check_fetcher(fetcher: FetcherConfig) -> None:
         raise ConfigError("fetcher.timeout_seconds, retry_base_seconds and interval_seconds > 0")
     if fetcher.retry_max_seconds < fetcher.retry_base_seconds:
         raise ConfigError("fetcher.retry_max_seconds must be at least retry_base_seconds")
+    fresh = fetcher.freshness
+    if not set(fresh.author_kinds) <= {0, 3, 10002}:
+        raise ConfigError("fetcher.freshness.author_kinds may hold only 0, 3 and 10002")
+    thresholds = (fresh.events_seconds, fresh.profiles_seconds, fresh.contact_lists_seconds,
+                  fresh.relay_lists_seconds, fresh.interval_seconds)  # fmt: skip
+    if min(thresholds) <= 0 or fresh.batch < 1:
+        raise ConfigError("fetcher.freshness: thresholds and interval > 0, batch at least 1")
     rules = UrlRules(allow_loopback=fetcher.allow_loopback)
     for url in fetcher.upstreams:
         if rules.normalise(url) is None:
