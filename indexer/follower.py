@@ -131,6 +131,9 @@ class Indexer:
         self.stats = IndexerStats()
         self._wake = asyncio.Event()
         self._conn: asyncpg.Connection[Any] | None = None
+        self.after_catch_up: list[Callable[[], None]] = []
+        """Called each time the indexer has caught up with the log: the fetcher's wake-up, so
+        that references indexed now are looked for at once, not one fetcher interval later."""
 
     async def step(self, conn: Conn) -> bool:
         """Apply one batch; True when more entries may be waiting."""
@@ -196,6 +199,8 @@ class Indexer:
                 await self.catch_up(conn)
                 if on_caught_up:
                     on_caught_up()
+                for callback in self.after_catch_up:
+                    callback()
                 await self._wake.wait()
         finally:
             await conn.close()

@@ -234,6 +234,8 @@ class Relay:
         if cfg.fetcher.enabled:
             self.fetcher = fetcher_from(cfg, self.dsn)
             listener.subscribe(self.fetcher.wake)
+            if self.indexer is not None:
+                self.indexer.after_catch_up.append(self.fetcher.wake)
             stages.append(self.fetcher)
         if cfg.metrics.listen:
             self.monitor = MonitorServer(self.metrics, self.readiness, cfg.metrics.listen)
@@ -324,6 +326,7 @@ class IndexProcess:
         self.fetcher: Fetcher | None = None
         if config.fetcher.enabled:
             self.fetcher = fetcher_from(config, dsn)
+            self.indexer.after_catch_up.append(self.fetcher.wake)
         self.pool: asyncpg.Pool | None = None
         self.stages = Stages([])
 

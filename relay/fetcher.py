@@ -152,6 +152,7 @@ class Fetcher:
         assert pool is not None
         try:
             while not self._stopping:
+                self._wake.clear()  # before the round: a wake-up during it is kept
                 try:
                     busy = await self._hold() and await self.round()
                 except DATABASE_ERRORS as exc:
@@ -180,7 +181,6 @@ class Fetcher:
             return bool(await conn.fetchval(_Q["take_lease"], self.holder, lease))
 
     async def _pause(self) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.config.interval_seconds)
 
