@@ -55,6 +55,9 @@ class IndexerStats:
     head: int = 0
     lag_seconds: float = 0.0
     """Age of the oldest stored event not indexed yet (0 when caught up)."""
+    references: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Addresses of exercises and templates looked up while indexing, by whether the
+    database had them (local: a fetch avoided) or not (missing: queued for the fetcher)."""
     unresolved_references: int = 0
     oldest_unresolved_seconds: float = 0.0
     """Time since the oldest event waiting for a resolvable dependency arrived."""
@@ -95,6 +98,7 @@ async def apply_entries(
                 issues += await _apply(store, row)
     except _REFUSED:
         issues = []
+        store.references.clear()
         for row in rows:
             try:
                 async with conn.transaction():
@@ -107,6 +111,7 @@ async def apply_entries(
         stats.removals_applied += sum(1 for row in rows if row["raw"] is None)
         stats.events_indexed += sum(1 for row in rows if row["raw"] is not None)
         stats.errors_by_reason.update(issue.reason for issue in issues)
+        stats.references.update(store.references)
 
 
 async def _connect(dsn: str) -> asyncpg.Connection[Any]:
@@ -126,6 +131,9 @@ class Indexer:
         self.stats = IndexerStats()
         self._wake = asyncio.Event()
         self._conn: asyncpg.Connection[Any] | None = None
+        self.after_catch_up: list[Callable[[], None]] = []
+        """Called each time the indexer has caught up with the log: the fetcher's wake-up, so
+        that references indexed now are looked for at once, not one fetcher interval later."""
 
     async def step(self, conn: Conn) -> bool:
         """Apply one batch; True when more entries may be waiting."""
@@ -191,6 +199,8 @@ class Indexer:
                 await self.catch_up(conn)
                 if on_caught_up:
                     on_caught_up()
+                for callback in self.after_catch_up:
+                    callback()
                 await self._wake.wait()
         finally:
             await conn.close()

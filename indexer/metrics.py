@@ -35,6 +35,13 @@ def register_metrics(registry: CollectorRegistry, stats: Callable[[], IndexerSta
             {(reason,): n for reason, n in s.errors_by_reason.items()},
             ["reason"],
         )
+        yield counter(
+            "fitrelay_indexer_references",
+            "Exercise and template addresses looked up while indexing, by result"
+            " (local: found in the database, a network request avoided; missing: queued)",
+            {(result,): s.references[result] for result in ("local", "missing")},
+            ["result"],
+        )
         yield gauge("fitrelay_indexer_lag_events", "Log positions not indexed yet", s.lag_events)
         yield gauge(
             "fitrelay_indexer_lag_seconds",

@@ -9,6 +9,7 @@ exercise or template they name is written or removed.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,9 @@ class FitnessStore:
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
+        self.references: collections.Counter[str] = collections.Counter()
+        """Referenced addresses looked up, by whether they were indexed (local) or not
+        (missing)."""
 
     # -- removal ---------------------------------------------------------------------------
 
@@ -224,6 +228,8 @@ class FitnessStore:
         rows = await self.conn.fetch(
             _Q["exercise_formats"], [p for p, _ in wanted], [d for _, d in wanted]
         )
+        self.references["local"] += len(rows)
+        self.references["missing"] += len(wanted) - len(rows)
         return {
             (r["pubkey"], r["d"]): LinkedExercise(
                 r["event_id"], tuple(r["format"]), tuple(r["format_units"]), r["equipment"]
@@ -287,6 +293,7 @@ class FitnessStore:
                 template_event = await conn.fetchval(
                     _Q["template_event"], template_pubkey, template_d
                 )
+                self.references["missing" if template_event is None else "local"] += 1
         await conn.execute(
             _Q["insert_workout"],
             w.event_id,

@@ -26,7 +26,8 @@ from prometheus_client.core import Metric
 from indexer.follower import Indexer
 from indexer.metrics import register_metrics
 from relay.config import Config
-from relay.fetcher import Fetcher, fetcher_metrics
+from relay.fetcher import Fetcher
+from relay.fetchermetrics import fetcher_metrics
 from relay.nostr.filters import SEARCH_OFF, FilterRules
 from relay.nostr.kinds import PRESETS
 from relay.nostr.policy import DEFAULT_POLICIES, Policies
@@ -311,6 +312,8 @@ class Relay:
         if cfg.fetcher.enabled:
             self.fetcher = fetcher_from(cfg, self.dsn)
             listener.subscribe(self.fetcher.wake)
+            if self.indexer is not None:
+                self.indexer.after_catch_up.append(self.fetcher.wake)
             stages.append(self.fetcher)
         if cfg.metrics.listen:
             self.monitor = MonitorServer(self.metrics, self.readiness, cfg.metrics.listen)
@@ -404,6 +407,7 @@ class IndexProcess:
         self.fetcher: Fetcher | None = None
         if config.fetcher.enabled:
             self.fetcher = fetcher_from(config, dsn)
+            self.indexer.after_catch_up.append(self.fetcher.wake)
         self.pool: asyncpg.Pool | None = None
         self.stages = Stages([])
 

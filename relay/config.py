@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from relay.fetcherconfig import FetcherConfig, FreshnessConfig
 from relay.nostr.auth import normalise_url
 from relay.nostr.errors import RelayError
 from relay.nostr.event import MAX_KIND, is_hex64
@@ -33,6 +34,7 @@ __all__ = [
     "DbConfig",
     "ExportConfig",
     "FetcherConfig",
+    "FreshnessConfig",
     "IndexerConfig",
     "LoggingConfig",
     "MetricsConfig",
@@ -219,35 +221,6 @@ class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Run the fitness indexer inside ``fitrelay serve`` (``fitrelay index`` runs it alone)."""
     batch_size: int = 500
     """Log entries applied per indexer transaction."""
-
-
-class FetcherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Fetch referenced but missing events (fitness.missing_references) from other relays."""
-
-    enabled: bool = False
-    """Run the fetcher inside ``fitrelay serve`` and ``fitrelay index``."""
-    upstreams: list[str] = []
-    """ws:// or wss:// relays asked after the hints and relay lists, in order."""
-    use_hints: bool = True
-    """Also ask the relays named by references' hints and authors' NIP-65 write lists."""
-    allow_loopback: bool = False
-    """Allow loopback and private addresses (upstreams and hints); for tests."""
-    concurrency: int = 2
-    """REQs in flight at once per upstream relay."""
-    batch: int = 20
-    """Addresses asked for in one REQ (one filter each)."""
-    queue_size: int = 500
-    """Most missing addresses taken per round."""
-    timeout_seconds: float = 10.0
-    """Longest wait to connect to an upstream, and for each of its answers."""
-    max_attempts: int = 5
-    """Tries of an address found nowhere before it is marked given_up."""
-    retry_base_seconds: float = 60.0
-    """Delay before the second try; it doubles with each try (with jitter)."""
-    retry_max_seconds: float = 86_400.0
-    """Longest delay between tries (also how long a failing upstream is skipped, at most)."""
-    interval_seconds: float = 5.0
-    """Pause between rounds when nothing is due."""
 
 
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -447,6 +420,13 @@ def _check_fetcher(fetcher: FetcherConfig) -> None:
         raise ConfigError("fetcher.timeout_seconds, retry_base_seconds and interval_seconds > 0")
     if fetcher.retry_max_seconds < fetcher.retry_base_seconds:
         raise ConfigError("fetcher.retry_max_seconds must be at least retry_base_seconds")
+    fresh = fetcher.freshness
+    if not set(fresh.author_kinds) <= {0, 3, 10002}:
+        raise ConfigError("fetcher.freshness.author_kinds may hold only 0, 3 and 10002")
+    thresholds = (fresh.events_seconds, fresh.profiles_seconds, fresh.contact_lists_seconds,
+                  fresh.relay_lists_seconds, fresh.interval_seconds)  # fmt: skip
+    if min(thresholds) <= 0 or fresh.batch < 1:
+        raise ConfigError("fetcher.freshness: thresholds and interval > 0, batch at least 1")
     rules = UrlRules(allow_loopback=fetcher.allow_loopback)
     for url in fetcher.upstreams:
         if rules.normalise(url) is None:

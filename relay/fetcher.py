@@ -33,24 +33,31 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from relay.archive.importer import Rejection, check_line
 from relay.archive.upstream import connect_upstream
 from relay.config import FetcherConfig
+from relay.freshness import Refresher
 from relay.nostr.kinds import RELAY_LIST
 from relay.nostr.limits import Limits
 from relay.nostr.policy import ConnInfo
-from relay.nostr.routes import Address, UrlRules, address_filter, matches, retry_delay, routes
+from relay.nostr.routes import (
+    Address,
+    UrlRules,
+    Wanted,
+    address_filter,
+    matches,
+    retry_delay,
+    routes,
+)
 from relay.nostr.routes import write_relays as parse_write_relays
 from relay.nostr.rules import Rules
-from relay.scrape import counter, gauge
 from relay.storage.failures import DATABASE_ERRORS
 from relay.storage.indexing import FITNESS_INDEXING, Indexing
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.queries import load_queries
 
-__all__ = ["FetchStats", "Fetcher", "fetcher_metrics"]
+__all__ = ["FetchStats", "Fetcher"]
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +85,12 @@ class FetchStats:
     """Unix time of each relay's last answered REQ (configured ones, then a few others)."""
     relay_lists: int = 0
     """Relay lists (kind 10002) fetched from the upstreams for authors that had none here."""
-
-
-@dataclass(slots=True)
-class _Pending:
-    address: Address
-    routes: list[str]
-    attempts: int
-    tried: int = 0
-    errors: int = 0
-    answered: int = 0
-    reason: str | None = None
-    last: str | None = None
-    found_at: str | None = None
+    relay_lists_local: int = 0
+    """Authors whose relay list a round needed and found stored here (a fetch avoided)."""
+    latency: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Per relay (tracked as last_success is): answered REQs and their seconds in all."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Per relay: REQs that failed (refused, silent, broken)."""
 
 
 class Fetcher:
@@ -135,6 +135,9 @@ class Fetcher:
         """The background fetch of relay lists, when one runs (tests wait on it)."""
         self._down: dict[str, tuple[int, float]] = {}
         """Failing relays: (failures in a row, monotonic time before which they are skipped)."""
+        self.refresher = Refresher(config.freshness, self.upstreams, self.rules,
+                                   use_relay_lists=config.use_hints, rng=self.rng)  # fmt: skip
+        """Freshness (:mod:`relay.freshness`): one cycle per its interval, after a round."""
 
     def wake(self, _payload: str = "") -> None:
         """Look for due addresses now (a commit may have added references)."""
@@ -153,6 +156,7 @@ class Fetcher:
         assert pool is not None
         try:
             while not self._stopping:
+                self._wake.clear()  # before the round: a wake-up during it is kept
                 try:
                     busy = await self._hold() and await self.round()
                 except DATABASE_ERRORS as exc:
@@ -181,7 +185,6 @@ class Fetcher:
             return bool(await conn.fetchval(_Q["take_lease"], self.holder, lease))
 
     async def _pause(self) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.config.interval_seconds)
 
@@ -206,20 +209,31 @@ class Fetcher:
         assert backlog is not None
         self.stats.depth = int(backlog["depth"])
         self.stats.oldest_seconds = float(backlog["oldest_seconds"])
+        if self.refresher.due():
+            await self.refresh()
         return bool(pending)
 
-    async def _plan(self, conn: Any, rows: Sequence[asyncpg.Record]) -> list[_Pending]:
+    async def refresh(self) -> int:
+        """One freshness cycle now (:meth:`relay.freshness.Refresher.cycle`)."""
+        assert self._pool is not None
+        try:
+            return await self.refresher.cycle(self._pool, self._ask_all, self._relay_lists)
+        finally:
+            self._slots.clear()
+
+    async def _plan(self, conn: Any, rows: Sequence[asyncpg.Record]) -> list[Wanted]:
         lists: dict[str, list[str]] = {}
         if self.config.use_hints:
             authors = sorted({row["pubkey"] for row in rows})
             lists = await self._relay_lists(conn, authors)
+            self.stats.relay_lists_local += len(lists)
             self._look_for_relay_lists([a for a in authors if a not in lists])
         pending = []
         for row in rows:
             address = Address(row["kind"], row["pubkey"], row["d"], tuple(row["relay_hints"]))
             hints = address.hints if self.config.use_hints else ()
             found = routes(hints, lists.get(address.pubkey, ()), self.upstreams, self.rules)
-            pending.append(_Pending(address, found, int(row["attempts"])))
+            pending.append(Wanted(address, found, int(row["attempts"])))
         return pending
 
     async def _relay_lists(self, conn: Any, authors: Sequence[str]) -> dict[str, list[str]]:
@@ -247,7 +261,7 @@ class Fetcher:
 
     async def _fetch_relay_lists(self, authors: Sequence[str]) -> None:
         wanted = [
-            _Pending(Address(RELAY_LIST, author, "", ()), list(self.upstreams), 0)
+            Wanted(Address(RELAY_LIST, author, "", ()), list(self.upstreams), 0)
             for author in authors
         ]
         try:
@@ -260,10 +274,10 @@ class Fetcher:
         if found:
             self._wake.set()  # a round may now follow them
 
-    async def _ask_all(self, pending: list[_Pending]) -> None:
+    async def _ask_all(self, pending: list[Wanted]) -> None:
         """Route by route until every address is found or has no route left."""
         while True:
-            groups: dict[str, list[_Pending]] = {}
+            groups: dict[str, list[Wanted]] = {}
             for item in pending:
                 url = self._next_route(item)
                 if url is not None:
@@ -272,7 +286,7 @@ class Fetcher:
                 return
             await asyncio.gather(*(self._ask(url, items) for url, items in groups.items()))
 
-    def _next_route(self, item: _Pending) -> str | None:
+    def _next_route(self, item: Wanted) -> str | None:
         now = time.monotonic()
         while item.found_at is None and item.tried < len(item.routes):
             url = item.routes[item.tried]
@@ -284,14 +298,15 @@ class Fetcher:
             item.reason = item.reason or f"{url}: skipped after failures"
         return None
 
-    async def _ask(self, url: str, items: list[_Pending]) -> None:
+    async def _ask(self, url: str, items: list[Wanted]) -> None:
         size = self.config.batch
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         await asyncio.gather(*(self._ask_chunk(url, chunk) for chunk in chunks))
 
-    async def _ask_chunk(self, url: str, items: list[_Pending]) -> None:
+    async def _ask_chunk(self, url: str, items: list[Wanted]) -> None:
         slot = self._slots.setdefault(url, asyncio.Semaphore(self.config.concurrency))
         async with slot:
+            started = time.monotonic()
             try:
                 raws = await self._req(url, [address_filter(i.address) for i in items])
             except Exception as exc:  # refused, silent, or broken: none may stop the stage
@@ -299,8 +314,15 @@ class Fetcher:
                 return
         self.stats.requests["ok"] += 1
         self._down.pop(url, None)
-        if url in self.upstreams or len(self.stats.last_success) < _MAX_TRACKED:
-            self.stats.last_success[url] = self.clock()
+        stats = self.stats
+        if (
+            url in self.upstreams
+            or url in stats.last_success
+            or len(stats.last_success) < _MAX_TRACKED
+        ):
+            stats.last_success[url] = self.clock()
+            count, seconds = stats.latency.get(url, (0, 0.0))
+            stats.latency[url] = (count + 1, seconds + time.monotonic() - started)
         for item in items:
             item.tried += 1
             item.answered += 1
@@ -308,8 +330,14 @@ class Fetcher:
             item.reason = f"{url}: not found"
         await self._store_found(url, items, raws)
 
-    def _failed(self, url: str, items: list[_Pending], exc: BaseException) -> None:
+    def _failed(self, url: str, items: list[Wanted], exc: BaseException) -> None:
         self.stats.requests["error"] += 1
+        if (
+            url in self.upstreams
+            or url in self.stats.errors
+            or len(self.stats.errors) < _MAX_TRACKED
+        ):
+            self.stats.errors[url] = self.stats.errors.get(url, 0) + 1
         failures = self._down.get(url, (0, 0.0))[0] + 1
         pause = min(self.config.retry_max_seconds,
                     self.config.retry_base_seconds * 2 ** (failures - 1))  # fmt: skip
@@ -328,10 +356,10 @@ class Fetcher:
         async with connect_upstream(url, timeout, self.limits.max_message_bytes) as upstream:
             return await upstream.req(*filters, most=4 * len(filters))
 
-    async def _store_found(self, url: str, items: list[_Pending], raws: list[Any]) -> None:
+    async def _store_found(self, url: str, items: list[Wanted], raws: list[Any]) -> None:
         assert self._store is not None
         now = int(self.clock())
-        chosen: dict[int, tuple[Any, _Pending]] = {}
+        chosen: dict[int, tuple[Any, Wanted]] = {}
         for event in raws:
             for index, item in enumerate(items):
                 if item.found_at is None and matches(event, item.address):
@@ -355,13 +383,15 @@ class Fetcher:
             return
         for status, item in zip(await self._store.ingest(events, texts), owners, strict=True):
             accepted, message = status.reply
-            if status is IngestStatus.STORED or accepted:
+            # SUPERSEDED: a newer version is stored here, so this database is up to date.
+            if accepted or status is IngestStatus.SUPERSEDED:
                 item.found_at = url
+                item.stored = status is IngestStatus.STORED
                 item.reason = None
             else:
                 item.reason = f"{url}: {message}"[:300]
 
-    async def _record(self, conn: Any, item: _Pending) -> None:
+    async def _record(self, conn: Any, item: Wanted) -> None:
         address = item.address
         if item.found_at is not None:
             outcome, status, reason, delay = "found", "found", None, 0.0
@@ -380,40 +410,3 @@ class Fetcher:
             _Q["record"], address.text, address.kind, address.pubkey, address.d, status,
             reason, item.found_at or item.last, delay,
         )  # fmt: skip
-
-
-def fetcher_metrics(fetcher: Fetcher | None) -> list[Metric]:
-    """The fetcher's samples for a scrape (zeros when it does not run in this process)."""
-    stats = fetcher.stats if fetcher is not None else FetchStats()
-    upstreams = fetcher.upstreams if fetcher is not None else []
-    return [
-        counter("fitrelay_fetcher_fetches", "Missing addresses fetched, by outcome",
-                {(o,): n for o, n in stats.outcomes.items()}, ["outcome"]),
-        counter("fitrelay_fetcher_requests", "REQs sent to upstream relays, by result",
-                {(r,): n for r, n in stats.requests.items()}, ["result"]),
-        counter("fitrelay_fetcher_relay_lists",
-                "Relay lists (kind 10002) fetched from upstreams for authors without one here",
-                {(): stats.relay_lists}),
-        gauge("fitrelay_fetcher_queue_depth", "Missing addresses not given up",
-              stats.depth),
-        gauge("fitrelay_fetcher_oldest_missing_seconds",
-              "Age of the oldest pending missing dependency", stats.oldest_seconds),
-        _per_upstream(stats.last_success, upstreams),
-    ]  # fmt: skip
-
-
-def _per_upstream(last: dict[str, float], upstreams: Sequence[str]) -> Metric:
-    """Configured upstreams by URL; hinted and relay-list relays together as ``other`` (a
-    label per hinted URL would let any author mint series)."""
-    family = GaugeMetricFamily(
-        "fitrelay_fetcher_upstream_last_success",
-        "Unix time of the last answered REQ per configured upstream (other: hints, lists)",
-        labels=["upstream"],
-    )
-    others = [at for url, at in last.items() if url not in upstreams]
-    for url in upstreams:
-        if url in last:
-            family.add_metric([url], last[url])
-    if others:
-        family.add_metric(["other"], max(others))
-    return family

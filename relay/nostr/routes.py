@@ -19,8 +19,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Address", "UrlRules", "address_filter", "matches", "retry_delay", "routes",
-           "write_relays"]  # fmt: skip
+__all__ = ["Address", "UrlRules", "Wanted", "address_filter", "matches", "retry_delay",
+           "routes", "write_relays"]  # fmt: skip
 
 _dec = msgspec.json.Decoder()
 
@@ -35,6 +35,26 @@ class Address:
     @property
     def text(self) -> str:
         return f"{self.kind}:{self.pubkey}:{self.d}"
+
+
+@dataclass(slots=True)
+class Wanted:
+    """One address being asked of its routes, in order, and what the asking found."""
+
+    address: Address
+    routes: list[str]
+    attempts: int = 0
+    """Earlier rounds' tries (of a missing address)."""
+    tried: int = 0
+    """Routes used up this round."""
+    errors: int = 0
+    answered: int = 0
+    reason: str | None = None
+    last: str | None = None
+    found_at: str | None = None
+    """The relay whose version is stored here now (newly, or as a duplicate or an older one)."""
+    stored: bool = False
+    """Whether that version was newly stored (not one this database already had)."""
 
 
 def address_filter(address: Address) -> dict[str, Any]:

@@ -54,3 +54,31 @@ RETURNING true
 
 -- name: give_lease
 UPDATE fitness.fetcher_lease SET expires = '-infinity' WHERE holder = $1
+
+-- name: refresh_due
+-- What freshness re-checks now, the longest overdue first: $1 author kinds, $2/$3 thresholds
+-- per kind (fitness.refresh_candidates), $4 the most to take.
+SELECT kind, pubkey, d, address
+FROM fitness.refresh_candidates($1::int[], $2::int[], $3::float8[])
+WHERE due <= now()
+ORDER BY due, address
+LIMIT $4;
+
+-- name: refresh_state
+-- How much freshness tracks, and how much of it is stale (due for a re-check) now.
+SELECT count(*) AS tracked, count(*) FILTER (WHERE due <= now()) AS stale
+FROM fitness.refresh_candidates($1::int[], $2::int[], $3::float8[]);
+
+-- name: refresh_record
+-- One re-check's outcome: $1 address, $2 kind, $3 pubkey, $4 d, $5 outcome, $6 reason,
+-- $7 the relay that answered (or failed last), $8 seconds until the next check.
+INSERT INTO fitness.refresh_checks AS r
+    (address, kind, pubkey, d, next_check, outcome, reason, last_upstream)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $8), $5, $6, $7)
+ON CONFLICT (address) DO UPDATE SET
+    checks = r.checks + 1,
+    last_check = now(),
+    next_check = now() + make_interval(secs => $8),
+    outcome = $5,
+    reason = $6,
+    last_upstream = coalesce($7, r.last_upstream);

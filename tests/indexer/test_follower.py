@@ -98,8 +98,11 @@ async def test_scenario_tables(store: Store, conn: asyncpg.Connection[Any]) -> N
     assert items == 2
     assert indexer.stats.lag_events == 0
     assert indexer.stats.removals_applied >= 4  # squat v1, plan v1, bench, record 2
-    # The unresolved references: 2 template sets, 1 record set and 1 legacy set naming bench.
-    assert indexer.stats.unresolved_references == 4
+    # The unresolved references: 2 template sets, 1 record set, 1 legacy set and the pack's
+    # member naming bench.
+    assert indexer.stats.unresolved_references == 5
+    members = "SELECT member_d FROM fitness.list_items ORDER BY position"
+    assert [r["member_d"] for r in await conn.fetch(members)] == ["bench", "plank"]
     # Applied removals stay a minute for the relay processes' log tails, then are pruned.
     assert await conn.fetchval("SELECT count(*) FROM removed_events") >= 4
     await conn.execute("UPDATE removed_events SET removed_at = removed_at - interval '61 s'")

@@ -17,7 +17,8 @@ import msgspec
 
 from relay.app import IndexProcess, Relay
 from relay.config import Config, FetcherConfig, IndexerConfig
-from relay.fetcher import Fetcher, fetcher_metrics
+from relay.fetcher import Fetcher
+from relay.fetchermetrics import fetcher_metrics
 from tests.client import RawClient
 from tests.conftest import cloned_database, relay_config, url_of
 from tests.signer import Keys

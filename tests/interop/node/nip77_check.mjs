@@ -5,7 +5,11 @@
 // CASES.json lists cases { name, filter, local: [[created_at, id], ...], have: [id, ...],
 // need: [id, ...] }. For each, the script seals `local` in nostr-tools' storage, runs
 // NegentropySync with `filter` and checks that the ids it reports as had (only here) and
-// needed (only on the relay) are exactly `have` and `need`. Exits 0 and prints
+// needed (only on the relay) are exactly `have` and `need`. A case with `upload` (the signed
+// events behind `have`) is then carried out both ways, as a client's sync would: the `need`
+// ids are fetched by REQ (each event's id and signature verified), the `upload` events are
+// published (each must be answered OK true), and a second reconciliation over the client's
+// new set must find nothing left on either side. Exits 0 and prints
 // "OK [nostr-tools nip77] ..." on success; "FAIL ..." and exit 1 otherwise.
 
 import { readFileSync } from "node:fs";
@@ -15,6 +19,7 @@ import {
   NegentropyStorageVector,
   NegentropySync,
 } from "./node_modules/nostr-tools/lib/esm/nip77.js";
+import { verifyEvent } from "nostr-tools/pure";
 import { Relay, useWebSocketImplementation } from "nostr-tools/relay";
 import WebSocket from "ws";
 
@@ -25,9 +30,11 @@ useWebSocketImplementation(WebSocket);
 const { url, progress, fail } = startCheck("nostr-tools nip77", "nip77_check.mjs");
 const cases = JSON.parse(readFileSync(process.argv[3], "utf8"));
 
-function sync(relay, item) {
+const IDS_PER_REQ = 200;
+
+function sync(relay, item, local = item.local) {
   const storage = new NegentropyStorageVector();
-  for (const [timestamp, id] of item.local) storage.insert(timestamp, id);
+  for (const [timestamp, id] of local) storage.insert(timestamp, id);
   storage.seal();
   const have = new Set();
   const need = new Set();
@@ -50,6 +57,42 @@ function same(got, expected, what) {
   );
 }
 
+function fetchIds(relay, ids) {
+  const got = [];
+  const chunks = [];
+  for (let i = 0; i < ids.length; i += IDS_PER_REQ) chunks.push(ids.slice(i, i + IDS_PER_REQ));
+  return chunks.reduce(
+    (done, chunk) =>
+      done.then(
+        () =>
+          new Promise((resolve) => {
+            const sub = relay.subscribe([{ ids: chunk }], {
+              onevent: (event) => got.push(event),
+              oneose: () => {
+                sub.close();
+                resolve();
+              },
+            });
+          }),
+      ),
+    Promise.resolve(),
+  ).then(() => got);
+}
+
+// Download what the relay has, upload what it lacks, and check that nothing is left.
+async function transfer(relay, item, need) {
+  const fetched = await fetchIds(relay, [...need]);
+  for (const event of fetched) {
+    check(verifyEvent({ ...event }), `bad id or signature on ${event.id}`);
+  }
+  same(new Set(fetched.map((e) => e.id)), need, `${item.name}: fetched`);
+  for (const event of item.upload) await relay.publish(event);
+  const local = [...item.local, ...fetched.map((e) => [e.created_at, e.id])];
+  const after = await sync(relay, item, local);
+  same(after.have, [], `${item.name}: have after the transfer`);
+  same(after.need, [], `${item.name}: need after the transfer`);
+}
+
 try {
   progress.step = "connect";
   const relay = await withTimeout(Relay.connect(url), "connect");
@@ -58,6 +101,10 @@ try {
     const { have, need } = await withTimeout(sync(relay, item), item.name);
     same(have, item.have, `${item.name}: have`);
     same(need, item.need, `${item.name}: need`);
+    if (item.upload) {
+      progress.step = `${item.name}: transfer`;
+      await withTimeout(transfer(relay, item, need), `${item.name}: transfer`);
+    }
   }
   relay.close();
   console.log(`OK [nostr-tools nip77] ${cases.length} cases`);
