@@ -380,12 +380,14 @@ class Workload:
 _EVENT_CACHE = {
     "hits": "fitrelay_event_cache_hits_total",
     "misses": "fitrelay_event_cache_misses_total",
+    "mirror_answers": "fitrelay_mirror_answers_total",
+    "mirror_declined": "fitrelay_mirror_declined_total",
 }
 
 
 def _event_cache_counters(relay: RelayProcess) -> dict[str, float] | None:
-    """The event cache's hit and miss counts so far, as the relay's /metrics reports them;
-    None when it exports none."""
+    """The event cache's hit and miss counts and the mirror's answered and declined REQs so
+    far, as the relay's /metrics reports them; None when it exports none."""
     if relay.metrics is None:
         return None
     try:

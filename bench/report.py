@@ -308,6 +308,13 @@ def render_markdown(results: dict[str, Any]) -> str:
             ]
     for name, t in targets.items():
         held = _get(t, "query", "event_cache")
+        asked = held.get("mirror_answers", 0) + held.get("mirror_declined", 0) if held else 0
+        if held and asked:
+            out += [
+                f"Mirror, {name}, over the REQ shapes: {held['mirror_answers'] / asked:.1%} of"
+                f" the {asked:,.0f} REQs were answered from memory without PostgreSQL.",
+                "",
+            ]
         if held and held.get("hits", 0) + held.get("misses", 0):
             looked_up = held["hits"] + held["misses"]
             text = (
