@@ -21,9 +21,10 @@ from typing import Any
 
 import asyncpg
 
+from indexer.bulk import NetEffect, Unrepresentable, apply_net_effect
 from indexer.model import Issue
 from indexer.store import FitnessStore
-from indexer.transform import derive
+from indexer.transform import Outcome, derive
 from relay.nostr.event import decode_event
 from relay.nostr.kinds import FITNESS_KINDS
 from relay.storage.failures import DATABASE_ERRORS
@@ -31,7 +32,7 @@ from relay.storage.migrate import Conn, migrate
 from relay.storage.postgres import PLANNED_PER_RUN
 from relay.storage.queries import load_queries
 
-__all__ = ["Indexer", "IndexerStats", "apply_entries", "reindex"]
+__all__ = ["BULK_MIN", "Indexer", "IndexerStats", "apply_entries", "reindex"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ _NAME = "main"
 # A value the database cannot store (class 22) or a constraint a row breaks (class 23):
 # a property of one event, not of the connection, so it is recorded and skipped.
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+BULK_MIN = 16
+"""Batches of at least this many log entries are written set-based (a few statements per
+table, whatever the size); shorter ones entry by entry, which costs less for a handful."""
 
 
 @dataclass
@@ -65,44 +69,91 @@ class IndexerStats:
         return max(self.head - self.checkpoint, 0)
 
 
-async def _apply(store: FitnessStore, row: asyncpg.Record) -> list[Issue]:
-    event_id = row["id"].hex()
-    kind = row["kind"]
-    raw = row["raw"]
-    if raw is None:
+_Entry = tuple[str, int, Outcome | None]
+"""A log entry read: event id, kind, and what the event derives (None for a removal)."""
+
+
+def _derive(rows: list[asyncpg.Record]) -> list[_Entry]:
+    return [
+        (
+            row["id"].hex(),
+            row["kind"],
+            None if row["raw"] is None else derive(decode_event(row["raw"])),
+        )
+        for row in rows
+    ]
+
+
+async def _apply(store: FitnessStore, entry: _Entry) -> list[Issue]:
+    event_id, kind, outcome = entry
+    if outcome is None:
         await store.remove_event(event_id, kind)
         return []
-    outcome = derive(decode_event(raw))
     await store.write(outcome.row)
     await store.write_issues(event_id, kind, outcome.issues)
     return list(outcome.issues)
 
 
-async def apply_entries(
-    conn: Conn, rows: list[asyncpg.Record], stats: IndexerStats | None = None
-) -> None:
-    """Apply log entries (``seq, id, kind, raw``; raw NULL for a removal) in order.
-
-    Runs inside the caller's transaction. When the database refuses a row (a value it cannot
-    store), the batch is re-applied one entry at a time and the refused event gets an
-    ``index_errors`` row instead, so one bad event never stalls the log.
-    """
+async def _apply_each(conn: Conn, entries: list[_Entry]) -> list[Issue]:
+    """Entry by entry; when the database refuses a row, again one entry per savepoint."""
     store = FitnessStore(conn)
     issues: list[Issue] = []
     try:
         async with conn.transaction():
-            for row in rows:
-                issues += await _apply(store, row)
+            for entry in entries:
+                issues += await _apply(store, entry)
     except _REFUSED:
         issues = []
-        for row in rows:
+        for entry in entries:
             try:
                 async with conn.transaction():
-                    issues += await _apply(store, row)
+                    issues += await _apply(store, entry)
             except _REFUSED as exc:
                 refused = Issue("storage_error", f"{type(exc).__name__}: {exc}")
-                await store.write_issues(row["id"].hex(), row["kind"], [refused])
+                await store.write_issues(entry[0], entry[1], [refused])
                 issues.append(refused)
+    return issues
+
+
+async def _apply_net(conn: Conn, entries: list[_Entry]) -> list[Issue] | None:
+    """The run folded into its net effect and written set-based (:mod:`indexer.bulk`);
+    None, with nothing changed, when some row could not go that way."""
+    net = NetEffect()
+    issues: list[Issue] = []
+    for event_id, kind, outcome in entries:
+        if outcome is None:
+            net.remove(event_id, kind)
+        else:
+            net.insert(event_id, kind, outcome)
+            issues += outcome.issues
+    try:
+        async with conn.transaction():
+            await apply_net_effect(conn, net)
+    except (*_REFUSED, Unrepresentable) as exc:
+        log.debug("indexer: batch applied entry by entry (%s)", exc)
+        return None
+    return issues
+
+
+async def apply_entries(
+    conn: Conn,
+    rows: list[asyncpg.Record],
+    stats: IndexerStats | None = None,
+    *,
+    bulk_min: int = BULK_MIN,
+) -> None:
+    """Apply log entries (``seq, id, kind, raw``; raw NULL for a removal) in order.
+
+    Runs inside the caller's transaction. A run of at least ``bulk_min`` entries is written
+    set-based (:mod:`indexer.bulk`); a shorter one, or one with a row the database refuses,
+    entry by entry, and then when the database refuses a row (a value it cannot store) the
+    run is re-applied one entry at a time and the refused event gets an ``index_errors`` row
+    instead, so one bad event never stalls the log. Both ways leave the same tables.
+    """
+    entries = _derive(rows)
+    issues = await _apply_net(conn, entries) if len(entries) >= bulk_min else None
+    if issues is None:
+        issues = await _apply_each(conn, entries)
     if stats:
         stats.removals_applied += sum(1 for row in rows if row["raw"] is None)
         stats.events_indexed += sum(1 for row in rows if row["raw"] is not None)
@@ -120,9 +171,10 @@ class Indexer:
 
     name = "indexer"
 
-    def __init__(self, dsn: str, *, batch_size: int = 500) -> None:
+    def __init__(self, dsn: str, *, batch_size: int = 500, bulk_min: int = BULK_MIN) -> None:
         self.dsn = dsn
         self.batch_size = batch_size
+        self.bulk_min = bulk_min
         self.stats = IndexerStats()
         self._wake = asyncio.Event()
         self._conn: asyncpg.Connection[Any] | None = None
@@ -134,7 +186,7 @@ class Indexer:
             head = int(await conn.fetchval(_Q["log_head"]))
             checkpoint = int(await conn.fetchval(_Q["checkpoint"], _NAME) or 0)
             rows = await conn.fetch(_Q["log_entries"], checkpoint, head, _KINDS, self.batch_size)
-            await apply_entries(conn, rows, self.stats)
+            await apply_entries(conn, rows, self.stats, bulk_min=self.bulk_min)
             full = len(rows) == self.batch_size
             done = rows[-1]["seq"] if full else head
             if done != checkpoint:
@@ -206,7 +258,8 @@ class ReindexReport:
 async def reindex(
     dsn: str,
     *,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
+    bulk_min: int = BULK_MIN,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
 ) -> ReindexReport:
@@ -233,7 +286,7 @@ async def reindex(
                 rows = await conn.fetch(_Q["log_entries"], after, head, _KINDS, batch_size)
                 if not rows:
                     break
-                await apply_entries(conn, rows)
+                await apply_entries(conn, rows, bulk_min=bulk_min)
                 after = rows[-1]["seq"]
                 done += len(rows)
                 if bar is not None:
