@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ _NAME = "main"
 # a property of one event, not of the connection, so it is recorded and skipped.
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 BULK_MIN = 16
+CHUNK = 1000
+"""Entries folded and written together within a set-based batch."""
 """Batches of at least this many log entries are written set-based (a few statements per
 table, whatever the size); shorter ones entry by entry, which costs less for a handful."""
 
@@ -135,6 +138,34 @@ async def _apply_net(conn: Conn, entries: list[_Entry]) -> list[Issue] | None:
     return issues
 
 
+async def _apply_chunks(conn: Conn, rows: list[asyncpg.Record]) -> list[Issue]:
+    """Set-based, :data:`CHUNK` entries at a time, each chunk parsed in the parser thread
+    while the previous one is written: the database works while Python parses."""
+    loop = asyncio.get_running_loop()
+    chunks = [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+    pending = loop.run_in_executor(_parser(), _derive, chunks[0])
+    issues: list[Issue] = []
+    for i in range(len(chunks)):
+        entries = await pending
+        if i + 1 < len(chunks):
+            pending = loop.run_in_executor(_parser(), _derive, chunks[i + 1])
+        applied = await _apply_net(conn, entries)
+        issues += applied if applied is not None else await _apply_each(conn, entries)
+    return issues
+
+
+_PARSER: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _parser() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread that parses chunks ahead of the writes (parsing is pure, so it may run
+    beside the event loop)."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="indexer-parse")
+    return _PARSER
+
+
 async def apply_entries(
     conn: Conn,
     rows: list[asyncpg.Record],
@@ -150,10 +181,10 @@ async def apply_entries(
     run is re-applied one entry at a time and the refused event gets an ``index_errors`` row
     instead, so one bad event never stalls the log. Both ways leave the same tables.
     """
-    entries = _derive(rows)
-    issues = await _apply_net(conn, entries) if len(entries) >= bulk_min else None
-    if issues is None:
-        issues = await _apply_each(conn, entries)
+    if len(rows) < bulk_min:
+        issues = await _apply_each(conn, _derive(rows))
+    else:
+        issues = await _apply_chunks(conn, rows)
     if stats:
         stats.removals_applied += sum(1 for row in rows if row["raw"] is None)
         stats.events_indexed += sum(1 for row in rows if row["raw"] is not None)

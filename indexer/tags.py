@@ -8,6 +8,7 @@ A tag with only a name (``["title"]``) counts as absent.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from indexer.model import Hashtag, Issue
@@ -27,15 +28,13 @@ __all__ = [
 Tags = Sequence[Sequence[str]]
 
 
-class _TagIndex:
+class _TagIndex(threading.local):
     """Positions of the tags that carry a value, by name, for the last list of tags read.
 
     A parser asks for a dozen names of one event's tags in a row; indexing them once turns
     each question from a scan of every tag into a lookup. Only the most recent list is
-    kept (by identity and length; parsers never change the tags they read).
+    kept (by identity and length; parsers never change the tags they read), one per thread.
     """
-
-    __slots__ = ("_by_name", "_size", "_tags")
 
     def __init__(self) -> None:
         self._tags: Tags | None = None

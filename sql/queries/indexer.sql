@@ -35,13 +35,17 @@ ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, updated_at = now(
 
 -- name: log_entries
 -- Insertions and removals of the given kinds in (after, head], in log order. raw is NULL
--- for a removal.
+-- for a removal. Each side is limited on its own, so each walks its seq index and stops
+-- after $4 rows (a limit only outside would sort everything after the checkpoint, every
+-- batch: quadratic over a cold catch-up).
 SELECT seq, id, kind, raw FROM (
-    SELECT seq, id, kind, raw FROM events
-    WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+    (SELECT seq, id, kind, raw FROM events
+     WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+     ORDER BY seq LIMIT $4)
     UNION ALL
-    SELECT seq, id, kind, NULL FROM removed_events
-    WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+    (SELECT seq, id, kind, NULL FROM removed_events
+     WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+     ORDER BY seq LIMIT $4)
 ) log
 ORDER BY seq
 LIMIT $4;
@@ -109,6 +113,10 @@ DELETE FROM fitness.templates WHERE event_id = $1 RETURNING pubkey, d;
 DELETE FROM fitness.templates WHERE pubkey = $1 AND d = $2 RETURNING event_id;
 
 -- name: remove_workout
+-- The record and its children (no foreign key cascades to them, see 0012).
+WITH sets AS (DELETE FROM fitness.workout_sets WHERE workout_event_id = $1),
+     splits AS (DELETE FROM fitness.workout_splits WHERE workout_event_id = $1),
+     prs AS (DELETE FROM fitness.workout_prs WHERE workout_event_id = $1)
 DELETE FROM fitness.workouts WHERE event_id = $1;
 
 -- name: remove_non_workout
@@ -273,6 +281,9 @@ WHERE l.kind = a.kind AND l.pubkey = a.pubkey AND l.d = a.d
 RETURNING l.event_id;
 
 -- name: bulk_remove_workouts
+WITH sets AS (DELETE FROM fitness.workout_sets WHERE workout_event_id = ANY($1::text[])),
+     splits AS (DELETE FROM fitness.workout_splits WHERE workout_event_id = ANY($1::text[])),
+     prs AS (DELETE FROM fitness.workout_prs WHERE workout_event_id = ANY($1::text[]))
 DELETE FROM fitness.workouts WHERE event_id = ANY($1::text[]);
 
 -- name: bulk_remove_non_workouts

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from indexer import follower
 from indexer.bulk import NetEffect, timestamp
 from indexer.follower import Indexer, reindex
 from indexer.transform import derive
@@ -161,9 +162,16 @@ async def test_the_scenario_reads_through_each_version(
     assert (plan["weight_kg"], plan["exercise_event_id"]) == (None, v4)  # "fill in"
 
 
+@pytest.mark.parametrize("chunk", [1000, 37])
 async def test_a_held_out_corpus_in_one_batch(
-    db_dsn: str, store: Store, conn: asyncpg.Connection[Any]
+    db_dsn: str,
+    store: Store,
+    conn: asyncpg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
 ) -> None:
+    """One batch, folded whole or in chunks parsed ahead of the writes."""
+    monkeypatch.setattr(follower, "CHUNK", chunk)
     await publish(store, *reversed(CORPUS))
     await index(conn, batch_size=7, bulk_min=NEVER)
     entry_by_entry = await snapshot(conn)
