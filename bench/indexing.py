@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.common import process_cpu
 from bench.generate import FITNESS_MIX, GEN_VERSION, generate_events
 from bench.relays import ROOT, create_database, drop_database, run_fitrelay_import
 from indexer.follower import Indexer, reindex
@@ -105,7 +106,9 @@ async def _reset(conn: asyncpg.Connection[Any]) -> None:
     await conn.execute("VACUUM (ANALYZE) fitness.workouts, fitness.workout_sets")
 
 
-async def _catch_up(dsn: str, batch_size: int, bulk_min: int) -> tuple[float, int]:
+async def _catch_up(dsn: str, batch_size: int, bulk_min: int) -> dict[str, Any]:
+    """A cold catch-up timed, with the CPU seconds of this process (the indexer and its
+    parser thread) and of the PostgreSQL backend serving it."""
     conn = await asyncpg.connect(dsn)
     try:
         await _reset(conn)
@@ -114,11 +117,24 @@ async def _catch_up(dsn: str, batch_size: int, bulk_min: int) -> tuple[float, in
             " ON CONFLICT (name) DO UPDATE SET last_seq = 0"
         )
         indexer = Indexer(dsn, batch_size=batch_size, bulk_min=bulk_min)
+        backend = conn.get_server_pid()
+        pg0, cpu0 = process_cpu([backend]).get(backend, 0.0), time.process_time()
         started = time.perf_counter()
         await indexer.catch_up(conn)
-        return time.perf_counter() - started, indexer.stats.events_indexed
+        seconds = time.perf_counter() - started
+        client = time.process_time() - cpu0
+        backend_cpu = process_cpu([backend]).get(backend, 0.0) - pg0
     finally:
         await conn.close()
+    events = indexer.stats.events_indexed + indexer.stats.removals_applied
+    return {
+        "seconds": round(seconds, 2),
+        "events": events,
+        "events_per_s": round(events / seconds),
+        "indexer_cpu_s": round(client, 2),
+        "postgres_cpu_s": round(backend_cpu, 2),
+        "cpu_ms_per_event": round(1000 * (client + backend_cpu) / max(events, 1), 3),
+    }
 
 
 async def _digest(dsn: str) -> dict[str, str]:
@@ -153,33 +169,24 @@ async def bench_size(args: argparse.Namespace, n: int) -> dict[str, Any]:
             await conn.close()
         result["fitness_events"] = entries
         log(f"{n:,}: {entries:,} stored fitness events; cold catch-up")
-        seconds, indexed = await _catch_up(dsn, args.batch_size, args.batch_size)
-        result["catch_up"] = {
-            "seconds": round(seconds, 2),
-            "events": indexed,
-            "events_per_s": round(indexed / seconds),
-        }
-        log(f"{n:,}: catch-up {indexed / seconds:,.0f} events/s ({seconds:.1f} s)")
+        result["catch_up"] = await _catch_up(dsn, args.batch_size, 1)
+        log(f"{n:,}: catch-up {result['catch_up']}")
         reference = await _digest(dsn)
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), time.process_time()
         report = await reindex(dsn, batch_size=args.batch_size)
         seconds = time.perf_counter() - started
         result["reindex"] = {
             "seconds": round(seconds, 2),
             "events": report.events,
             "events_per_s": round(report.events / seconds),
+            "cpu_s": round(time.process_time() - cpu0, 2),
         }
         log(f"{n:,}: reindex {report.events / seconds:,.0f} events/s ({seconds:.1f} s)")
         if await _digest(dsn) != reference:
             raise SystemExit("reindex built other tables than the catch-up")
         if args.row_by_row:
-            seconds, indexed = await _catch_up(dsn, args.batch_size, args.batch_size + 1)
-            result["row_by_row"] = {
-                "seconds": round(seconds, 2),
-                "events": indexed,
-                "events_per_s": round(indexed / seconds),
-            }
-            log(f"{n:,}: row by row {indexed / seconds:,.0f} events/s ({seconds:.1f} s)")
+            result["row_by_row"] = await _catch_up(dsn, args.batch_size, args.batch_size + 1)
+            log(f"{n:,}: row by row {result['row_by_row']}")
             if await _digest(dsn) != reference:
                 raise SystemExit("the row-by-row path built other tables than the batched one")
         result["tables_equal"] = True
