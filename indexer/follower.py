@@ -45,6 +45,8 @@ _NAME = "main"
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 BULK_MIN = 16
 CHUNK = 1000
+REFERENCE_GAUGES_EVERY = 1.0
+"""Seconds between two refreshes of the unresolved-reference gauges while following."""
 """Entries folded and written together within a set-based batch."""
 """Batches of at least this many log entries are written set-based (a few statements per
 table, whatever the size); shorter ones entry by entry, which costs less for a handful."""
@@ -208,6 +210,7 @@ class Indexer:
         self.bulk_min = bulk_min
         self.stats = IndexerStats()
         self._wake = asyncio.Event()
+        self._references_stale = asyncio.Event()
         self._conn: asyncpg.Connection[Any] | None = None
 
     async def step(self, conn: Conn) -> bool:
@@ -227,14 +230,19 @@ class Indexer:
         return full
 
     async def catch_up(self, conn: Conn) -> None:
-        """Apply batches until the log head seen at the start of the last one is reached."""
+        """Apply batches until the log head seen at the start of the last one is reached,
+        then refresh every gauge."""
+        await self._apply_batches(conn)
+        await self._refresh_references(conn)
+
+    async def _apply_batches(self, conn: Conn) -> None:
         while await self.step(conn):
             pass
-        await self._refresh_gauges(conn)
-
-    async def _refresh_gauges(self, conn: Conn) -> None:
         received = await conn.fetchval(_Q["oldest_unindexed"], self.stats.checkpoint)
         self.stats.lag_seconds = 0.0 if received is None else time.time() - received.timestamp()
+
+    async def _refresh_references(self, conn: Conn) -> None:
+        """The unresolved-reference gauges (scans of every unresolved set and record)."""
         self.stats.unresolved_references = int(await conn.fetchval(_Q["count_unresolved"]))
         oldest = await conn.fetchval(_Q["oldest_unresolved"])
         self.stats.oldest_unresolved_seconds = (
@@ -266,17 +274,40 @@ class Indexer:
 
     async def _follow(self, on_caught_up: Callable[[], None] | None) -> None:
         conn = await _connect(self.dsn)
+        references = asyncio.create_task(self._watch_references())
         try:
             await migrate(conn)
             log.info("indexer: following the log")
             while True:
                 self._wake.clear()
-                await self.catch_up(conn)
+                await self._apply_batches(conn)
+                self._references_stale.set()
                 if on_caught_up:
                     on_caught_up()
                 await self._wake.wait()
         finally:
+            references.cancel()
+            await asyncio.gather(references, return_exceptions=True)
             await conn.close()
+
+    async def _watch_references(self) -> None:
+        """Refresh the unresolved-reference gauges after batches, on a connection of their
+        own and at most every :data:`REFERENCE_GAUGES_EVERY` seconds: on a large database
+        they take seconds, and the next batch does not wait for them."""
+        while True:
+            try:
+                conn = await _connect(self.dsn)
+                try:
+                    while True:
+                        await self._references_stale.wait()
+                        self._references_stale.clear()
+                        await self._refresh_references(conn)
+                        await asyncio.sleep(REFERENCE_GAUGES_EVERY)
+                finally:
+                    await conn.close()
+            except DATABASE_ERRORS as exc:
+                log.warning("indexer gauges: %s; retrying", exc)
+                await asyncio.sleep(1.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer import follower
-from indexer.bulk import NetEffect, timestamp
+from indexer.bulk import NetEffect
 from indexer.follower import Indexer, reindex
+from indexer.rowcopy import timestamp
 from indexer.transform import derive
 from relay.nostr.event import decode_event
 from relay.storage.postgres import Store
