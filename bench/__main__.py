@@ -55,6 +55,7 @@ from bench.fanout import run_fanout
 from bench.generate import PaginationSet, ensure_dataset, ensure_pagination_set, stream_size
 from bench.idle import run_idle
 from bench.ingest import partition_by_author, publish
+from bench.lag import IndexerLag
 from bench.model import Model, decode_events
 from bench.pagination import decode_notes, load_notes, walk
 from bench.profile import PROFILED_PHASES, SAMPLE_RATE, Recording, find_py_spy, py_spy_version
@@ -509,8 +510,13 @@ async def bench_relay(
         if "ingest" in phases:
 
             async def ingest() -> dict[str, Any]:
-                r = await publish(relay.url, work.lines, work.ids, work.parts, window=args.window)
-                return {**r.summary(), "answered": r.answered}
+                load = publish(relay.url, work.lines, work.ids, work.parts, window=args.window)
+                if not kind.endswith("indexer"):
+                    r = await load
+                    return {**r.summary(), "answered": r.answered}
+                async with IndexerLag(dsn) as lag:  # the indexer's lag behind the commits
+                    r = await load
+                return {**r.summary(), "answered": r.answered, "indexer_lag": lag.summary()}
 
             out["ingest"] = await _phase(relay, out, "ingest", ingest, args.dsn, profile("ingest"))
             log(

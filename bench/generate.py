@@ -42,6 +42,7 @@ from relay.nostr.event import canonical_bytes
 
 __all__ = [
     "END_TIME",
+    "FITNESS_MIX",
     "GEN_VERSION",
     "PAGINATION_END",
     "Dataset",
@@ -174,6 +175,15 @@ MIX: list[tuple[str, int]] = [
     ("curation", 1),
 ]
 
+FITNESS_MIX: list[tuple[str, int]] = [
+    ("record_nip101e", 18),
+    ("record_runstr", 12),
+    ("exercise", 4),
+    ("template", 3),
+    ("delete", 1),
+]
+"""The indexer benchmark's set: fitness kinds only, in both record dialects, with new
+versions of exercises and templates and a few deletions (of records and templates)."""
 
 _WEIGHTS = ["0", "20", "40", "60", "80", "100", "120", "140"]
 _NUMBERS = [str(i) for i in range(100)]
@@ -197,7 +207,7 @@ class _Row:
 class _Plan:
     """Decides every event of one set, computing ids as it goes (references need them)."""
 
-    def __init__(self, seed: int, authors: int) -> None:
+    def __init__(self, seed: int, authors: int, mix: Sequence[tuple[str, int]] = MIX) -> None:
         self.rng = random.Random(seed)
         self.authors = authors
         self.secrets = [secret_key(seed, i) for i in range(authors + STREAM_AUTHORS)]
@@ -205,7 +215,7 @@ class _Plan:
         self.cum = list(itertools.accumulate(1.0 / (i + 1) ** ZIPF_S for i in range(authors)))
         self.total = self.cum[-1]
         self.tag_cum = list(itertools.accumulate(1.0 / (i + 1) for i in range(len(HASHTAGS))))
-        mix_kinds, mix_weights = zip(*MIX, strict=True)
+        mix_kinds, mix_weights = zip(*mix, strict=True)
         self.mix_kinds: tuple[str, ...] = mix_kinds
         self.mix_cum = list(itertools.accumulate(mix_weights))
         # State the next events refer to.
@@ -690,10 +700,18 @@ class _Writer:
 
 
 def generate_events(
-    n: int, seed: int, authors: int, out: BinaryIO, *, stream: bool = False, workers: int = 1
+    n: int,
+    seed: int,
+    authors: int,
+    out: BinaryIO,
+    *,
+    stream: bool = False,
+    workers: int = 1,
+    mix: Sequence[tuple[str, int]] = MIX,
 ) -> int:
-    """Write ``n`` signed events (the main set, or the stream set) as JSON Lines."""
-    plan = _Plan(seed, authors)
+    """Write ``n`` signed events (the main set, or the stream set) as JSON Lines; ``mix``
+    weighs the main set's event types (:data:`MIX`, or :data:`FITNESS_MIX`)."""
+    plan = _Plan(seed, authors, mix)
     writer = _Writer(plan.secrets, plan.pubkeys, out, workers)
     try:
         chunks = plan.stream_set(n) if stream else plan.main_set(n)

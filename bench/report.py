@@ -158,6 +158,10 @@ def _rows(results: dict[str, Any]) -> list[Row]:
         (f"  load time for {n:,} events s ↓", lambda t: _get(t, "ingest", "seconds")),
         ("  relay CPU ms per event ↓", cpu_per_event("relay_cpu_s")),
         ("  PostgreSQL backends' CPU ms per event ↓", cpu_per_event("postgres_cpu_s")),
+        (
+            "  indexer lag behind commit p99 ms ↓",
+            lambda t: _get(t, "ingest", "indexer_lag", "p99_ms"),
+        ),
         ("  benchmark client's CPU ms per event", cpu_per_event("client_cpu_s")),
         ("  accepted", lambda t: _get(t, "ingest", "accepted")),
         ("  refused (OK false)", lambda t: sum((_get(t, "ingest", "rejected") or {}).values())),

@@ -18,6 +18,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+import functools
 import re
 
 from indexer.model import Address, Issue
@@ -49,8 +50,11 @@ def _strip_params(coord: str) -> str:
     return f"{head}:{rest[:cut]}"
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def parse_address(value: str, relay: str | None = None) -> Address:
-    """Parse a coordinate leniently; see the module notes for every rule."""
+    """Parse a coordinate leniently; see the module notes for every rule.
+
+    Cached: a batch names the same few thousand coordinates over and over."""
     hint = relay.strip() if relay is not None else ""
     coord, comma, hints = value.strip().partition(",")
     if comma and not hint:

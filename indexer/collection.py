@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from indexer.address import parse_address
 from indexer.model import Address, FitnessList, Issue, ListItem
-from indexer.tags import singleton
+from indexer.tags import forget_tags, singleton
 from relay.nostr.event import Event
 from relay.nostr.kinds import LIST_MEMBER_KINDS
 
@@ -28,6 +28,7 @@ def _text(value: str | None) -> str | None:
 
 def parse_list(event: Event) -> tuple[FitnessList | None, list[Issue]]:
     """Read a 30003/30004 set; None when it holds no exercise or template."""
+    forget_tags()
     members: list[tuple[int, Address]] = []
     for index, tag in enumerate(event.tags):
         if len(tag) >= 2 and tag[0] == "a":

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from indexer.address import parse_address
 from indexer.model import Address
-from indexer.tags import client, first_value
+from indexer.tags import client, first_value, forget_tags
 from relay.nostr.event import Event
 from relay.nostr.kinds import EXERCISE, WORKOUT_RECORD_LEGACY, WORKOUT_TEMPLATE
 
@@ -115,6 +115,7 @@ def _is_email(tags: Tags, content: str) -> bool:
 
 def detect_dialect(event: Event) -> str:
     """``nip101e``, ``runstr``, or the NonWorkout reason (``email``, ``no_workout_tags``)."""
+    forget_tags()
     tags = event.tags
     if event.kind == WORKOUT_RECORD_LEGACY:
         return "nip101e"

@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 
 from indexer.model import Exercise, Issue, Media
-from indexer.tags import hashtags, lowered, singleton, stripped
+from indexer.tags import forget_tags, hashtags, lowered, singleton, stripped
 from indexer.units import INT32_MAX, SET_TYPES
 from relay.nostr.event import Event
 
@@ -142,6 +142,7 @@ def _instructions(content: str) -> str:
 
 def parse_exercise(event: Event) -> tuple[Exercise | None, list[Issue]]:
     """Read a kind 33401 event; the row is always produced, gaps become issues."""
+    forget_tags()
     issues: list[Issue] = []
     tags = event.tags
     d = singleton(tags, "d", issues)

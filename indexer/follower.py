@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,9 +22,10 @@ from typing import Any
 
 import asyncpg
 
+from indexer.bulk import NetEffect, Unrepresentable, apply_net_effect
 from indexer.model import Issue
 from indexer.store import FitnessStore
-from indexer.transform import derive
+from indexer.transform import Outcome, derive
 from relay.nostr.event import decode_event
 from relay.nostr.kinds import FITNESS_KINDS
 from relay.storage.failures import DATABASE_ERRORS
@@ -31,7 +33,7 @@ from relay.storage.migrate import Conn, migrate
 from relay.storage.postgres import PLANNED_PER_RUN
 from relay.storage.queries import load_queries
 
-__all__ = ["Indexer", "IndexerStats", "apply_entries", "reindex"]
+__all__ = ["BULK_MIN", "Indexer", "IndexerStats", "apply_entries", "reindex"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,13 @@ _NAME = "main"
 # A value the database cannot store (class 22) or a constraint a row breaks (class 23):
 # a property of one event, not of the connection, so it is recorded and skipped.
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+BULK_MIN = 16
+CHUNK = 1000
+REFERENCE_GAUGES_EVERY = 1.0
+"""Seconds between two refreshes of the unresolved-reference gauges while following."""
+"""Entries folded and written together within a set-based batch."""
+"""Batches of at least this many log entries are written set-based (a few statements per
+table, whatever the size); shorter ones entry by entry, which costs less for a handful."""
 
 
 @dataclass
@@ -68,50 +77,132 @@ class IndexerStats:
         return max(self.head - self.checkpoint, 0)
 
 
-async def _apply(store: FitnessStore, row: asyncpg.Record) -> list[Issue]:
-    event_id = row["id"].hex()
-    kind = row["kind"]
-    raw = row["raw"]
-    if raw is None:
+_Entry = tuple[str, int, Outcome | None]
+"""A log entry read: event id, kind, and what the event derives (None for a removal)."""
+
+
+def _derive(rows: list[asyncpg.Record]) -> list[_Entry]:
+    return [
+        (
+            row["id"].hex(),
+            row["kind"],
+            None if row["raw"] is None else derive(decode_event(row["raw"])),
+        )
+        for row in rows
+    ]
+
+
+async def _apply(store: FitnessStore, entry: _Entry) -> list[Issue]:
+    event_id, kind, outcome = entry
+    if outcome is None:
         await store.remove_event(event_id, kind)
         return []
-    outcome = derive(decode_event(raw))
     await store.write(outcome.row)
     await store.write_issues(event_id, kind, outcome.issues)
     return list(outcome.issues)
 
 
-async def apply_entries(
-    conn: Conn, rows: list[asyncpg.Record], stats: IndexerStats | None = None
-) -> None:
-    """Apply log entries (``seq, id, kind, raw``; raw NULL for a removal) in order.
-
-    Runs inside the caller's transaction. When the database refuses a row (a value it cannot
-    store), the batch is re-applied one entry at a time and the refused event gets an
-    ``index_errors`` row instead, so one bad event never stalls the log.
-    """
+async def _apply_each(
+    conn: Conn, entries: list[_Entry], references: collections.Counter[str]
+) -> list[Issue]:
+    """Entry by entry; when the database refuses a row, again one entry per savepoint.
+    ``references`` counts how the references written were resolved (local or missing)."""
     store = FitnessStore(conn)
     issues: list[Issue] = []
     try:
         async with conn.transaction():
-            for row in rows:
-                issues += await _apply(store, row)
+            for entry in entries:
+                issues += await _apply(store, entry)
     except _REFUSED:
         issues = []
         store.references.clear()
-        for row in rows:
+        for entry in entries:
             try:
                 async with conn.transaction():
-                    issues += await _apply(store, row)
+                    issues += await _apply(store, entry)
             except _REFUSED as exc:
                 refused = Issue("storage_error", f"{type(exc).__name__}: {exc}")
-                await store.write_issues(row["id"].hex(), row["kind"], [refused])
+                await store.write_issues(entry[0], entry[1], [refused])
                 issues.append(refused)
+    references.update(store.references)
+    return issues
+
+
+async def _apply_net(conn: Conn, entries: list[_Entry]) -> list[Issue] | None:
+    """The run folded into its net effect and written set-based (:mod:`indexer.bulk`);
+    None, with nothing changed, when some row could not go that way."""
+    net = NetEffect()
+    issues: list[Issue] = []
+    for event_id, kind, outcome in entries:
+        if outcome is None:
+            net.remove(event_id, kind)
+        else:
+            net.insert(event_id, kind, outcome)
+            issues += outcome.issues
+    try:
+        async with conn.transaction():
+            await apply_net_effect(conn, net)
+    except (*_REFUSED, Unrepresentable) as exc:
+        log.debug("indexer: batch applied entry by entry (%s)", exc)
+        return None
+    return issues
+
+
+async def _apply_chunks(
+    conn: Conn, rows: list[asyncpg.Record], references: collections.Counter[str]
+) -> list[Issue]:
+    """Set-based, :data:`CHUNK` entries at a time, each chunk parsed in the parser thread
+    while the previous one is written: the database works while Python parses."""
+    loop = asyncio.get_running_loop()
+    chunks = [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
+    pending = loop.run_in_executor(_parser(), _derive, chunks[0])
+    issues: list[Issue] = []
+    for i in range(len(chunks)):
+        entries = await pending
+        if i + 1 < len(chunks):
+            pending = loop.run_in_executor(_parser(), _derive, chunks[i + 1])
+        applied = await _apply_net(conn, entries)
+        issues += applied if applied is not None else await _apply_each(conn, entries, references)
+    return issues
+
+
+_PARSER: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _parser() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread that parses chunks ahead of the writes (parsing is pure, so it may run
+    beside the event loop)."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="indexer-parse")
+    return _PARSER
+
+
+async def apply_entries(
+    conn: Conn,
+    rows: list[asyncpg.Record],
+    stats: IndexerStats | None = None,
+    *,
+    bulk_min: int = BULK_MIN,
+) -> None:
+    """Apply log entries (``seq, id, kind, raw``; raw NULL for a removal) in order.
+
+    Runs inside the caller's transaction. A run of at least ``bulk_min`` entries is written
+    set-based (:mod:`indexer.bulk`); a shorter one, or one with a row the database refuses,
+    entry by entry, and then when the database refuses a row (a value it cannot store) the
+    run is re-applied one entry at a time and the refused event gets an ``index_errors`` row
+    instead, so one bad event never stalls the log. Both ways leave the same tables.
+    """
+    references: collections.Counter[str] = collections.Counter()
+    if len(rows) < bulk_min:
+        issues = await _apply_each(conn, _derive(rows), references)
+    else:
+        issues = await _apply_chunks(conn, rows, references)
     if stats:
         stats.removals_applied += sum(1 for row in rows if row["raw"] is None)
         stats.events_indexed += sum(1 for row in rows if row["raw"] is not None)
         stats.errors_by_reason.update(issue.reason for issue in issues)
-        stats.references.update(store.references)
+        stats.references.update(references)
 
 
 async def _connect(dsn: str) -> asyncpg.Connection[Any]:
@@ -125,11 +216,13 @@ class Indexer:
 
     name = "indexer"
 
-    def __init__(self, dsn: str, *, batch_size: int = 500) -> None:
+    def __init__(self, dsn: str, *, batch_size: int = 500, bulk_min: int = BULK_MIN) -> None:
         self.dsn = dsn
         self.batch_size = batch_size
+        self.bulk_min = bulk_min
         self.stats = IndexerStats()
         self._wake = asyncio.Event()
+        self._references_stale = asyncio.Event()
         self._conn: asyncpg.Connection[Any] | None = None
         self.after_catch_up: list[Callable[[], None]] = []
         """Called each time the indexer has caught up with the log: the fetcher's wake-up, so
@@ -142,7 +235,7 @@ class Indexer:
             head = int(await conn.fetchval(_Q["log_head"]))
             checkpoint = int(await conn.fetchval(_Q["checkpoint"], _NAME) or 0)
             rows = await conn.fetch(_Q["log_entries"], checkpoint, head, _KINDS, self.batch_size)
-            await apply_entries(conn, rows, self.stats)
+            await apply_entries(conn, rows, self.stats, bulk_min=self.bulk_min)
             full = len(rows) == self.batch_size
             done = rows[-1]["seq"] if full else head
             if done != checkpoint:
@@ -152,14 +245,19 @@ class Indexer:
         return full
 
     async def catch_up(self, conn: Conn) -> None:
-        """Apply batches until the log head seen at the start of the last one is reached."""
+        """Apply batches until the log head seen at the start of the last one is reached,
+        then refresh every gauge."""
+        await self._apply_batches(conn)
+        await self._refresh_references(conn)
+
+    async def _apply_batches(self, conn: Conn) -> None:
         while await self.step(conn):
             pass
-        await self._refresh_gauges(conn)
-
-    async def _refresh_gauges(self, conn: Conn) -> None:
         received = await conn.fetchval(_Q["oldest_unindexed"], self.stats.checkpoint)
         self.stats.lag_seconds = 0.0 if received is None else time.time() - received.timestamp()
+
+    async def _refresh_references(self, conn: Conn) -> None:
+        """The unresolved-reference gauges (scans of every unresolved set and record)."""
         self.stats.unresolved_references = int(await conn.fetchval(_Q["count_unresolved"]))
         oldest = await conn.fetchval(_Q["oldest_unresolved"])
         self.stats.oldest_unresolved_seconds = (
@@ -191,19 +289,42 @@ class Indexer:
 
     async def _follow(self, on_caught_up: Callable[[], None] | None) -> None:
         conn = await _connect(self.dsn)
+        references = asyncio.create_task(self._watch_references())
         try:
             await migrate(conn)
             log.info("indexer: following the log")
             while True:
                 self._wake.clear()
-                await self.catch_up(conn)
+                await self._apply_batches(conn)
+                self._references_stale.set()
                 if on_caught_up:
                     on_caught_up()
                 for callback in self.after_catch_up:
                     callback()
                 await self._wake.wait()
         finally:
+            references.cancel()
+            await asyncio.gather(references, return_exceptions=True)
             await conn.close()
+
+    async def _watch_references(self) -> None:
+        """Refresh the unresolved-reference gauges after batches, on a connection of their
+        own and at most every :data:`REFERENCE_GAUGES_EVERY` seconds: on a large database
+        they take seconds, and the next batch does not wait for them."""
+        while True:
+            try:
+                conn = await _connect(self.dsn)
+                try:
+                    while True:
+                        await self._references_stale.wait()
+                        self._references_stale.clear()
+                        await self._refresh_references(conn)
+                        await asyncio.sleep(REFERENCE_GAUGES_EVERY)
+                finally:
+                    await conn.close()
+            except DATABASE_ERRORS as exc:
+                log.warning("indexer gauges: %s; retrying", exc)
+                await asyncio.sleep(1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +337,8 @@ class ReindexReport:
 async def reindex(
     dsn: str,
     *,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
+    bulk_min: int = BULK_MIN,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
 ) -> ReindexReport:
@@ -243,7 +365,7 @@ async def reindex(
                 rows = await conn.fetch(_Q["log_entries"], after, head, _KINDS, batch_size)
                 if not rows:
                     break
-                await apply_entries(conn, rows)
+                await apply_entries(conn, rows, bulk_min=bulk_min)
                 after = rows[-1]["seq"]
                 done += len(rows)
                 if bar is not None:

@@ -30,7 +30,7 @@ from relay.nostr.kinds import EXERCISE, LIST_KINDS, RECORD_KINDS, WORKOUT_TEMPLA
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 
-__all__ = ["FitnessStore", "LinkedExercise"]
+__all__ = ["FitnessStore", "LinkedExercise", "address_of", "read_set", "resolve", "set_columns"]
 
 
 _Q = load_queries("indexer.sql")
@@ -46,7 +46,8 @@ class LinkedExercise:
     equipment: str | None = None
 
 
-def _values(values: SetValues) -> tuple[Any, ...]:
+def set_columns(values: SetValues) -> tuple[Any, ...]:
+    """A set's mapped values in the column order of the set tables (weight_kg … mapped_by)."""
     return (
         values.weight_kg,
         values.weight_raw,
@@ -62,7 +63,7 @@ def _values(values: SetValues) -> tuple[Any, ...]:
     )
 
 
-def _target(ref: Address, kind: int) -> tuple[str | None, str | None]:
+def address_of(ref: Address, kind: int) -> tuple[str | None, str | None]:
     """The (pubkey, d) a reference can resolve to; (None, None) when it names another kind
     or is malformed."""
     if ref.kind != kind or ref.pubkey is None or ref.d is None:
@@ -70,17 +71,17 @@ def _target(ref: Address, kind: int) -> tuple[str | None, str | None]:
     return ref.pubkey, ref.d
 
 
-def _link(
+def resolve(
     ref: Address, known: dict[tuple[str, str], LinkedExercise]
 ) -> tuple[str | None, str | None, LinkedExercise | None]:
     """The exercise address a set names, and the indexed exercise there if any."""
-    pubkey, d = _target(ref, EXERCISE)
+    pubkey, d = address_of(ref, EXERCISE)
     if pubkey is None or d is None:
         return None, None, None
     return pubkey, d, known.get((pubkey, d))
 
 
-def _mapped(
+def read_set(
     values_raw: Sequence[str], linked: LinkedExercise | None, *, prescribed: bool = False
 ) -> SetValues:
     """A set's values read through the exercise it resolves to (the spec's default order when
@@ -200,7 +201,7 @@ class FitnessStore:
                     r["template_d"],
                     r["position"],
                     event_id,
-                    *_values(_mapped(r["values_raw"], linked, prescribed=True)),
+                    *set_columns(read_set(r["values_raw"], linked, prescribed=True)),
                 )
                 for r in rows
             ],
@@ -213,7 +214,7 @@ class FitnessStore:
                     r["workout_event_id"],
                     r["position"],
                     event_id,
-                    *_values(_mapped(r["values_raw"], linked)),
+                    *set_columns(read_set(r["values_raw"], linked)),
                 )
                 for r in rows
             ],
@@ -221,7 +222,7 @@ class FitnessStore:
 
     async def _exercises(self, refs: Iterable[Address]) -> dict[tuple[str, str], LinkedExercise]:
         """The indexed exercises among ``refs``, by address."""
-        keys = {_target(ref, EXERCISE) for ref in refs}
+        keys = {address_of(ref, EXERCISE) for ref in refs}
         wanted = [(p, d) for p, d in keys if p is not None and d is not None]
         if not wanted:
             return {}
@@ -261,7 +262,7 @@ class FitnessStore:
         known = await self._exercises(s.exercise for s in t.sets)
         rows = []
         for s in t.sets:
-            pubkey, d, linked = _link(s.exercise, known)
+            pubkey, d, linked = resolve(s.exercise, known)
             rows.append(
                 (
                     t.pubkey,
@@ -277,7 +278,7 @@ class FitnessStore:
                     s.set_number_given,
                     s.group_number,
                     list(s.values_raw),
-                    *_values(_mapped(s.values_raw, linked, prescribed=True)),
+                    *set_columns(read_set(s.values_raw, linked, prescribed=True)),
                 )
             )
         await conn.executemany(_Q["insert_template_set"], rows)
@@ -288,7 +289,7 @@ class FitnessStore:
         template_pubkey, template_d = (None, None)
         template_event = None
         if w.template is not None:
-            template_pubkey, template_d = _target(w.template, WORKOUT_TEMPLATE)
+            template_pubkey, template_d = address_of(w.template, WORKOUT_TEMPLATE)
             if template_pubkey is not None:
                 template_event = await conn.fetchval(
                     _Q["template_event"], template_pubkey, template_d
@@ -340,7 +341,7 @@ class FitnessStore:
         known = await self._exercises(s.exercise for s in w.sets)
         rows = []
         for s in w.sets:
-            pubkey, d, linked = _link(s.exercise, known)
+            pubkey, d, linked = resolve(s.exercise, known)
             rows.append(
                 (
                     w.event_id,
@@ -354,7 +355,7 @@ class FitnessStore:
                     s.set_number,
                     s.set_number_given,
                     list(s.values_raw),
-                    *_values(_mapped(s.values_raw, linked)),
+                    *set_columns(read_set(s.values_raw, linked)),
                 )
             )
         await conn.executemany(_Q["insert_workout_set"], rows)
@@ -364,7 +365,7 @@ class FitnessStore:
         )
         prs = []
         for pr in w.prs:
-            pubkey, d = _target(pr.exercise, EXERCISE)
+            pubkey, d = address_of(pr.exercise, EXERCISE)
             prs.append(
                 (w.event_id, pr.position, pr.exercise.raw, pubkey, d, pr.metric, pr.value, pr.raw)
             )

@@ -8,6 +8,7 @@ A tag with only a name (``["title"]``) counts as absent.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from indexer.model import Hashtag, Issue
@@ -16,6 +17,7 @@ from indexer.units import parse_duration, parse_number
 __all__ = [
     "client",
     "first_value",
+    "forget_tags",
     "hashtags",
     "index_of",
     "read_duration",
@@ -26,23 +28,55 @@ __all__ = [
 Tags = Sequence[Sequence[str]]
 
 
+class _TagIndex(threading.local):
+    """Positions of the tags that carry a value, by name, for the last list of tags read.
+
+    A parser asks for a dozen names of one event's tags in a row; indexing them once turns
+    each question from a scan of every tag into a lookup. Only the most recent list is
+    kept (by identity and length; parsers never change the tags they read), one per thread.
+    """
+
+    def __init__(self) -> None:
+        self._tags: Tags | None = None
+        self._size = -1
+        self._by_name: dict[str, list[int]] = {}
+
+    def forget(self) -> None:
+        self._tags, self._size, self._by_name = None, -1, {}
+
+    def positions(self, tags: Tags, name: str) -> Sequence[int]:
+        if tags is not self._tags or len(tags) != self._size:
+            by_name: dict[str, list[int]] = {}
+            for index, tag in enumerate(tags):
+                if len(tag) >= 2:
+                    by_name.setdefault(tag[0], []).append(index)
+            self._tags, self._size, self._by_name = tags, len(tags), by_name
+        return self._by_name.get(name, ())
+
+
+_INDEX = _TagIndex()
+
+
+def forget_tags() -> None:
+    """Drop the index of the last tags read: each parser's entry point calls it, so an
+    event's tags are indexed afresh even when a list is reused with other contents."""
+    _INDEX.forget()
+
+
 def first_value(tags: Tags, name: str) -> str | None:
     """The value of the first ``name`` tag that has one, else None."""
-    for tag in tags:
-        if len(tag) >= 2 and tag[0] == name:
-            return tag[1]
-    return None
+    positions = _INDEX.positions(tags, name)
+    return tags[positions[0]][1] if positions else None
 
 
 def singleton(tags: Tags, name: str, issues: list[Issue]) -> str | None:
     """Like :func:`first_value`, noting later tags of the name that disagree."""
-    found: str | None = None
-    for index, tag in enumerate(tags):
-        if len(tag) < 2 or tag[0] != name:
-            continue
-        if found is None:
-            found = tag[1]
-        elif tag[1] != found:
+    positions = _INDEX.positions(tags, name)
+    if not positions:
+        return None
+    found = tags[positions[0]][1]
+    for index in positions[1:]:
+        if tags[index][1] != found:
             issues.append(Issue("repeated_tag", f"{name}: kept the first value", index))
     return found
 
@@ -54,9 +88,8 @@ def hashtags(tags: Tags) -> tuple[Hashtag, ...]:
     """
     seen: set[str] = set()
     out: list[Hashtag] = []
-    for tag in tags:
-        if len(tag) < 2 or tag[0] != "t":
-            continue
+    for index in _INDEX.positions(tags, "t"):
+        tag = tags[index]
         normal = tag[1].strip().lower()
         if normal and normal not in seen:
             seen.add(normal)
@@ -72,7 +105,8 @@ def client(tags: Tags) -> str | None:
 
 def index_of(tags: Tags, name: str) -> int | None:
     """The position of the first ``name`` tag that has a value."""
-    return next((i for i, t in enumerate(tags) if len(t) >= 2 and t[0] == name), None)
+    positions = _INDEX.positions(tags, name)
+    return positions[0] if positions else None
 
 
 def read_number(tags: Tags, name: str, issues: list[Issue]) -> float | None:

@@ -20,7 +20,15 @@ from __future__ import annotations
 
 from indexer.model import Issue, PrescribedSet, Template
 from indexer.sets import read_set_tags
-from indexer.tags import client, hashtags, lowered, read_duration, read_number, singleton
+from indexer.tags import (
+    client,
+    forget_tags,
+    hashtags,
+    lowered,
+    read_duration,
+    read_number,
+    singleton,
+)
 from relay.nostr.event import Event
 
 __all__ = ["parse_template"]
@@ -28,6 +36,7 @@ __all__ = ["parse_template"]
 
 def parse_template(event: Event) -> tuple[Template | None, list[Issue]]:
     """Read a kind 33402 event; the row is always produced, gaps become issues."""
+    forget_tags()
     issues: list[Issue] = []
     tags = event.tags
     d = singleton(tags, "d", issues)

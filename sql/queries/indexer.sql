@@ -35,13 +35,17 @@ ON CONFLICT (name) DO UPDATE SET last_seq = excluded.last_seq, updated_at = now(
 
 -- name: log_entries
 -- Insertions and removals of the given kinds in (after, head], in log order. raw is NULL
--- for a removal.
+-- for a removal. Each side is limited on its own, so each walks its seq index and stops
+-- after $4 rows (a limit only outside would sort everything after the checkpoint, every
+-- batch: quadratic over a cold catch-up).
 SELECT seq, id, kind, raw FROM (
-    SELECT seq, id, kind, raw FROM events
-    WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+    (SELECT seq, id, kind, raw FROM events
+     WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+     ORDER BY seq LIMIT $4)
     UNION ALL
-    SELECT seq, id, kind, NULL FROM removed_events
-    WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+    (SELECT seq, id, kind, NULL FROM removed_events
+     WHERE seq > $1 AND seq <= $2 AND kind = ANY($3::integer[])
+     ORDER BY seq LIMIT $4)
 ) log
 ORDER BY seq
 LIMIT $4;
@@ -111,6 +115,10 @@ DELETE FROM fitness.templates WHERE event_id = $1 RETURNING pubkey, d;
 DELETE FROM fitness.templates WHERE pubkey = $1 AND d = $2 RETURNING event_id;
 
 -- name: remove_workout
+-- The record and its children (no foreign key cascades to them, see 0012).
+WITH sets AS (DELETE FROM fitness.workout_sets WHERE workout_event_id = $1),
+     splits AS (DELETE FROM fitness.workout_splits WHERE workout_event_id = $1),
+     prs AS (DELETE FROM fitness.workout_prs WHERE workout_event_id = $1)
 DELETE FROM fitness.workouts WHERE event_id = $1;
 
 -- name: remove_non_workout
@@ -239,3 +247,112 @@ WHERE workout_event_id = $1 AND position = $2;
 -- Point the records naming a template address at its current version (NULL: none).
 UPDATE fitness.workouts SET template_event_id = $3
 WHERE template_pubkey = $1 AND template_d = $2;
+
+-- Applying a batch set-based (indexer/bulk.py) ---------------------------------------------
+-- A batch's net effect: first every row it removes or replaces goes (by event id, or by an
+-- address the batch writes), then the rows it leaves are copied in, then references to the
+-- addresses it changed are re-pointed once.
+
+-- name: bulk_remove_exercises
+-- The exercises held by the removed ids ($1) or at the addresses written ($2, $3), with the
+-- format each was read through (sets naming them were mapped with it).
+DELETE FROM fitness.exercises e USING (
+    SELECT pubkey, d FROM fitness.exercises WHERE event_id = ANY($1::text[])
+    UNION
+    SELECT * FROM unnest($2::text[], $3::text[])
+) a (pubkey, d)
+WHERE e.pubkey = a.pubkey AND e.d = a.d
+RETURNING e.event_id, e.pubkey, e.d, e.format, e.format_units, e.equipment;
+
+-- name: bulk_remove_templates
+DELETE FROM fitness.templates t USING (
+    SELECT pubkey, d FROM fitness.templates WHERE event_id = ANY($1::text[])
+    UNION
+    SELECT * FROM unnest($2::text[], $3::text[])
+) a (pubkey, d)
+WHERE t.pubkey = a.pubkey AND t.d = a.d
+RETURNING t.event_id, t.pubkey, t.d;
+
+-- name: bulk_remove_lists
+DELETE FROM fitness.lists l USING (
+    SELECT kind, pubkey, d FROM fitness.lists WHERE event_id = ANY($1::text[])
+    UNION
+    SELECT * FROM unnest($2::integer[], $3::text[], $4::text[])
+) a (kind, pubkey, d)
+WHERE l.kind = a.kind AND l.pubkey = a.pubkey AND l.d = a.d
+RETURNING l.event_id;
+
+-- name: bulk_remove_workouts
+WITH sets AS (DELETE FROM fitness.workout_sets WHERE workout_event_id = ANY($1::text[])),
+     splits AS (DELETE FROM fitness.workout_splits WHERE workout_event_id = ANY($1::text[])),
+     prs AS (DELETE FROM fitness.workout_prs WHERE workout_event_id = ANY($1::text[]))
+DELETE FROM fitness.workouts WHERE event_id = ANY($1::text[]);
+
+-- name: bulk_remove_non_workouts
+DELETE FROM fitness.non_workouts WHERE event_id = ANY($1::text[]);
+
+-- name: bulk_remove_errors
+DELETE FROM fitness.index_errors WHERE event_id = ANY($1::text[]);
+
+-- name: bulk_template_events
+-- The indexed templates among the given addresses (parallel arrays).
+SELECT t.pubkey, t.d, t.event_id FROM fitness.templates t
+JOIN unnest($1::text[], $2::text[]) AS a (pubkey, d) ON t.pubkey = a.pubkey AND t.d = a.d;
+
+-- name: bulk_relink_workouts
+-- Point the records naming the given template addresses at the version indexed there now.
+UPDATE fitness.workouts w SET template_event_id = t.event_id
+FROM unnest($1::text[], $2::text[]) AS a (pubkey, d)
+LEFT JOIN fitness.templates t ON t.pubkey = a.pubkey AND t.d = a.d
+WHERE w.template_pubkey = a.pubkey AND w.template_d = a.d;
+
+-- name: bulk_repoint_template_sets
+-- Sets whose exercise got a new version read through the same format: only the id changes.
+UPDATE fitness.template_sets s SET exercise_event_id = a.event_id
+FROM unnest($1::text[], $2::text[], $3::text[]) AS a (pubkey, d, event_id)
+WHERE s.exercise_pubkey = a.pubkey AND s.exercise_d = a.d;
+
+-- name: bulk_repoint_workout_sets
+UPDATE fitness.workout_sets s SET exercise_event_id = a.event_id
+FROM unnest($1::text[], $2::text[], $3::text[]) AS a (pubkey, d, event_id)
+WHERE s.exercise_pubkey = a.pubkey AND s.exercise_d = a.d;
+
+-- name: bulk_template_sets_of_exercises
+SELECT s.template_pubkey, s.template_d, s.position, s.exercise_pubkey, s.exercise_d,
+    s.values_raw
+FROM fitness.template_sets s
+JOIN unnest($1::text[], $2::text[]) AS a (pubkey, d)
+    ON s.exercise_pubkey = a.pubkey AND s.exercise_d = a.d;
+
+-- name: bulk_workout_sets_of_exercises
+SELECT s.workout_event_id, s.position, s.exercise_pubkey, s.exercise_d, s.values_raw
+FROM fitness.workout_sets s
+JOIN unnest($1::text[], $2::text[]) AS a (pubkey, d)
+    ON s.exercise_pubkey = a.pubkey AND s.exercise_d = a.d;
+
+-- name: bulk_relink_template_sets
+-- Sets re-read through their exercise's new format (or the default order when it went).
+UPDATE fitness.template_sets s SET exercise_event_id = u.event_id, weight_kg = u.weight_kg,
+    weight_raw = u.weight_raw, weight_unit = u.weight_unit, reps = u.reps, rpe = u.rpe,
+    set_type = u.set_type, set_type_raw = u.set_type_raw, duration_s = u.duration_s,
+    distance_m = u.distance_m, heart_rate = u.heart_rate, mapped_by = u.mapped_by
+FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::float8[], $6::text[],
+    $7::text[], $8::float8[], $9::float8[], $10::text[], $11::text[], $12::float8[],
+    $13::float8[], $14::float8[], $15::text[])
+    AS u (template_pubkey, template_d, position, event_id, weight_kg, weight_raw,
+        weight_unit, reps, rpe, set_type, set_type_raw, duration_s, distance_m, heart_rate,
+        mapped_by)
+WHERE s.template_pubkey = u.template_pubkey AND s.template_d = u.template_d
+    AND s.position = u.position;
+
+-- name: bulk_relink_workout_sets
+UPDATE fitness.workout_sets s SET exercise_event_id = u.event_id, weight_kg = u.weight_kg,
+    weight_raw = u.weight_raw, weight_unit = u.weight_unit, reps = u.reps, rpe = u.rpe,
+    set_type = u.set_type, set_type_raw = u.set_type_raw, duration_s = u.duration_s,
+    distance_m = u.distance_m, heart_rate = u.heart_rate, mapped_by = u.mapped_by
+FROM unnest($1::text[], $2::integer[], $3::text[], $4::float8[], $5::text[], $6::text[],
+    $7::float8[], $8::float8[], $9::text[], $10::text[], $11::float8[], $12::float8[],
+    $13::float8[], $14::text[])
+    AS u (workout_event_id, position, event_id, weight_kg, weight_raw, weight_unit, reps,
+        rpe, set_type, set_type_raw, duration_s, distance_m, heart_rate, mapped_by)
+WHERE s.workout_event_id = u.workout_event_id AND s.position = u.position;
