@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from indexer.model import Exercise, FitnessList, Template, Workout
-from indexer.store import LinkedExercise, address_of, read_set, resolve, set_columns
+from indexer.store import (
+    LinkedExercise,
+    address_of,
+    read_set,
+    resolve,
+    set_columns,
+    workout_values,
+)
 from relay.nostr.kinds import EXERCISE, WORKOUT_TEMPLATE
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
@@ -320,50 +327,7 @@ async def copy_workouts(
         template_event = None
         if template_pubkey is not None and template_d is not None:
             template_event = templates.get((template_pubkey, template_d))
-        rows.append(
-            (
-                w.event_id,
-                w.kind,
-                w.pubkey,
-                w.d,
-                timestamp(w.created_at),
-                w.dialect,
-                w.title,
-                w.workout_type,
-                w.activity,
-                w.activity_raw,
-                timestamp(w.started_at),
-                timestamp(w.ended_at),
-                w.start_raw,
-                w.end_raw,
-                w.duration_s,
-                w.duration_raw,
-                w.completed,
-                w.rounds_completed,
-                w.interval_s,
-                w.template.raw if w.template else None,
-                template_pubkey,
-                template_d,
-                w.template.relay if w.template else None,
-                template_event,
-                w.notes,
-                w.client,
-                w.source,
-                [tag.tag for tag in w.hashtags],
-                w.distance_m,
-                w.distance_raw,
-                w.distance_unit,
-                w.elevation_gain_m,
-                w.elevation_loss_m,
-                w.calories,
-                w.steps,
-                w.avg_heart_rate,
-                w.max_heart_rate,
-                w.avg_pace_s_per_km,
-                w.avg_pace_raw,
-                w.avg_pace_unit,
-            )
-        )
+        rows.append(workout_values(w, template_pubkey, template_d, template_event, timestamp))
         for s in w.sets:
             pubkey, d, linked = resolve(s.exercise, known)
             sets.append(

@@ -10,7 +10,7 @@ exercise or template they name is written or removed.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,46 +297,7 @@ class FitnessStore:
                 self.references["missing" if template_event is None else "local"] += 1
         await conn.execute(
             _Q["insert_workout"],
-            w.event_id,
-            w.kind,
-            w.pubkey,
-            w.d,
-            w.created_at,
-            w.dialect,
-            w.title,
-            w.workout_type,
-            w.activity,
-            w.activity_raw,
-            w.started_at,
-            w.ended_at,
-            w.start_raw,
-            w.end_raw,
-            w.duration_s,
-            w.duration_raw,
-            w.completed,
-            w.rounds_completed,
-            w.interval_s,
-            w.template.raw if w.template else None,
-            template_pubkey,
-            template_d,
-            w.template.relay if w.template else None,
-            template_event,
-            w.notes,
-            w.client,
-            w.source,
-            [tag.tag for tag in w.hashtags],
-            w.distance_m,
-            w.distance_raw,
-            w.distance_unit,
-            w.elevation_gain_m,
-            w.elevation_loss_m,
-            w.calories,
-            w.steps,
-            w.avg_heart_rate,
-            w.max_heart_rate,
-            w.avg_pace_s_per_km,
-            w.avg_pace_raw,
-            w.avg_pace_unit,
+            *workout_values(w, template_pubkey, template_d, template_event),
         )
         known = await self._exercises(s.exercise for s in w.sets)
         rows = []
@@ -401,3 +362,57 @@ class FitnessStore:
                 for item in lst.items
             ],
         )
+
+
+def workout_values(
+    w: Workout,
+    template_pubkey: str | None,
+    template_d: str | None,
+    template_event: str | None,
+    time: Callable[[float | None], object] = lambda seconds: seconds,
+) -> tuple[object, ...]:
+    """The columns of ``w``'s ``fitness.workouts`` row, in the order of ``insert_workout``
+    and of the COPY in :mod:`indexer.rowcopy`; ``time`` turns its times into what the
+    statement takes (``insert_workout`` takes seconds and converts them itself)."""
+    return (
+        w.event_id,
+        w.kind,
+        w.pubkey,
+        w.d,
+        time(w.created_at),
+        w.dialect,
+        w.title,
+        w.workout_type,
+        w.activity,
+        w.activity_raw,
+        time(w.started_at),
+        time(w.ended_at),
+        w.start_raw,
+        w.end_raw,
+        w.duration_s,
+        w.duration_raw,
+        w.completed,
+        w.rounds_completed,
+        w.interval_s,
+        w.template.raw if w.template else None,
+        template_pubkey,
+        template_d,
+        w.template.relay if w.template else None,
+        template_event,
+        w.notes,
+        w.client,
+        w.source,
+        [tag.tag for tag in w.hashtags],
+        w.distance_m,
+        w.distance_raw,
+        w.distance_unit,
+        w.elevation_gain_m,
+        w.elevation_loss_m,
+        w.calories,
+        w.steps,
+        w.avg_heart_rate,
+        w.max_heart_rate,
+        w.avg_pace_s_per_km,
+        w.avg_pace_raw,
+        w.avg_pace_unit,
+    )
