@@ -44,7 +44,7 @@ from relay.server.websocket import WebSocketServer
 from relay.server.writer import Writer
 from relay.stages import Stage, Stages
 from relay.storage.cache import QueryCache
-from relay.storage.cachedstore import CachedStore, QueryStore
+from relay.storage.cachedstore import CachedStore, PagedStore, QueryStore
 from relay.storage.eventcache import EventCache
 from relay.storage.indexing import Indexing, prepare, search_ready
 from relay.storage.migrate import migrate
@@ -259,15 +259,18 @@ class Relay:
             else None
         )
         limit = cfg.relay.limits.default_limit
-        answers: QueryStore = (
-            MirroredStore(self.store, self.mirror, default_limit=limit)
-            if self.mirror is not None
-            else self.store
-        )
-        self.queries: QueryStore = (
-            CachedStore(answers, self.cache, default_limit=limit)
+        # The mirror answers first; what it cannot tell goes to the query cache, then to
+        # PostgreSQL.
+        self.cached: CachedStore | None = (
+            CachedStore(self.store, self.cache, default_limit=limit)
             if self.cache is not None
-            else answers
+            else None
+        )
+        behind: PagedStore = self.cached or self.store
+        self.queries: QueryStore = (
+            MirroredStore(behind, self.mirror, default_limit=limit)
+            if self.mirror is not None
+            else behind
         )
         self.listener = listener = CommitListener(self.dsn)
         self.tail = LogTail(self.store, self.live, cache=self.cache, mirror=self.mirror)
@@ -386,9 +389,9 @@ class Relay:
         await self._release()
 
     async def _release(self) -> None:
-        queries = getattr(self, "queries", None)
-        if isinstance(queries, CachedStore):
-            await queries.close()
+        cached = getattr(self, "cached", None)
+        if cached is not None:
+            await cached.close()
         self._unwatch_gc()
         self._unwatch_gc = lambda: None
         for pool in (self.pool, self.write_pool):

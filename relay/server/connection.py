@@ -44,6 +44,7 @@ from relay.server.writer import Writer, WriterUnavailable
 from relay.storage.cachedstore import PagedStore, QueryStore
 from relay.storage.cachekey import Rows
 from relay.storage.failures import DATABASE_ERRORS
+from relay.storage.mirror import MirroredStore
 from relay.storage.postgres import PoolBusy
 
 __all__ = ["Connection"]
@@ -79,6 +80,12 @@ class _Subscription:
     """Ids in the stored answer that the log tail had not dispatched yet."""
     held_bytes: int = 0
     """Size of ``buffer``: bounded like the outbound queue."""
+
+
+async def _paged(rows: Rows) -> AsyncGenerator[Rows, None]:
+    """An answer already in hand, a page at a time."""
+    for start in range(0, max(len(rows), 1), PAGE_EVENTS):
+        yield rows[start : start + PAGE_EVENTS]
 
 
 class Connection:
@@ -124,6 +131,8 @@ class Connection:
         self.subs: dict[str, _Subscription] = {}
         self.writes: set[asyncio.Task[None]] = set()
         self.counts: set[asyncio.Task[None]] = set()
+        self.memory = store if isinstance(store, MirroredStore) else None
+        """``store`` when it can answer from memory in the REQ's own turn."""
         self.paged = store if isinstance(store, PagedStore) else None
         """``store`` when it hands answers over in pages (checked once: a protocol check is
         slow)."""
@@ -404,8 +413,38 @@ class Connection:
         sub = _Subscription()
         self.subs[sub_id] = sub
         self.index.add(self, sub_id, filters)
-        sub.task = task = asyncio.create_task(self._initial(sub_id, sub, filters))
+        pages: AsyncGenerator[Rows, None] | None = None
+        if self.memory is not None and not self.writes:
+            # Nothing of this connection's is still being stored, so the memory may answer
+            # now, in this turn of the loop, without a task (most REQs end here).
+            started = time.monotonic()
+            now = int(time.time())
+            rows = self.memory.answer_now(filters, now)
+            if rows is None:
+                pages = self.memory.inner.pages(filters, now, PAGE_EVENTS)
+            elif self._answer_now(sub_id, sub, rows, started):
+                return
+            else:
+                pages = _paged(rows)
+        sub.task = task = asyncio.create_task(self._initial(sub_id, sub, filters, pages))
         task.add_done_callback(self._query_done)
+
+    def _answer_now(self, sub_id: str, sub: _Subscription, rows: Rows, started: float) -> bool:
+        """Queue ``rows`` and EOSE at once when they fit in the room the client has; False
+        (nothing done) when they do not, and the answer must wait for it."""
+        size = sum(len(raw) for _id, raw in rows)
+        if self.closing or self.outbound_bytes + size > self.answer_buffer:
+            return False
+        sub.seen_upto = self.tail.known_committed()
+        sent = {event_id for event_id, _raw in rows}
+        if rows:
+            sub.answered |= self.tail.undispatched_local(i.hex() for i in sent)
+            frames = encode_events(sub_id, (raw for _event_id, raw in rows))
+            self.metrics.sent[b"EVENT"].inc(len(frames))
+            self._queue(*frames)
+        self._finish_answer(sub_id, sub, sent, time.monotonic() - started)
+        self.session.query_finished()
+        return True
 
     def _query_done(self, _task: object) -> None:
         """A Subscribe's stored query or a Count ended, however (even cancelled unstarted)."""
@@ -422,13 +461,21 @@ class Connection:
         self.index.remove(self, sub_id)
         self.reply(self.session.query_failed(sub_id, timed_out=timed_out))
 
-    async def _initial(self, sub_id: str, sub: _Subscription, filters: tuple[Filter, ...]) -> None:
+    async def _initial(
+        self,
+        sub_id: str,
+        sub: _Subscription,
+        filters: tuple[Filter, ...],
+        answer: AsyncGenerator[Rows, None] | None = None,
+    ) -> None:
+        """Send the stored answer, read a page at a time from ``answer`` (when the REQ's
+        turn already chose where it comes from) or from the store, then EOSE."""
         started = time.monotonic()
         await self.own_writes()
         sub.seen_upto = self.tail.known_committed()
         sent: set[bytes] = set()
         try:
-            async with contextlib.aclosing(self._pages(filters)) as pages:
+            async with contextlib.aclosing(answer or self._pages(filters)) as pages:
                 while True:
                     async with self.db_turns:
                         rows = await anext(pages, None)
@@ -449,11 +496,17 @@ class Connection:
             log.exception("conn %d: query failed", self.conn_id)
             self._fail(sub_id, timed_out=False)
             return
+        self._finish_answer(sub_id, sub, sent, time.monotonic() - started)
+
+    def _finish_answer(
+        self, sub_id: str, sub: _Subscription, sent: set[bytes], seconds: float
+    ) -> None:
+        """EOSE, then the live events held back meanwhile that the answer did not hold."""
         if not self.closing:
             self.metrics.sent[b"EOSE"].inc()
             self._queue(encode_eose(sub_id))
         self.metrics.req_events.inc(len(sent))
-        self.metrics.req_eose.observe(time.monotonic() - started)
+        self.metrics.req_eose.observe(seconds)
         held, sub.buffer = sub.buffer or [], None
         for event_id, data in held:
             if bytes.fromhex(event_id) not in sent:

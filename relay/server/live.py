@@ -187,6 +187,9 @@ class LogTail:
         self._local: set[str] = set()
         """Ids stored by this process's writer and not yet read back from the log: the
         writer already invalidated the cache for them, and a stored answer may hold them."""
+        self._held: dict[str, tuple[Event, str]] = {}
+        """With a mirror, the events of :attr:`_local` themselves, so that reading the log
+        back needs neither their JSON from PostgreSQL nor decoding it again."""
         self._wake = asyncio.Event()
         self._woken_at = time.monotonic()
 
@@ -253,13 +256,16 @@ class LogTail:
         if self.mirror is not None:
             self.wake()  # the store told the mirror; its next snapshot must follow
 
-    def committed(self, ids: list[str]) -> None:
-        """The local writer stored these events (and invalidated the cache for them).
+    def committed(self, stored: list[tuple[Event, str]]) -> None:
+        """The local writer stored these events, each with its JSON (and invalidated the
+        cache for them).
 
         Until the tail reads them back, a query may already have answered with them: the
         connection learns which from :meth:`undispatched_local` so that they are not sent
         again as live news, whether or not the query cache is on."""
-        self._local.update(ids)
+        self._local.update(event.id for event, _raw in stored)
+        if self.mirror is not None:
+            self._held.update((event.id, (event, raw)) for event, raw in stored)
         self.wake()
 
     def wake(self) -> None:
@@ -274,6 +280,8 @@ class LogTail:
         await self._read_log()
         if earlier:
             self._local -= earlier
+            for event_id in earlier:
+                self._held.pop(event_id, None)
 
     async def _read_log(self) -> None:
         since = self._woken_at
@@ -332,7 +340,7 @@ class LogTail:
         while True:
             began = mirror.writes
             removed, rows = await self.store.log_snapshot(
-                self.position, self.removals_position, self.page
+                self.position, self.removals_position, self.page, list(self._held)
             )
             bound = min(
                 removed[-1].seq if len(removed) == self.page else _END,
@@ -353,7 +361,12 @@ class LogTail:
 
     def _decoded(self, rows: list[Stored]) -> list[tuple[Stored, Event, bytes]]:
         decoded: list[tuple[Stored, Event, bytes]] = []
+        held = self._held
         for row in rows:
+            if not row.raw:  # written here: the event and its JSON are held
+                event, text = held.pop(row.event_id)
+                decoded.append((Stored(row.seq, text, row.event_id), event, text.encode()))
+                continue
             raw = row.raw.encode()
             try:
                 decoded.append((row, decode_event(raw), raw))

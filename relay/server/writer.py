@@ -56,7 +56,7 @@ class Writer:
         *,
         max_batch: int,
         queue_size: int,
-        on_commit: Callable[[list[str]], None] = lambda _ids: None,
+        on_commit: Callable[[list[tuple[Event, str]]], None] = lambda _stored: None,
         on_write: Callable[[list[Event]], None] = lambda _events: None,
         metrics: Metrics | None = None,
         summary_seconds: float = 60.0,
@@ -125,7 +125,7 @@ class Writer:
             self._fail(batch, exc)
             return
         stored = [
-            item.event.id
+            (item.event, item.raw)
             for item, status in zip(batch, statuses, strict=True)
             if status is IngestStatus.STORED
         ]

@@ -28,7 +28,7 @@ import heapq
 import itertools
 from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from relay.nostr.event import Event, expiration
 from relay.nostr.filters import Filter, matches
@@ -317,37 +317,40 @@ class Mirror:
         the smallest reading (no more events than it holds can match), plus a little per
         stream merged."""
         empty: _Stream = []
-        bare = replace(flt, since=None, until=None, limit=None)
-        options: list[tuple[list[_Stream], Filter]] = []
+        # Each reading: its streams, and what it makes true (the fields or the tag, by
+        # position, left out of the check); the rest of the filter is built for the one chosen.
+        options: list[tuple[list[_Stream], tuple[str, ...], int]] = []
         authors, kinds = flt.authors, flt.kinds
         if authors is not None and kinds is not None:
             if len(authors) * len(kinds) <= MAX_MERGED_STREAMS:
                 pairs = itertools.product(authors, kinds)
                 streams = [self._author_kinds.get(pair, empty) for pair in pairs]
-                options.append((streams, replace(bare, authors=None, kinds=None)))
+                options.append((streams, ("authors", "kinds"), -1))
         if authors is not None:
-            streams = [self._authors.get(a, empty) for a in authors]
-            options.append((streams, replace(bare, authors=None)))
+            options.append(([self._authors.get(a, empty) for a in authors], ("authors",), -1))
         if kinds is not None:
-            streams = [self._kinds.get(k, empty) for k in kinds]
-            options.append((streams, replace(bare, kinds=None)))
+            options.append(([self._kinds.get(k, empty) for k in kinds], ("kinds",), -1))
         for n, (letter, values) in enumerate(flt.tags):
-            streams = [self._tags.get((letter, v), empty) for v in values]
-            options.append((streams, replace(bare, tags=bare.tags[:n] + bare.tags[n + 1 :])))
+            options.append(([self._tags.get((letter, v), empty) for v in values], (), n))
         if not options:
-            return [self._all], bare
-        readings = [([s for s in streams if s], rest) for streams, rest in options]
-        sizes = [sum(map(len, streams)) for streams, _rest in readings]
+            return [self._all], replace(flt, since=None, until=None, limit=None)
+        readings = [[s for s in streams if s] for streams, _fields, _tag in options]
+        sizes = [sum(map(len, streams)) for streams in readings]
         matching = min(sizes)
 
         def cost(i: int) -> float:
             scanned = sizes[i] if matching == 0 else min(sizes[i], limit * sizes[i] / matching)
-            return scanned + _STREAM_COST * len(readings[i][0])
+            return scanned + _STREAM_COST * len(readings[i])
 
-        streams, rest = readings[min(range(len(readings)), key=cost)]
+        best = min(range(len(readings)), key=cost)
+        streams = readings[best]
         if len(streams) > MAX_MERGED_STREAMS:
             return None
-        return streams or [empty], rest
+        _streams, fields, tag = options[best]
+        changes: dict[str, Any] = dict.fromkeys(("since", "until", "limit", *fields))
+        if tag >= 0:
+            changes["tags"] = flt.tags[:tag] + flt.tags[tag + 1 :]
+        return streams or [empty], replace(flt, **changes)
 
 
 def _dedup(merged: Iterable[_Held]) -> Iterator[_Held]:
@@ -368,6 +371,10 @@ class MirroredStore:
         self.inner = inner
         self.mirror = mirror
         self.default_limit = default_limit
+
+    def answer_now(self, filters: Sequence[Filter], now: int) -> Rows | None:
+        """The mirror's answer, or None when it cannot tell (then ask :attr:`inner`)."""
+        return self.mirror.answer(filters, now, self.default_limit)
 
     async def query(self, filters: Sequence[Filter], now: int) -> Rows:
         rows = self.mirror.answer(filters, now, self.default_limit)

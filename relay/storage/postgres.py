@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -54,6 +62,9 @@ class Stored:
 
     seq: int
     raw: str
+    """The event's JSON; empty when the reader said it holds the event (``known``)."""
+    event_id: str = ""
+    """The event's id, when the read asked for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,17 +538,20 @@ class Store:
         return [Removed(row[0], row[1], row[2].hex(), row[3]) for row in rows]
 
     async def log_snapshot(
-        self, after: int, removals_after: int, limit: int
+        self, after: int, removals_after: int, limit: int, known: Collection[str] = ()
     ) -> tuple[list[Removed], list[Stored]]:
         """Up to ``limit`` removals after ``removals_after`` and events appended after
-        ``after``, both in log order and read in one snapshot."""
+        ``after``, both in log order and read in one snapshot. The events with ids in
+        ``known`` (which the caller holds: this process wrote them) come without their
+        JSON; every appended row has its id."""
+        known_ids = [bytes.fromhex(i) for i in known]
         async with self._writing() as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 removed = await conn.fetch(_Q["removals"], removals_after, limit)
-                appended = await conn.fetch(_Q["tail"], after, limit)
+                appended = await conn.fetch(_Q["tail_unless_known"], after, limit, known_ids)
         return (
             [Removed(row[0], row[1], row[2].hex(), row[3]) for row in removed],
-            [Stored(row[0], row[1]) for row in appended],
+            [Stored(row[0], row[2] or "", row[1].hex()) for row in appended],
         )
 
     async def newest_snapshot(self, limit: int) -> tuple[int, int, list[str]]:

@@ -23,6 +23,11 @@ SELECT coalesce(max(seq), 0) FROM events;
 -- Events appended after a position, in log order.
 SELECT seq, raw FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
+-- name: tail_unless_known
+-- The same with the ids, and without the JSON of the events given (the reader holds them).
+SELECT seq, id, CASE WHEN id = ANY($3::bytea[]) THEN NULL ELSE raw END
+FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
+
 -- name: tail_keys
 -- The same, without the events: what the tail needs when nobody is subscribed.
 SELECT seq, id, kind, pubkey FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;

@@ -147,3 +147,35 @@ async def test_a_running_relay_answers_from_its_mirror(start_relay: Any) -> None
         assert mirror.answered >= answered + 2
     finally:
         await client.close()
+
+
+async def test_an_answer_larger_than_the_clients_room_still_comes_whole(start_relay: Any) -> None:
+    """A mirror answer that fits the client's room is sent in the REQ's own turn; one that
+    does not waits for room a chunk at a time. Both come whole, newest first, then EOSE, and
+    an event published after the EOSE arrives live, once."""
+    relay = await start_relay(relay_config(answer_buffer_bytes=2_000))
+    mirror: Mirror = relay.mirror
+    client = await RawClient.open(url_of(relay))
+    try:
+        notes = [BOB.sign(1, "x" * 400, [["t", "room"]], T0 + i) for i in range(12)]
+        for note in notes:
+            assert (await client.publish(note))[2] is True
+        await wait_for(lambda: mirror.settled and mirror.covered >= mirror.writes)
+        answered = mirror.answered
+        newest_first = [n["id"] for n in reversed(notes)]
+        small = await client.req("small", {"#t": ["room"], "limit": 2})
+        assert [e["id"] for e in small] == newest_first[:2]
+        large = await client.req("large", {"#t": ["room"]})
+        assert [e["id"] for e in large] == newest_first
+        assert mirror.answered == answered + 2
+        late = BOB.sign(1, "late", [["t", "room"]], T0 + 100)
+        publisher = await RawClient.open(url_of(relay))
+        try:
+            assert (await publisher.publish(late))[2] is True
+        finally:
+            await publisher.close()
+        got = [await client.expect("EVENT"), await client.expect("EVENT")]
+        assert sorted(m[1] for m in got) == ["large", "small"]
+        assert [m[2]["id"] for m in got] == [late["id"], late["id"]]
+    finally:
+        await client.close()
