@@ -340,7 +340,7 @@ class LogTail:
         while True:
             began = mirror.writes
             removed, rows = await self.store.log_snapshot(
-                self.position, self.removals_position, self.page, list(self._held)
+                self.position, self.removals_position, self.page, self._held
             )
             bound = min(
                 removed[-1].seq if len(removed) == self.page else _END,

@@ -10,7 +10,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Collection,
+    Container,
     Iterable,
     Sequence,
 )
@@ -538,20 +538,25 @@ class Store:
         return [Removed(row[0], row[1], row[2].hex(), row[3]) for row in rows]
 
     async def log_snapshot(
-        self, after: int, removals_after: int, limit: int, known: Collection[str] = ()
+        self, after: int, removals_after: int, limit: int, held: Container[str] = ()
     ) -> tuple[list[Removed], list[Stored]]:
         """Up to ``limit`` removals after ``removals_after`` and events appended after
-        ``after``, both in log order and read in one snapshot. The events with ids in
-        ``known`` (which the caller holds: this process wrote them) come without their
-        JSON; every appended row has its id."""
-        known_ids = [bytes.fromhex(i) for i in known]
+        ``after``, both in log order and read in one snapshot, each event with its id. The
+        events whose ids are in ``held`` (the caller has them: this process wrote them) come
+        without their JSON, which is then read only for the others."""
         async with self._writing() as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 removed = await conn.fetch(_Q["removals"], removals_after, limit)
-                appended = await conn.fetch(_Q["tail_unless_known"], after, limit, known_ids)
+                keys = [
+                    (seq, key.hex()) for seq, key in await conn.fetch(_Q["tail_ids"], after, limit)
+                ]
+                wanted = [seq for seq, event_id in keys if event_id not in held]
+                raws: dict[int, str] = (
+                    dict(await conn.fetch(_Q["raws_at"], wanted)) if wanted else {}
+                )
         return (
             [Removed(row[0], row[1], row[2].hex(), row[3]) for row in removed],
-            [Stored(row[0], row[2] or "", row[1].hex()) for row in appended],
+            [Stored(seq, raws.get(seq, ""), event_id) for seq, event_id in keys],
         )
 
     async def newest_snapshot(self, limit: int) -> tuple[int, int, list[str]]:

@@ -23,10 +23,13 @@ SELECT coalesce(max(seq), 0) FROM events;
 -- Events appended after a position, in log order.
 SELECT seq, raw FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
--- name: tail_unless_known
--- The same with the ids, and without the JSON of the events given (the reader holds them).
-SELECT seq, id, CASE WHEN id = ANY($3::bytea[]) THEN NULL ELSE raw END
-FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
+-- name: tail_ids
+-- The same, only the ids: the reader may hold the events (see raws_at).
+SELECT seq, id FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
+
+-- name: raws_at
+-- The JSON of the events at the given log positions.
+SELECT seq, raw FROM events WHERE seq = ANY($1::bigint[]);
 
 -- name: tail_keys
 -- The same, without the events: what the tail needs when nobody is subscribed.
