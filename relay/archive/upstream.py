@@ -6,7 +6,14 @@ are fetched by id and the ones only stored here are published to it. An upstream
 NEG-OPEN with a NOTICE or NEG-ERR is read instead by REQ, page after page going back with
 ``until`` (and is sent every local match when uploading). Fetched events go through the
 checks of :func:`relay.archive.importer.check_line`, as an import's lines do, and are stored
-through the writer's ingest.
+through the writer's ingest, chunk by chunk (a page or 200 ids at a time), each committed
+before the next is asked for: memory stays bounded by a page and an interrupted sync keeps
+what it stored.
+
+An interrupted negentropy sync needs no memory of its own: run again, it reconciles what is
+stored by then and transfers only the rest. A sync by REQ pages keeps a checkpoint
+(:mod:`relay.storage.checkpoints`) per upstream, filter and direction, written after each
+stored page and cleared when the sync completes, and continues from it when run again.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,13 +32,16 @@ from relay.archive.importer import Rejection, check_line
 from relay.nostr.filters import Filter
 from relay.nostr.limits import Limits
 from relay.nostr.negentropy import Items, initiate, reconcile
+from relay.storage.checkpoints import Checkpoint, CheckpointKey, SyncCheckpoints
 from relay.storage.postgres import IngestStatus, Store
 
 __all__ = [
     "Direction",
+    "SyncProgress",
     "SyncReport",
     "UpstreamError",
     "UpstreamRelay",
+    "canonical_filter",
     "connect_upstream",
     "sync_upstream",
 ]
@@ -50,6 +60,17 @@ class UpstreamError(Exception):
     """The upstream relay misbehaved or went silent."""
 
 
+class _Counts(msgspec.Struct):
+    """The counts a checkpoint keeps."""
+
+    need: int = 0
+    fetched: int = 0
+    duplicate: int = 0
+    rejected: dict[str, int] = {}
+    sent: int = 0
+    refused: dict[str, int] = {}
+
+
 @dataclass(slots=True)
 class SyncReport:
     method: str = "negentropy"
@@ -63,13 +84,37 @@ class SyncReport:
     sent: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     """Published events upstream answered ``OK false``, by its reason."""
+    resumed: str | None = None
+    """Where a sync by REQ pages resumed from a checkpoint, said for the summary."""
+    fetched_before: int = 0
+    """Of ``fetched``, the events the interrupted runs stored (0 unless resumed)."""
+    pages: int = 0
+    """REQ pages stored, the interrupted runs' included."""
+    largest_batch: int = 0
+    """The most events handed to the store at once."""
+    elapsed: float = 0.0
+    """Seconds this run took."""
+
+    def counts(self) -> str:
+        return _enc.encode(
+            _Counts(self.need, self.fetched, self.duplicate, self.rejected, self.sent, self.refused)
+        ).decode()
+
+    def restore(self, counts: str) -> None:
+        saved = msgspec.json.decode(counts, type=_Counts)
+        self.need, self.fetched, self.duplicate = saved.need, saved.fetched, saved.duplicate
+        self.rejected, self.sent, self.refused = dict(saved.rejected), saved.sent, saved.refused
+        self.fetched_before = saved.fetched
 
     def format(self, url: str) -> str:
-        lines = [
-            f"{url}: {self.method}",
+        lines = [f"{url}: {self.method}"]
+        if self.resumed is not None:
+            lines.append(f"resumed {self.resumed}")
+        lines += [
             f"have: {self.have}",
             f"need: {self.need}",
-            f"fetched: {self.fetched}",
+            f"fetched: {self.fetched}"
+            + (f" ({self.fetched - self.fetched_before} this run)" if self.resumed else ""),
             f"duplicate: {self.duplicate}",
             f"rejected: {sum(self.rejected.values())}",
         ]
@@ -77,7 +122,32 @@ class SyncReport:
         lines.append(f"sent: {self.sent}")
         lines.append(f"refused by upstream: {sum(self.refused.values())}")
         lines += [f"  {reason}: {n}" for reason, n in sorted(self.refused.items())]
+        lines.append(f"elapsed: {self.elapsed:.1f} s")
         return "\n".join(lines)
+
+
+class SyncProgress:
+    """What a sync says as it goes, for a progress bar (:mod:`relay.archive.syncbar`); this
+    base ignores it all."""
+
+    def reconciling(self, rounds: int) -> None:
+        """A negentropy round was answered (``rounds`` so far)."""
+
+    def fetching(self, total: int | None) -> None:
+        """Fetching begins: ``total`` events to fetch, None when not known (REQ pages)."""
+
+    def stored(self, batch: int, report: SyncReport, reached: int | None = None) -> None:
+        """``batch`` fetched events were handed to the store and committed; a REQ page has
+        reached ``created_at`` ``reached``."""
+
+    def sending(self, total: int) -> None:
+        """Publishing ``total`` events begins."""
+
+    def published(self, batch: int, report: SyncReport) -> None:
+        """``batch`` events were answered by the upstream."""
+
+    def close(self) -> None:
+        """The sync ended, one way or another."""
 
 
 class UpstreamRelay:
@@ -120,12 +190,14 @@ class UpstreamRelay:
                 raise UpstreamError(f"upstream closed the REQ: {message[2:3]}")
 
     async def negentropy(
-        self, flt: dict[str, Any], items: Items
+        self, flt: dict[str, Any], items: Items, on_round: Callable[[int], None] | None = None
     ) -> tuple[set[str], set[str]] | None:
-        """``(have, need)`` by NIP-77, or None when upstream does not speak it."""
+        """``(have, need)`` by NIP-77, or None when upstream does not speak it; ``on_round``
+        is told the number of rounds answered so far after each."""
         await self.send(["NEG-OPEN", _SUB, flt, initiate(items, _FRAME).hex()])
         have: set[str] = set()
         need: set[str] = set()
+        rounds = 0
         while True:
             message = await self.recv()
             if message[0] == "NOTICE" or (message[0] == "NEG-ERR" and message[1:2] == [_SUB]):
@@ -135,6 +207,9 @@ class UpstreamRelay:
             if message[0] != "NEG-MSG" or message[1:2] != [_SUB]:
                 continue
             reply, found_have, found_need = reconcile(items, bytes.fromhex(message[2]), _FRAME)
+            rounds += 1
+            if on_round is not None:
+                on_round(rounds)
             have.update(i.hex() for i in found_have)
             need.update(i.hex() for i in found_need)
             if reply is None:
@@ -156,6 +231,7 @@ async def _store_fetched(
             texts.append(checked.raw)
     if not events:
         return
+    report.largest_batch = max(report.largest_batch, len(events))
     for status in await store.ingest(events, texts):
         accepted, message = status.reply
         if status is IngestStatus.STORED:
@@ -195,6 +271,17 @@ async def connect_upstream(
         yield UpstreamRelay(ws, timeout)
 
 
+def canonical_filter(raw_filter: dict[str, Any]) -> str:
+    """``raw_filter`` as JSON that is the same for the same filter: keys sorted, and each
+    array (a set in NIP-01) sorted without repeats. It keys a sync's checkpoint."""
+    canonical: dict[str, Any] = {}
+    for key, value in raw_filter.items():
+        if isinstance(value, list):
+            value = sorted(set(value), key=lambda v: (type(v).__name__, v))
+        canonical[key] = value
+    return msgspec.json.encode(canonical, order="sorted").decode()
+
+
 async def sync_upstream(
     store: Store,
     url: str,
@@ -205,62 +292,205 @@ async def sync_upstream(
     *,
     timeout: float = 10.0,
     clock: Callable[[], float] = time.time,
+    restart: bool = False,
+    progress: SyncProgress | None = None,
 ) -> SyncReport:
     """Reconcile the events ``flt`` matches here with ``url``'s (``raw_filter`` is the same
     filter as JSON, as sent upstream).
+
+    A sync by REQ pages continues from the checkpoint an interrupted run with the same
+    ``url``, filter and direction left, unless ``restart``, which clears it; the checkpoint
+    is cleared when the sync completes.
 
     Raises:
         UpstreamError: the upstream went silent or broke the protocol.
         OSError: it could not be reached.
     """
+    started = time.monotonic()
+    progress = progress or SyncProgress()
     now = int(clock())
     report = SyncReport()
-    rows = await store.items(flt, now, limits.max_negentropy_records)
-    items = Items(rows)
-    async with connect_upstream(url, timeout) as upstream:
-        found = await upstream.negentropy(raw_filter, items)
-        if found is not None:
-            have, need = found
-            report.have, report.need = len(have), len(need)
-            if direction != "up":
-                wanted = sorted(need)
-                for start in range(0, len(wanted), _IDS_PER_REQ):
-                    chunk = wanted[start : start + _IDS_PER_REQ]
-                    fetched = await upstream.req({"ids": chunk, "limit": len(chunk)})
-                    await _store_fetched(store, fetched, limits, now, report)
-            upload = sorted(have) if direction != "down" else []
-        else:
-            report.method = "req"
-            if direction != "up":
-                fetched = await _page(upstream, raw_filter)
-                report.need = len(fetched)
-                await _store_fetched(store, fetched, limits, now, report)
-            upload = [i.hex() for i in items.ids(0, len(items))] if direction != "down" else []
-            report.have = len(items)
-        for start in range(0, len(upload), _IDS_PER_REQ):
-            chunk = upload[start : start + _IDS_PER_REQ]
-            stored = await store.query([Filter(ids=frozenset(chunk), limit=len(chunk))], now)
-            await _publish(upstream, [raw for _id, raw in stored], report)
+    checkpoints = SyncCheckpoints(store.pool)
+    key = CheckpointKey(url, canonical_filter(raw_filter), direction)
+    if restart:
+        await checkpoints.clear(key)
+    try:
+        rows = await store.items(flt, now, limits.max_negentropy_records)
+        items = Items(rows)
+        async with connect_upstream(url, timeout) as upstream:
+            found = await upstream.negentropy(raw_filter, items, progress.reconciling)
+            if found is not None:
+                await _by_negentropy(
+                    upstream, store, found, direction, limits, now, report, progress
+                )
+            else:
+                report.method = "req"
+                report.have = len(items)
+                point = await checkpoints.load(key)
+                sync = _Paging(upstream, store, checkpoints, key, limits, now, report, progress)
+                if point is not None:
+                    sync.resume(point)
+                if direction != "up" and (point is None or point.phase == "down"):
+                    await sync.page_down(raw_filter, point)
+                if direction != "down":
+                    upload = sorted(i.hex() for i in items.ids(0, len(items)))
+                    await sync.publish(upload, point)
+        await checkpoints.clear(key)
+    finally:
+        report.elapsed = time.monotonic() - started
+        progress.close()
     return report
 
 
-async def _page(upstream: UpstreamRelay, raw_filter: dict[str, Any]) -> list[Any]:
-    """Every event upstream has for the filter, by REQ pages going back with ``until``
-    (inclusive, so events sharing the boundary second are not lost)."""
-    seen: dict[str, Any] = {}
-    until = raw_filter.get("until")
-    while True:
-        page = dict(raw_filter, limit=_PAGE)
-        if until is not None:
-            page["until"] = until
-        fresh = 0
-        oldest = None
-        for event in await upstream.req(page):
-            if event["id"] not in seen:
-                seen[event["id"]] = event
-                fresh += 1
-            created = event["created_at"]
-            oldest = created if oldest is None else min(oldest, created)
-        if not fresh or oldest is None:
-            return list(seen.values())
-        until = oldest
+async def _by_negentropy(
+    upstream: UpstreamRelay,
+    store: Store,
+    found: tuple[set[str], set[str]],
+    direction: Direction,
+    limits: Limits,
+    now: int,
+    report: SyncReport,
+    progress: SyncProgress,
+) -> None:
+    have, need = found
+    report.have, report.need = len(have), len(need)
+    if direction != "up":
+        wanted = sorted(need)
+        progress.fetching(len(wanted))
+        for start in range(0, len(wanted), _IDS_PER_REQ):
+            chunk = wanted[start : start + _IDS_PER_REQ]
+            fetched = await upstream.req({"ids": chunk, "limit": len(chunk)}, most=len(chunk))
+            await _store_fetched(store, fetched, limits, now, report)
+            progress.stored(len(chunk), report)
+    if direction != "down":
+        await _upload(upstream, store, sorted(have), now, report, progress)
+
+
+async def _upload(
+    upstream: UpstreamRelay,
+    store: Store,
+    ids: list[str],
+    now: int,
+    report: SyncReport,
+    progress: SyncProgress,
+    after_chunk: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Publish the stored events ``ids`` name, 200 at a time, each chunk answered before the
+    next is read; ``after_chunk`` is awaited with a chunk's last id."""
+    progress.sending(len(ids))
+    for start in range(0, len(ids), _IDS_PER_REQ):
+        chunk = ids[start : start + _IDS_PER_REQ]
+        stored = await store.query([Filter(ids=frozenset(chunk), limit=len(chunk))], now)
+        await _publish(upstream, [raw for _id, raw in stored], report)
+        if after_chunk is not None:
+            await after_chunk(chunk[-1])
+        progress.published(len(chunk), report)
+
+
+class _Paging:
+    """A sync by REQ pages: down by ``until``, each page stored and checkpointed before the
+    next is asked for, then up, checkpointed per chunk."""
+
+    def __init__(
+        self,
+        upstream: UpstreamRelay,
+        store: Store,
+        checkpoints: SyncCheckpoints,
+        key: CheckpointKey,
+        limits: Limits,
+        now: int,
+        report: SyncReport,
+        progress: SyncProgress,
+    ) -> None:
+        self.upstream = upstream
+        self.store = store
+        self.checkpoints = checkpoints
+        self.key = key
+        self.limits = limits
+        self.now = now
+        self.report = report
+        self.progress = progress
+
+    def resume(self, point: Checkpoint) -> None:
+        report = self.report
+        report.restore(point.counts)
+        report.pages = point.pages
+        began = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(point.started_at))
+        if point.phase == "up":
+            report.resumed = (
+                f"publishing after id {point.sent_through or '(none)'}, {report.sent} sent"
+                f" (sync begun {began})"
+            )
+        else:
+            reached = (
+                "the start"
+                if point.until_at is None
+                else f"until {point.until_at}"
+                f" ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(point.until_at))})"
+            )
+            report.resumed = (
+                f"from {reached}, after {point.pages} pages and {report.fetched} events"
+                f" fetched (sync begun {began})"
+            )
+
+    async def page_down(self, raw_filter: dict[str, Any], point: Checkpoint | None) -> None:
+        """Every event upstream has for the filter (its ``limit`` newest, when it has one),
+        by pages going back with ``until``. ``until`` is inclusive, so events sharing the
+        boundary second are not lost; the ids already stored at that second are the only
+        ones remembered. (More than a page of events in one second cannot be paged past.)"""
+        report = self.report
+        until: int | None = raw_filter.get("until")
+        boundary: set[str] = set()
+        if point is not None:
+            until, boundary = point.until_at, set(point.boundary_ids)
+        cap: int | None = raw_filter.get("limit")
+        self.progress.fetching(cap)
+        while cap is None or report.need < cap:
+            want = _PAGE if cap is None else min(_PAGE, cap - report.need)
+            page = dict(raw_filter, limit=want)
+            if until is not None:
+                page["until"] = until
+            events = await self.upstream.req(page, most=want)
+            fresh = [e for e in events if not (isinstance(e, dict) and e.get("id") in boundary)]
+            times = [
+                e["created_at"]
+                for e in fresh
+                if isinstance(e, dict) and type(e.get("created_at")) is int
+            ]
+            if not fresh or not times:
+                await _store_fetched(self.store, fresh, self.limits, self.now, report)
+                return
+            oldest = min(times)
+            at_oldest = {
+                e["id"]
+                for e in fresh
+                if isinstance(e, dict)
+                and e.get("created_at") == oldest
+                and isinstance(e.get("id"), str)
+            }
+            boundary = boundary | at_oldest if oldest == until else at_oldest
+            until = oldest
+            report.need += len(fresh)
+            await _store_fetched(self.store, fresh, self.limits, self.now, report)
+            report.pages += 1
+            await self.checkpoints.save(
+                self.key,
+                Checkpoint("down", until, frozenset(boundary), None, report.pages, report.counts()),
+            )
+            self.progress.stored(len(fresh), report, until)
+
+    async def publish(self, ids: list[str], point: Checkpoint | None) -> None:
+        """Send upstream the stored events ``ids`` name (every local match: REQ paging
+        cannot tell what upstream lacks), after the last one a resumed checkpoint sent."""
+        if point is not None and point.phase == "up" and point.sent_through is not None:
+            ids = [i for i in ids if i > point.sent_through]
+        report = self.report
+
+        async def checkpoint(last: str | None) -> None:
+            await self.checkpoints.save(
+                self.key,
+                Checkpoint("up", None, frozenset(), last, report.pages, report.counts()),
+            )
+
+        await checkpoint(point.sent_through if point is not None and point.phase == "up" else None)
+        await _upload(self.upstream, self.store, ids, self.now, report, self.progress, checkpoint)
