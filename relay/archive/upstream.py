@@ -294,13 +294,16 @@ async def sync_upstream(
     clock: Callable[[], float] = time.time,
     restart: bool = False,
     progress: SyncProgress | None = None,
+    page_size: int = _PAGE,
+    ids_per_req: int = _IDS_PER_REQ,
 ) -> SyncReport:
     """Reconcile the events ``flt`` matches here with ``url``'s (``raw_filter`` is the same
     filter as JSON, as sent upstream).
 
     A sync by REQ pages continues from the checkpoint an interrupted run with the same
     ``url``, filter and direction left, unless ``restart``, which clears it; the checkpoint
-    is cleared when the sync completes.
+    is cleared when the sync completes. At most ``page_size`` events (a REQ page) or
+    ``ids_per_req`` (a chunk of ids, fetched or published) are held at once.
 
     Raises:
         UpstreamError: the upstream went silent or broke the protocol.
@@ -318,23 +321,25 @@ async def sync_upstream(
         rows = await store.items(flt, now, limits.max_negentropy_records)
         items = Items(rows)
         async with connect_upstream(url, timeout) as upstream:
+            sync = _Sync(upstream, store, limits, now, report, progress, page_size, ids_per_req)
             found = await upstream.negentropy(raw_filter, items, progress.reconciling)
             if found is not None:
-                await _by_negentropy(
-                    upstream, store, found, direction, limits, now, report, progress
-                )
+                await sync.by_negentropy(found, direction)
             else:
                 report.method = "req"
                 report.have = len(items)
                 point = await checkpoints.load(key)
-                sync = _Paging(upstream, store, checkpoints, key, limits, now, report, progress)
                 if point is not None:
                     sync.resume(point)
+                saved = _Saved(checkpoints, key, report)
                 if direction != "up" and (point is None or point.phase == "down"):
-                    await sync.page_down(raw_filter, point)
+                    await sync.page_down(raw_filter, point, saved)
                 if direction != "down":
                     upload = sorted(i.hex() for i in items.ids(0, len(items)))
-                    await sync.publish(upload, point)
+                    if point is not None and point.phase == "up" and point.sent_through:
+                        upload = [i for i in upload if i > point.sent_through]
+                    await saved.sent_through(point.sent_through if point else None)
+                    await sync.upload(upload, saved.sent_through)
         await checkpoints.clear(key)
     finally:
         report.elapsed = time.monotonic() - started
@@ -342,80 +347,80 @@ async def sync_upstream(
     return report
 
 
-async def _by_negentropy(
-    upstream: UpstreamRelay,
-    store: Store,
-    found: tuple[set[str], set[str]],
-    direction: Direction,
-    limits: Limits,
-    now: int,
-    report: SyncReport,
-    progress: SyncProgress,
-) -> None:
-    have, need = found
-    report.have, report.need = len(have), len(need)
-    if direction != "up":
-        wanted = sorted(need)
-        progress.fetching(len(wanted))
-        for start in range(0, len(wanted), _IDS_PER_REQ):
-            chunk = wanted[start : start + _IDS_PER_REQ]
-            fetched = await upstream.req({"ids": chunk, "limit": len(chunk)}, most=len(chunk))
-            await _store_fetched(store, fetched, limits, now, report)
-            progress.stored(len(chunk), report)
-    if direction != "down":
-        await _upload(upstream, store, sorted(have), now, report, progress)
+@dataclass(slots=True)
+class _Saved:
+    """Writes a sync by REQ pages' checkpoint."""
+
+    checkpoints: SyncCheckpoints
+    key: CheckpointKey
+    report: SyncReport
+
+    async def reached(self, until: int, boundary: set[str]) -> None:
+        report = self.report
+        point = Checkpoint("down", until, frozenset(boundary), None, report.pages, report.counts())
+        await self.checkpoints.save(self.key, point)
+
+    async def sent_through(self, last: str | None) -> None:
+        report = self.report
+        point = Checkpoint("up", None, frozenset(), last, report.pages, report.counts())
+        await self.checkpoints.save(self.key, point)
 
 
-async def _upload(
-    upstream: UpstreamRelay,
-    store: Store,
-    ids: list[str],
-    now: int,
-    report: SyncReport,
-    progress: SyncProgress,
-    after_chunk: Callable[[str], Awaitable[None]] | None = None,
-) -> None:
-    """Publish the stored events ``ids`` name, 200 at a time, each chunk answered before the
-    next is read; ``after_chunk`` is awaited with a chunk's last id."""
-    progress.sending(len(ids))
-    for start in range(0, len(ids), _IDS_PER_REQ):
-        chunk = ids[start : start + _IDS_PER_REQ]
-        stored = await store.query([Filter(ids=frozenset(chunk), limit=len(chunk))], now)
-        await _publish(upstream, [raw for _id, raw in stored], report)
-        if after_chunk is not None:
-            await after_chunk(chunk[-1])
-        progress.published(len(chunk), report)
+@dataclass(slots=True)
+class _Sync:
+    """One sync's connection and what it has done."""
 
+    upstream: UpstreamRelay
+    store: Store
+    limits: Limits
+    now: int
+    report: SyncReport
+    progress: SyncProgress
+    page_size: int
+    ids_per_req: int
 
-class _Paging:
-    """A sync by REQ pages: down by ``until``, each page stored and checkpointed before the
-    next is asked for, then up, checkpointed per chunk."""
+    async def by_negentropy(self, found: tuple[set[str], set[str]], direction: Direction) -> None:
+        """Fetch what only upstream has, chunk by chunk, and publish what only this side
+        has. Each chunk is committed before the next is asked for, so a run again after an
+        interruption reconciles what is stored by then and transfers only the rest."""
+        have, need = found
+        report = self.report
+        report.have, report.need = len(have), len(need)
+        if direction != "up":
+            wanted = sorted(need)
+            self.progress.fetching(len(wanted))
+            step = self.ids_per_req
+            for start in range(0, len(wanted), step):
+                chunk = wanted[start : start + step]
+                fetched = await self.upstream.req(
+                    {"ids": chunk, "limit": len(chunk)}, most=len(chunk)
+                )
+                await _store_fetched(self.store, fetched, self.limits, self.now, report)
+                self.progress.stored(len(chunk), report)
+        if direction != "down":
+            await self.upload(sorted(have))
 
-    def __init__(
-        self,
-        upstream: UpstreamRelay,
-        store: Store,
-        checkpoints: SyncCheckpoints,
-        key: CheckpointKey,
-        limits: Limits,
-        now: int,
-        report: SyncReport,
-        progress: SyncProgress,
+    async def upload(
+        self, ids: list[str], after_chunk: Callable[[str], Awaitable[None]] | None = None
     ) -> None:
-        self.upstream = upstream
-        self.store = store
-        self.checkpoints = checkpoints
-        self.key = key
-        self.limits = limits
-        self.now = now
-        self.report = report
-        self.progress = progress
+        """Publish the stored events ``ids`` name, a chunk at a time, each chunk answered
+        before the next is read; ``after_chunk`` is awaited with a chunk's last id."""
+        self.progress.sending(len(ids))
+        step = self.ids_per_req
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            flt = Filter(ids=frozenset(chunk), limit=len(chunk))
+            stored = await self.store.query([flt], self.now)
+            await _publish(self.upstream, [raw for _id, raw in stored], self.report)
+            if after_chunk is not None:
+                await after_chunk(chunk[-1])
+            self.progress.published(len(chunk), self.report)
 
     def resume(self, point: Checkpoint) -> None:
         report = self.report
         report.restore(point.counts)
         report.pages = point.pages
-        began = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(point.started_at))
+        began = _utc(point.started_at)
         if point.phase == "up":
             report.resumed = (
                 f"publishing after id {point.sent_through or '(none)'}, {report.sent} sent"
@@ -425,19 +430,21 @@ class _Paging:
             reached = (
                 "the start"
                 if point.until_at is None
-                else f"until {point.until_at}"
-                f" ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(point.until_at))})"
+                else f"until {point.until_at} ({_utc(point.until_at)})"
             )
             report.resumed = (
                 f"from {reached}, after {point.pages} pages and {report.fetched} events"
                 f" fetched (sync begun {began})"
             )
 
-    async def page_down(self, raw_filter: dict[str, Any], point: Checkpoint | None) -> None:
+    async def page_down(
+        self, raw_filter: dict[str, Any], point: Checkpoint | None, saved: _Saved
+    ) -> None:
         """Every event upstream has for the filter (its ``limit`` newest, when it has one),
-        by pages going back with ``until``. ``until`` is inclusive, so events sharing the
-        boundary second are not lost; the ids already stored at that second are the only
-        ones remembered. (More than a page of events in one second cannot be paged past.)"""
+        by pages going back with ``until``, each stored and checkpointed before the next is
+        asked for. ``until`` is inclusive, so events sharing the boundary second are not
+        lost; the ids already stored at that second are the only ones remembered. (More
+        than a page of events in one second cannot be paged past.)"""
         report = self.report
         until: int | None = raw_filter.get("until")
         boundary: set[str] = set()
@@ -446,7 +453,7 @@ class _Paging:
         cap: int | None = raw_filter.get("limit")
         self.progress.fetching(cap)
         while cap is None or report.need < cap:
-            want = _PAGE if cap is None else min(_PAGE, cap - report.need)
+            want = self.page_size if cap is None else min(self.page_size, cap - report.need)
             page = dict(raw_filter, limit=want)
             if until is not None:
                 page["until"] = until
@@ -473,24 +480,9 @@ class _Paging:
             report.need += len(fresh)
             await _store_fetched(self.store, fresh, self.limits, self.now, report)
             report.pages += 1
-            await self.checkpoints.save(
-                self.key,
-                Checkpoint("down", until, frozenset(boundary), None, report.pages, report.counts()),
-            )
+            await saved.reached(until, boundary)
             self.progress.stored(len(fresh), report, until)
 
-    async def publish(self, ids: list[str], point: Checkpoint | None) -> None:
-        """Send upstream the stored events ``ids`` name (every local match: REQ paging
-        cannot tell what upstream lacks), after the last one a resumed checkpoint sent."""
-        if point is not None and point.phase == "up" and point.sent_through is not None:
-            ids = [i for i in ids if i > point.sent_through]
-        report = self.report
 
-        async def checkpoint(last: str | None) -> None:
-            await self.checkpoints.save(
-                self.key,
-                Checkpoint("up", None, frozenset(), last, report.pages, report.counts()),
-            )
-
-        await checkpoint(point.sent_through if point is not None and point.phase == "up" else None)
-        await _upload(self.upstream, self.store, ids, self.now, report, self.progress, checkpoint)
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
