@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -18,7 +19,7 @@ import asyncpg
 import msgspec
 
 from relay import archive
-from relay.app import IndexProcess, Relay, indexing_from
+from relay.app import IndexProcess, Relay, indexing_from, rules_from
 from relay.archive import upstream
 from relay.archive.syncbar import SyncBar
 from relay.config import Config
@@ -440,6 +441,10 @@ def sync_command(config: Config, args: argparse.Namespace) -> int:
                 config.relay.limits,
                 restart=args.restart,
                 progress=SyncBar(sys.stderr.isatty()),
+                # [policy] as for a published event, AUTH aside: no connection to authenticate.
+                rules=dataclasses.replace(
+                    rules_from(config), auth_writes=False, auth_kinds=frozenset()
+                ),
             )
         finally:
             await pool.close()

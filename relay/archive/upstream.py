@@ -32,6 +32,8 @@ from relay.archive.importer import Rejection, check_line
 from relay.nostr.filters import Filter
 from relay.nostr.limits import Limits
 from relay.nostr.negentropy import Items, initiate, reconcile
+from relay.nostr.policy import ConnInfo
+from relay.nostr.rules import Rules
 from relay.storage.checkpoints import Checkpoint, CheckpointKey, SyncCheckpoints
 from relay.storage.postgres import IngestStatus, Store
 
@@ -218,17 +220,29 @@ class UpstreamRelay:
             await self.send(["NEG-MSG", _SUB, reply.hex()])
 
 
+_SYNC = ConnInfo()
+
+
 async def _store_fetched(
-    store: Store, fetched: list[Any], limits: Limits, now: int, report: SyncReport
+    store: Store,
+    fetched: list[Any],
+    limits: Limits,
+    now: int,
+    report: SyncReport,
+    rules: Rules | None = None,
 ) -> None:
     events, texts = [], []
     for event in fetched:
         checked = check_line(_enc.encode(event), limits, now)
         if isinstance(checked, Rejection):
             report.rejected[checked.reason] = report.rejected.get(checked.reason, 0) + 1
-        else:
-            events.append(checked.event)
-            texts.append(checked.raw)
+            continue
+        refused = None if rules is None else rules.refuse_event(_SYNC, checked.event, now)
+        if refused is not None:
+            report.rejected[refused.message] = report.rejected.get(refused.message, 0) + 1
+            continue
+        events.append(checked.event)
+        texts.append(checked.raw)
     if not events:
         return
     report.largest_batch = max(report.largest_batch, len(events))
@@ -296,6 +310,7 @@ async def sync_upstream(
     progress: SyncProgress | None = None,
     page_size: int = _PAGE,
     ids_per_req: int = _IDS_PER_REQ,
+    rules: Rules | None = None,
 ) -> SyncReport:
     """Reconcile the events ``flt`` matches here with ``url``'s (``raw_filter`` is the same
     filter as JSON, as sent upstream).
@@ -303,7 +318,8 @@ async def sync_upstream(
     A sync by REQ pages continues from the checkpoint an interrupted run with the same
     ``url``, filter and direction left, unless ``restart``, which clears it; the checkpoint
     is cleared when the sync completes. At most ``page_size`` events (a REQ page) or
-    ``ids_per_req`` (a chunk of ids, fetched or published) are held at once.
+    ``ids_per_req`` (a chunk of ids, fetched or published) are held at once. Fetched
+    events pass ``rules`` (``[policy]``'s lists and work) besides the checks of an import.
 
     Raises:
         UpstreamError: the upstream went silent or broke the protocol.
@@ -321,7 +337,9 @@ async def sync_upstream(
         rows = await store.items(flt, now, limits.max_negentropy_records)
         items = Items(rows)
         async with connect_upstream(url, timeout) as upstream:
-            sync = _Sync(upstream, store, limits, now, report, progress, page_size, ids_per_req)
+            sync = _Sync(
+                upstream, store, limits, now, report, progress, page_size, ids_per_req, rules
+            )
             found = await upstream.negentropy(raw_filter, items, progress.reconciling)
             if found is not None:
                 await sync.by_negentropy(found, direction)
@@ -378,6 +396,7 @@ class _Sync:
     progress: SyncProgress
     page_size: int
     ids_per_req: int
+    rules: Rules | None
 
     async def by_negentropy(self, found: tuple[set[str], set[str]], direction: Direction) -> None:
         """Fetch what only upstream has, chunk by chunk, and publish what only this side
@@ -395,7 +414,7 @@ class _Sync:
                 fetched = await self.upstream.req(
                     {"ids": chunk, "limit": len(chunk)}, most=len(chunk)
                 )
-                await _store_fetched(self.store, fetched, self.limits, self.now, report)
+                await _store_fetched(self.store, fetched, self.limits, self.now, report, self.rules)
                 self.progress.stored(len(chunk), report)
         if direction != "down":
             await self.upload(sorted(have))
@@ -465,7 +484,7 @@ class _Sync:
                 if isinstance(e, dict) and type(e.get("created_at")) is int
             ]
             if not fresh or not times:
-                await _store_fetched(self.store, fresh, self.limits, self.now, report)
+                await _store_fetched(self.store, fresh, self.limits, self.now, report, self.rules)
                 return
             oldest = min(times)
             at_oldest = {
@@ -478,7 +497,7 @@ class _Sync:
             boundary = boundary | at_oldest if oldest == until else at_oldest
             until = oldest
             report.need += len(fresh)
-            await _store_fetched(self.store, fresh, self.limits, self.now, report)
+            await _store_fetched(self.store, fresh, self.limits, self.now, report, self.rules)
             report.pages += 1
             await saved.reached(until, boundary)
             self.progress.stored(len(fresh), report, until)
