@@ -120,11 +120,12 @@ async def _sync(dsn: str, relay: RelayProcess) -> dict[str, Any]:
     try:
         store = Store(pool, default_limit=500)
         async with meter.listening() as url:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             report: SyncReport = await sync_upstream(
                 store, url, Filter(), {}, "down", Limits(), timeout=120.0
             )
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu
         async with pool.acquire() as conn:
             stored = await conn.fetchval("SELECT count(*) FROM events")
     finally:
@@ -132,6 +133,10 @@ async def _sync(dsn: str, relay: RelayProcess) -> dict[str, Any]:
     return {
         "method": report.method,
         "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_event": round(1000 * cpu / max(report.need, 1), 3),
+        "largest_batch": report.largest_batch,
+        "pages": report.pages,
         "bytes_sent": meter.sent,
         "bytes_received": meter.received,
         "have": report.have,
@@ -212,7 +217,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     everything, local, left_out = await asyncio.to_thread(_sign_all, args.events, every, run_dir)
     signed = time.perf_counter() - started
     stamp = int(time.time())
-    names = {role: f"fitrelay_bench_sync_{role}_{stamp}" for role in ("up", "neg", "req")}
+    names = {role: f"{args.prefix}_{role}_{stamp}" for role in ("up", "neg", "req")}
     dsns = {role: await create_database(args.dsn, name) for role, name in names.items()}
     relays: list[RelayProcess] = []
     try:
@@ -236,7 +241,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             "req": await _sync(dsns["req"], req_only),
         }
         results["fetcher"] = await _fetcher(
-            plain, args.dsn, f"fitrelay_bench_sync_fetch_{stamp}", run_dir, args.templates
+            plain, args.dsn, f"{args.prefix}_fetch_{stamp}", run_dir, args.templates
         )
         return results
     finally:
@@ -277,6 +282,11 @@ def _table(results: dict[str, Any]) -> str:
         f"| bytes both ways | {mb(neg_bytes)} | {mb(req_bytes)} | {ratio(neg_bytes, req_bytes)} |",
         f"| events transferred | {neg['need']:,} | {req['need']:,} | |",
         f"| stored afterwards | {neg['stored_after']:,} | {req['stored_after']:,} | |",
+        f"| CPU of the syncing process, s | {neg['cpu_s']} | {req['cpu_s']} |"
+        f" {ratio(neg['cpu_s'], req['cpu_s'])} |",
+        f"| its CPU per event transferred, ms | {neg['cpu_ms_per_event']} |"
+        f" {req['cpu_ms_per_event']} | |",
+        f"| most events held at once | {neg['largest_batch']:,} | {req['largest_batch']:,} | |",
         "",
         f"The fetcher completed a template whose three exercises lived only upstream in"
         f" {fetcher['median_s']} s (median of {fetcher['templates']}; {fetcher['min_s']} to "
@@ -292,6 +302,7 @@ def main() -> None:
     parser.add_argument("--differ", type=float, default=0.01, help="share the local side lacks")
     parser.add_argument("--templates", type=int, default=5)
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--prefix", default="fitrelay_bench_sync", help="of the databases made")
     parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--no-doc", action="store_true", help="print only")

@@ -306,9 +306,13 @@ def _sync_command(
             "Reconcile the events a filter matches here with an upstream relay: by NIP-77"
             " negentropy when it speaks it, else by REQ pages going back with until. Fetched"
             " events are checked as the relay checks an EVENT and stored; with --direction up"
-            " or both, events it lacks are published to it. Prints have, need, fetched,"
-            " duplicate, rejected (by reason) and sent. Exit status: 0 when done, 1 when the"
-            " upstream or the database failed, 2 for a configuration error."
+            " or both, events it lacks are published to it. Each page is stored as it comes;"
+            " interrupted, the same command run again continues where it stopped (a REQ"
+            " sync from its checkpoint, a negentropy one by reconciling what is left). A"
+            " progress bar on a terminal; prints have, need, fetched, duplicate, rejected"
+            " (by reason), sent, where it resumed from and the time taken. Exit status: 0"
+            " when done, 1 when the upstream or the database failed, 2 for a configuration"
+            " error, 130 when interrupted."
         ),
     )
     common(sync)
@@ -316,6 +320,11 @@ def _sync_command(
     sync.add_argument("--filter", metavar="JSON", help="a NIP-01 filter (default: everything)")
     sync.add_argument(
         "--direction", choices=("down", "up", "both"), default="down", help="default: down"
+    )
+    sync.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore and clear the checkpoint an interrupted sync by REQ pages left",
     )
 
 

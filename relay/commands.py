@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -18,8 +19,9 @@ import asyncpg
 import msgspec
 
 from relay import archive
-from relay.app import IndexProcess, Relay, indexing_from
+from relay.app import IndexProcess, Relay, indexing_from, rules_from
 from relay.archive import upstream
+from relay.archive.syncbar import SyncBar
 from relay.config import Config
 from relay.diagnosis import describe
 from relay.logs import redact_dsn
@@ -404,6 +406,12 @@ def _json_line(event: dict[str, Any]) -> bytes:
     return msgspec.json.encode(event) + b"\n"
 
 
+_AGAIN = (
+    "what was stored so far stays, and the same command run again continues"
+    " (--restart to start over)"
+)
+
+
 def sync_command(config: Config, args: argparse.Namespace) -> int:
     """``fitrelay sync URL``: reconcile with an upstream relay, print the summary."""
     text: str = args.filter or "{}"
@@ -425,7 +433,18 @@ def sync_command(config: Config, args: argparse.Namespace) -> int:
                 indexing=indexing_from(config),
             )
             return await upstream.sync_upstream(
-                store, args.url, flt, raw_filter, args.direction, config.relay.limits
+                store,
+                args.url,
+                flt,
+                raw_filter,
+                args.direction,
+                config.relay.limits,
+                restart=args.restart,
+                progress=SyncBar(sys.stderr.isatty()),
+                # [policy] as for a published event, AUTH aside: no connection to authenticate.
+                rules=dataclasses.replace(
+                    rules_from(config), auth_writes=False, auth_kinds=frozenset()
+                ),
             )
         finally:
             await pool.close()
@@ -434,12 +453,12 @@ def sync_command(config: Config, args: argparse.Namespace) -> int:
         with database(config) as dsn:
             report = run(sync(dsn))
     except upstream.UpstreamError as exc:
-        print(f"fitrelay: upstream {args.url}: {exc}", file=sys.stderr)
+        print(f"fitrelay: upstream {args.url}: {exc}; {_AGAIN}", file=sys.stderr)
         return 1
     except DATABASE_ERRORS as exc:
         return _failed("sync failed", exc)
     except KeyboardInterrupt:
-        print("fitrelay: interrupted; what was stored so far stays", file=sys.stderr)
+        print(f"fitrelay: interrupted; {_AGAIN}", file=sys.stderr)
         return 130
     print(report.format(args.url), flush=True)
     return 0

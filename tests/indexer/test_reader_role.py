@@ -35,6 +35,8 @@ PUBLIC_HIDDEN = {
     "public.search_words",
     "public.indexed_tag_names",
     "public.search_kinds",
+    # fitrelay sync's checkpoints (migration 0014).
+    "public.sync_checkpoints",
 }
 FITNESS_RELATIONS = {
     "indexer_state",

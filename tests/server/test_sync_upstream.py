@@ -14,6 +14,7 @@ from relay.archive.upstream import sync_upstream
 from relay.nostr.event import decode_event
 from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
+from relay.nostr.rules import Rules
 from relay.storage.postgres import Store
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
@@ -124,3 +125,26 @@ async def test_the_command(
     lines = out.decode().splitlines()
     assert lines[0] == f"{url_of(upstream)}: negentropy"
     assert "need: 5" in lines and "fetched: 5" in lines and "rejected: 0" in lines
+
+
+async def test_fetched_events_pass_the_write_rules(
+    start_relay: Callable[..., Any], store: Store, other_dsn: str
+) -> None:
+    upstream: Relay = await start_relay(dsn=other_dsn)
+    keys = Keys()
+    workouts = [keys.sign(KIND, unique_content(), created_at=1_700_000_000 + i) for i in range(3)]
+    notes = [keys.sign(1, unique_content(), created_at=1_700_000_000 + i) for i in range(2)]
+    publisher = await RawClient.open(url_of(upstream))
+    for event in workouts + notes:
+        assert (await publisher.publish(event))[2] is True
+    await publisher.close()
+    raw_filter = {"authors": [keys.pubkey]}
+    limits = Limits()
+    flt = parse_filter(raw_filter, limits)
+    rules = Rules(kinds_deny=frozenset({1}))
+    report = await sync_upstream(
+        store, url_of(upstream), flt, raw_filter, "down", limits, rules=rules
+    )
+    assert (report.need, report.fetched) == (5, 3)
+    assert report.rejected == {"blocked: kind 1 is not accepted by this relay": 2}
+    assert await stored_ids(store, raw_filter) == {e["id"] for e in workouts}
