@@ -8,6 +8,7 @@ docs/scaling.md. Nothing here runs for a database that did not opt in.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from relay.storage.migrate import Conn
@@ -19,6 +20,7 @@ __all__ = [
     "detach_before",
     "is_partitioned",
     "keep_partitions",
+    "partitioned_as_configured",
     "partitions",
 ]
 
@@ -78,4 +80,23 @@ async def detach_before(conn: Conn, before: int) -> list[str]:
 async def partitions(conn: Conn) -> list[Partition]:
     """The partitions of ``events``, by name."""
     rows = await conn.fetch(_Q["status"])
-    return [Partition(r["name"], r["bounds"], int(r["rows_estimate"]), int(r["bytes"])) for r in rows]
+    return [
+        Partition(r["name"], r["bounds"], int(r["rows_estimate"]), int(r["bytes"])) for r in rows
+    ]
+
+
+async def partitioned_as_configured(conn: Conn, *, monthly: bool, ahead: int) -> bool:
+    """At a start: convert when ``monthly`` is asked for and events is one table yet; returns
+    whether events is partitioned (it stays so when no longer asked for, and says so)."""
+    if await is_partitioned(conn):
+        if not monthly:
+            log.info(
+                'events is partitioned although db.partitioning is not "monthly":'
+                " month partitions are still made ahead (docs/operations.md)"
+            )
+        return True
+    if monthly:
+        log.warning("converting events to monthly partitions: writers wait until it is done")
+        await convert(conn, now=int(time.time()), ahead=ahead)
+        return True
+    return False
