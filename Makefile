@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 NODE_DIR := tests/interop/node
 
-.PHONY: run test check lint format types pytest clean
+.PHONY: run test check lint format types pytest pytest-partitioned test-partitioned clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,11 @@ $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
 run: $(VENV)/.installed-run
 	$(BIN)/fitrelay serve $(ARGS)
 
-## Lint, type-check and run the whole test suite.
-test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json lint types pytest
+## Lint, type-check and run the whole test suite, then the tests of the store, the filter
+## properties (Python matching against SQL) and the protocol rules again on the partitioned
+## layout of events (FITRELAY_TEST_PARTITIONED=1; `make test-partitioned` runs all of it so).
+test: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json lint types pytest \
+	pytest-partitioned
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -39,6 +42,19 @@ types: $(VENV)/.installed-test
 
 pytest: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+PARTITIONED_TESTS := tests/storage tests/property/test_filter_sql.py \
+	tests/property/test_cache_consistency.py tests/property/test_search_sql.py \
+	tests/server/test_protocol.py tests/server/test_negentropy.py tests/server/test_search.py \
+	tests/server/test_live_index.py tests/server/test_live_once.py \
+	tests/server/test_query_cache.py tests/indexer/test_reader_role.py
+
+pytest-partitioned: $(VENV)/.installed-test
+	FITRELAY_TEST_PARTITIONED=1 $(BIN)/python -m pytest $(PYTEST_ARGS) $(PARTITIONED_TESTS)
+
+## The whole suite on the partitioned layout of events.
+test-partitioned: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json
+	FITRELAY_TEST_PARTITIONED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Benchmark fitrelay beside nostr-relay 1.14 on the local PostgreSQL; results land in
 ## docs/benchmarks.md. Options: BENCH_ARGS='--quick', '--large', '--against none' (see --help).

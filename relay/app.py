@@ -38,6 +38,7 @@ from relay.server.connection import Connection
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.monitor import MonitorServer, database_problems
+from relay.server.partitionkeeper import PartitionKeeper
 from relay.server.plugin import WritePolicyPlugin
 from relay.server.sweep import ExpirationSweep
 from relay.server.websocket import WebSocketServer
@@ -50,6 +51,7 @@ from relay.storage.indexing import Indexing, prepare, search_ready
 from relay.storage.migrate import migrate
 from relay.storage.mirror import Mirror, MirroredStore
 from relay.storage.notify import CommitListener
+from relay.storage.partition import partitioned_as_configured
 from relay.storage.postgres import Store, create_pool
 from relay.storage.replicas import Replicas
 
@@ -185,6 +187,9 @@ class Relay:
         self.rules = FilterRules()
         """What filters may ask beyond NIP-01, settled at start."""
         self._unwatch_gc: Callable[[], None] = lambda: None
+        self.partitioned = False
+        """Whether events is partitioned (relay.storage.partition): then a keeper runs."""
+        self.keeper: PartitionKeeper | None = None
 
     @property
     def port(self) -> int:
@@ -201,6 +206,9 @@ class Relay:
         conn = await asyncpg.connect(self.dsn)
         try:
             await migrate(conn)
+            self.partitioned = await partitioned_as_configured(
+                conn, monthly=cfg.db.partitioning == "monthly", ahead=cfg.db.partitions_ahead
+            )
             await prepare(conn, indexing_from(cfg))
             ready = await search_ready(conn)
         finally:
@@ -306,6 +314,9 @@ class Relay:
             self.writer,
             ExpirationSweep(self.store, cfg.relay.expiration_sweep_seconds),
         ]
+        if self.partitioned:
+            self.keeper = PartitionKeeper(write_pool, cfg.db.partitions_ahead)
+            stages.append(self.keeper)
         if self.plugin is not None:
             stages.append(self.plugin)  # stopped after the server has answered its EVENTs
         if cfg.indexer.enabled:

@@ -33,6 +33,7 @@ from relay.commands import (
 from relay.config import Config, ConfigError, load
 from relay.diagnosis import describe
 from relay.logs import setup_logging
+from relay.partitioning import add_partition_parser, partition_command
 from relay.supervisor import serve_workers
 
 __all__ = ["main"]
@@ -45,6 +46,7 @@ exercises into SQL tables, on PostgreSQL.
 commands:
   serve         run the relay (and the indexer, unless indexer.enabled = false)
   migrate       apply the database migrations and exit
+  partition     partitioned events: status, convert (opt in), detach old months
   check-config  check the configuration and exit
   import        store events from a JSON Lines file, checked as the relay checks them
   export        write the stored events to stdout as JSON Lines
@@ -114,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
         help="relay processes sharing the port (default relay.workers, 1)",
     )
     common(commands.add_parser("migrate", help="apply database migrations and exit"))
+    partition = commands.add_parser(
+        "partition", help="partitioned events: status, convert (opt in), detach old months"
+    )
+    add_partition_parser(partition, common)
     common(
         commands.add_parser(
             "index",
@@ -381,4 +387,6 @@ def _dispatch(config: Config, args: argparse.Namespace) -> int:
             run(index(config, dsn))
         elif args.command == "migrate":
             run(migrate_command(dsn))
+        elif args.command == "partition":
+            return partition_command(config, dsn, args)
     return 0

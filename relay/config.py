@@ -214,6 +214,11 @@ class DbConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     replica_retry_max_ms: int = 30_000
     """Longest wait before a failed replica is tried again (the wait doubles from
     replica_poll_ms with each failure)."""
+    partitioning: str = ""
+    """``"monthly"``: events partitioned by created_at month (converted at start if need be;
+    docs/scaling.md); ``""``: one table."""
+    partitions_ahead: int = 2
+    """Month partitions kept made ahead of the current month (partitioned databases)."""
 
 
 class IndexerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -409,6 +414,8 @@ def _check_replicas(db: DbConfig) -> None:
         raise ConfigError("db.replica_max_lag_ms and db.replica_poll_ms must be at least 1")
     if db.replica_retry_max_ms < db.replica_poll_ms:
         raise ConfigError("db.replica_retry_max_ms must be at least db.replica_poll_ms")
+    if db.partitioning not in ("", "monthly") or db.partitions_ahead < 1:
+        raise ConfigError('db.partitioning must be "" or "monthly", db.partitions_ahead >= 1')
 
 
 def _check_fetcher(fetcher: FetcherConfig) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import tempfile
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 from relay.app import Relay
 from relay.config import Config
 from relay.storage.migrate import migrate
+from relay.storage.partition import convert, keep_partitions
 from relay.storage.postgres import Store, create_pool
 from tests.client import RawClient
 
@@ -34,6 +36,22 @@ _PREFIX = f"fitrelay_test_{os.getpid()}"
 def with_database(dsn: str, name: str) -> str:
     parts = urllib.parse.urlsplit(dsn)
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+PARTITIONED = os.environ.get("FITRELAY_TEST_PARTITIONED") == "1"
+"""Whether every test database has the partitioned layout of events (relay.storage.partition)."""
+
+PARTITION_MONTHS = (1_700_000_000, 1_740_000_000, 1_742_703_619, 1_750_813_460)
+"""Times tests store events at: their months get partitions beside this month's and the two
+after it (times in no month partition, such as 100, land in the default partition)."""
+
+
+async def partition_for_tests(conn: asyncpg.Connection[Any]) -> None:
+    """Convert a migrated database to the partitioned layout, with the test months."""
+    now = int(time.time())
+    await convert(conn, now=now, ahead=2)
+    for at in (*PARTITION_MONTHS, now - 31 * 86_400):
+        await keep_partitions(conn, now=at, ahead=0)
 
 
 READER = "fitrelay_reader"
@@ -85,6 +103,8 @@ async def template_db(server_dsn: str) -> AsyncIterator[str]:
         conn = await asyncpg.connect(with_database(server_dsn, name))
         try:
             await migrate(conn)
+            if PARTITIONED:
+                await partition_for_tests(conn)
         finally:
             await conn.close()
         yield name
