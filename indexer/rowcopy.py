@@ -15,18 +15,16 @@ asyncpg's ``copy_records_to_table``.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from indexer import pgbinary
-from indexer.model import Address, Exercise, FitnessList, Template, Workout
+from indexer.model import Exercise, FitnessList, Template, Workout
 from indexer.pgbinary import Unrepresentable
+from indexer.setfields import SetFields, read
 from indexer.store import (
     LinkedExercise,
     address_of,
-    read_set,
-    set_columns,
     workout_values,
 )
 from relay.nostr.kinds import EXERCISE, WORKOUT_TEMPLATE
@@ -86,30 +84,6 @@ _SET_VALUES = (
     "heart_rate",
     "mapped_by",
 )
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _reading(
-    values_raw: tuple[str, ...],
-    format: tuple[str, ...] | None,
-    format_units: tuple[str | None, ...] | None,
-    equipment: str | None,
-    prescribed: bool,
-) -> tuple[Any, ...]:
-    linked = None if format is None else LinkedExercise("", format, format_units or (), equipment)
-    return set_columns(read_set(values_raw, linked, prescribed=prescribed))
-
-
-def read(
-    values_raw: Sequence[str], linked: LinkedExercise | None, prescribed: bool = False
-) -> tuple[Any, ...]:
-    """A set's mapped values (the columns of :data:`_SET_VALUES`), through a cache: sets
-    repeat a small vocabulary of values and formats, and the mapping is pure."""
-    if linked is None:
-        return _reading(tuple(values_raw), None, None, None, prescribed)
-    return _reading(
-        tuple(values_raw), linked.format, linked.format_units, linked.equipment, prescribed
-    )
 
 
 async def copy_exercises(conn: Conn, exercises: list[Exercise]) -> None:
@@ -237,100 +211,6 @@ _TEMPLATE_SET_COLUMNS = _set_columns(prescribed=True)
 _WORKOUT_SET_COLUMNS = _set_columns(prescribed=False)
 _TEMPLATE_SET_ROW = pgbinary.row_header(len(_TEMPLATE_SET_COLUMNS))
 _WORKOUT_SET_ROW = pgbinary.row_header(len(_WORKOUT_SET_COLUMNS))
-_SET_VALUE_TYPES: tuple[Callable[[Any], bytes], ...] = (
-    pgbinary.float8,
-    pgbinary.text,
-    pgbinary.text,
-    pgbinary.float8,
-    pgbinary.float8,
-    pgbinary.text,
-    pgbinary.text,
-    pgbinary.float8,
-    pgbinary.float8,
-    pgbinary.float8,
-    pgbinary.text,
-)
-
-
-def _values_field(
-    values_raw: tuple[str, ...], linked: LinkedExercise | None, prescribed: bool
-) -> bytes:
-    """``values_raw`` and the mapped values (:data:`_SET_VALUES`), encoded: the tail of a
-    set's row."""
-    mapped = read(values_raw, linked, prescribed)
-    fields = [encode(v) for encode, v in zip(_SET_VALUE_TYPES, mapped, strict=True)]
-    return pgbinary.text_array(values_raw) + b"".join(fields)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _reference(
-    raw: str, relay: str | None, kind: int | None, pubkey: str | None, d: str | None
-) -> tuple[Address2 | None, bytes]:
-    """The exercise address a set names (None when it names none) and the encoded
-    ``exercise_ref, exercise_pubkey, exercise_d, relay_hint`` fields."""
-    if kind != EXERCISE or pubkey is None or d is None:
-        pubkey = d = None
-    fields = b"".join(
-        (pgbinary.text(raw), pgbinary.text(pubkey), pgbinary.text(d), pgbinary.text(relay))
-    )
-    return (None if pubkey is None or d is None else (pubkey, d)), fields
-
-
-_Reading = tuple[tuple[str, ...] | None, tuple[str | None, ...] | None, str | None, bool]
-_ENCODED_VALUES: dict[_Reading, dict[tuple[str, ...], bytes]] = {}
-"""Encoded set values by how they are read (format, units, equipment, prescribed), then
-by the raw values: sets repeat a small vocabulary of both."""
-_ENCODED_LIMIT = 1 << 16
-
-
-class _SetFields:
-    """The encoded reference and value fields of the sets of one COPY.
-
-    A batch names each exercise coordinate many times: its address, the indexed exercise
-    there and the cache of values read through that exercise are looked up once per
-    coordinate; a set then costs two dictionary lookups.
-    """
-
-    def __init__(self, known: dict[Address2, LinkedExercise], prescribed: bool) -> None:
-        self.known = known
-        self.prescribed = prescribed
-        self.coordinates: dict[
-            tuple[str, str | None],
-            tuple[bytes, dict[tuple[str, ...], bytes], LinkedExercise | None],
-        ] = {}
-
-    def of(self, ref: Address, values_raw: tuple[str, ...]) -> tuple[bytes, bytes]:
-        """The :data:`_SET_REF` fields and the values fields of one set."""
-        entry = self.coordinates.get((ref.raw, ref.relay))
-        if entry is None:
-            entry = self._coordinate(ref)
-        reference, values, linked = entry
-        encoded = values.get(values_raw)
-        if encoded is None:
-            if len(values) >= _ENCODED_LIMIT:
-                values.clear()
-            encoded = values[values_raw] = _values_field(values_raw, linked, self.prescribed)
-        return reference, encoded
-
-    def _coordinate(
-        self, ref: Address
-    ) -> tuple[bytes, dict[tuple[str, ...], bytes], LinkedExercise | None]:
-        address, fields = _reference(ref.raw, ref.relay, ref.kind, ref.pubkey, ref.d)
-        linked = None if address is None else self.known.get(address)
-        if linked is None:
-            reading: _Reading = (None, None, None, self.prescribed)
-            reference = fields + pgbinary.NULL
-        else:
-            reading = (linked.format, linked.format_units, linked.equipment, self.prescribed)
-            reference = fields + pgbinary.text(linked.event_id)
-        values = _ENCODED_VALUES.get(reading)
-        if values is None:
-            if len(_ENCODED_VALUES) >= _ENCODED_LIMIT:
-                _ENCODED_VALUES.clear()
-            values = _ENCODED_VALUES[reading] = {}
-        entry = (reference, values, linked)
-        self.coordinates[(ref.raw, ref.relay)] = entry
-        return entry
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
@@ -353,7 +233,7 @@ async def copy_template_sets(
     conn: Conn, templates: list[Template], known: dict[Address2, LinkedExercise]
 ) -> None:
     text, int4 = pgbinary.text, pgbinary.int4
-    encoded = _SetFields(known, prescribed=True)
+    encoded = SetFields(known, prescribed=True)
     rows = []
     for t in templates:
         owner = text(t.pubkey) + text(t.d)
@@ -493,7 +373,7 @@ async def copy_workouts(
         for r in await conn.fetch(_Q["bulk_template_events"], pubkeys, ds):
             templates[(r["pubkey"], r["d"])] = r["event_id"]
     text, int4, float8 = pgbinary.text, pgbinary.int4, pgbinary.float8
-    encoded = _SetFields(known, prescribed=False)
+    encoded = SetFields(known, prescribed=False)
     rows = []
     sets = []
     splits = []
