@@ -4,22 +4,27 @@ Each function takes the surviving rows of one kind and copies them, and their ch
 into the fitness tables in one COPY per table. The columns and values are those the
 entry-by-entry path (:mod:`indexer.store`) inserts; times become ``timestamptz`` values
 computed as PostgreSQL's ``to_timestamp(float8)`` computes them.
+
+The large tables (workouts, their sets, splits and claims; template sets) are encoded here
+(:mod:`indexer.pgbinary`) rather than by asyncpg from tuples: a set's row is a join of a
+few fields, and its longest parts, the mapped values and the exercise reference, repeat
+from set to set and are encoded once (cached as bytes). The small tables go through
+asyncpg's ``copy_records_to_table``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from indexer import pgbinary
 from indexer.model import Exercise, FitnessList, Template, Workout
+from indexer.pgbinary import Unrepresentable
+from indexer.setfields import SetFields, read
 from indexer.store import (
     LinkedExercise,
     address_of,
-    read_set,
-    resolve,
-    set_columns,
     workout_values,
 )
 from relay.nostr.kinds import EXERCISE, WORKOUT_TEMPLATE
@@ -28,6 +33,7 @@ from relay.storage.queries import load_queries
 
 __all__ = [
     "Unrepresentable",
+    "copy_binary",
     "copy_exercises",
     "copy_lists",
     "copy_rows",
@@ -47,23 +53,14 @@ def _split(keys: Sequence[Address2]) -> tuple[list[str], list[str]]:
 
 
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-_PG_EPOCH_UNIX = 946_684_800
-
-
-class Unrepresentable(Exception):
-    """A value the COPY path cannot carry (a time outside Python's datetime range)."""
 
 
 def timestamp(seconds: float | None) -> dt.datetime | None:
-    """``to_timestamp(seconds)`` as PostgreSQL computes it (rint of the microseconds since
-    2000-01-01 in double precision), as a datetime."""
+    """``to_timestamp(seconds)`` as PostgreSQL computes it (:func:`pgbinary.timestamptz_micros`),
+    as a datetime."""
     if seconds is None:
         return None
-    try:
-        micros = round((float(seconds) - _PG_EPOCH_UNIX) * 1_000_000.0)
-        return _PG_EPOCH + dt.timedelta(microseconds=micros)
-    except (OverflowError, ValueError) as exc:
-        raise Unrepresentable(f"to_timestamp({seconds!r})") from exc
+    return _PG_EPOCH + dt.timedelta(microseconds=pgbinary.timestamptz_micros(seconds))
 
 
 async def copy_rows(conn: Conn, table: str, columns: Sequence[str], records: list[Any]) -> None:
@@ -87,30 +84,6 @@ _SET_VALUES = (
     "heart_rate",
     "mapped_by",
 )
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _reading(
-    values_raw: tuple[str, ...],
-    format: tuple[str, ...] | None,
-    format_units: tuple[str | None, ...] | None,
-    equipment: str | None,
-    prescribed: bool,
-) -> tuple[Any, ...]:
-    linked = None if format is None else LinkedExercise("", format, format_units or (), equipment)
-    return set_columns(read_set(values_raw, linked, prescribed=prescribed))
-
-
-def read(
-    values_raw: Sequence[str], linked: LinkedExercise | None, prescribed: bool = False
-) -> tuple[Any, ...]:
-    """A set's mapped values (the columns of :data:`_SET_VALUES`), through a cache: sets
-    repeat a small vocabulary of values and formats, and the mapping is pure."""
-    if linked is None:
-        return _reading(tuple(values_raw), None, None, None, prescribed)
-    return _reading(
-        tuple(values_raw), linked.format, linked.format_units, linked.equipment, prescribed
-    )
 
 
 async def copy_exercises(conn: Conn, exercises: list[Exercise]) -> None:
@@ -218,48 +191,70 @@ async def copy_templates(conn: Conn, templates: list[Template]) -> None:
 _SET_REF = ("exercise_ref", "exercise_pubkey", "exercise_d", "relay_hint", "exercise_event_id")
 
 
+def _set_columns(prescribed: bool) -> tuple[str, ...]:
+    head = ("template_pubkey", "template_d") if prescribed else ("workout_event_id",)
+    group = ("group_number",) if prescribed else ()
+    return (
+        *head,
+        "position",
+        "tag_index",
+        *_SET_REF,
+        "set_number",
+        "set_number_given",
+        *group,
+        "values_raw",
+        *_SET_VALUES,
+    )
+
+
+_TEMPLATE_SET_COLUMNS = _set_columns(prescribed=True)
+_WORKOUT_SET_COLUMNS = _set_columns(prescribed=False)
+_TEMPLATE_SET_ROW = pgbinary.row_header(len(_TEMPLATE_SET_COLUMNS))
+_WORKOUT_SET_ROW = pgbinary.row_header(len(_WORKOUT_SET_COLUMNS))
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def copy_binary(conn: Conn, table: str, columns: Sequence[str], rows: list[bytes]) -> None:
+    """COPY tuples already encoded (:mod:`indexer.pgbinary`) into ``fitness.<table>``."""
+    if rows:
+        await conn.copy_to_table(
+            table,
+            schema_name="fitness",
+            columns=list(columns),
+            source=_once(pgbinary.payload(rows)),
+            format="binary",
+        )
+
+
 async def copy_template_sets(
     conn: Conn, templates: list[Template], known: dict[Address2, LinkedExercise]
 ) -> None:
+    text, int4 = pgbinary.text, pgbinary.int4
+    encoded = SetFields(known, prescribed=True)
     rows = []
     for t in templates:
+        owner = text(t.pubkey) + text(t.d)
         for s in t.sets:
-            pubkey, d, linked = resolve(s.exercise, known)
+            reference, values = encoded.of(s.exercise, s.values_raw)
             rows.append(
-                (
-                    t.pubkey,
-                    t.d,
-                    s.position,
-                    s.tag_index,
-                    s.exercise.raw,
-                    pubkey,
-                    d,
-                    s.exercise.relay,
-                    linked.event_id if linked else None,
-                    s.set_number,
-                    s.set_number_given,
-                    s.group_number,
-                    list(s.values_raw),
-                    *read(s.values_raw, linked, prescribed=True),
+                b"".join(
+                    (
+                        _TEMPLATE_SET_ROW,
+                        owner,
+                        int4(s.position),
+                        int4(s.tag_index),
+                        reference,
+                        int4(s.set_number),
+                        pgbinary.TRUE if s.set_number_given else pgbinary.FALSE,
+                        int4(s.group_number),
+                        values,
+                    )
                 )
             )
-    await copy_rows(
-        conn,
-        "template_sets",
-        (
-            "template_pubkey",
-            "template_d",
-            "position",
-            "tag_index",
-            *_SET_REF,
-            "set_number",
-            "set_number_given",
-            "group_number",
-            "values_raw",
-            *_SET_VALUES,
-        ),
-        rows,
-    )
+    await copy_binary(conn, "template_sets", _TEMPLATE_SET_COLUMNS, rows)
 
 
 _WORKOUT_COLUMNS = (
@@ -304,6 +299,67 @@ _WORKOUT_COLUMNS = (
     "avg_pace_raw",
     "avg_pace_unit",
 )
+_T, _I, _F = pgbinary.text, pgbinary.int4, pgbinary.float8
+_WORKOUT_TYPES: tuple[Callable[[Any], bytes], ...] = (
+    _T,  # event_id
+    _I,  # kind
+    _T,  # pubkey
+    _T,  # d
+    pgbinary.timestamptz,  # created_at
+    _T,  # dialect
+    _T,  # title
+    _T,  # workout_type
+    _T,  # activity
+    _T,  # activity_raw
+    pgbinary.timestamptz,  # started_at
+    pgbinary.timestamptz,  # ended_at
+    _T,  # start_raw
+    _T,  # end_raw
+    _F,  # duration_s
+    _T,  # duration_raw
+    pgbinary.boolean,  # completed
+    _F,  # rounds_completed
+    _F,  # interval_s
+    _T,  # template_ref
+    _T,  # template_pubkey
+    _T,  # template_d
+    _T,  # template_relay
+    _T,  # template_event_id
+    _T,  # notes
+    _T,  # client
+    _T,  # source
+    pgbinary.text_array,  # hashtags
+    _F,  # distance_m
+    _T,  # distance_raw
+    _T,  # distance_unit
+    _F,  # elevation_gain_m
+    _F,  # elevation_loss_m
+    _F,  # calories
+    _F,  # steps
+    _F,  # avg_heart_rate
+    _F,  # max_heart_rate
+    _F,  # avg_pace_s_per_km
+    _T,  # avg_pace_raw
+    _T,  # avg_pace_unit
+)
+_WORKOUT_ROW = pgbinary.row_header(len(_WORKOUT_COLUMNS))
+_SPLIT_COLUMNS = ("workout_event_id", "split_number", "elapsed_s", "pace_s", "distance_raw")
+_SPLIT_ROW = pgbinary.row_header(len(_SPLIT_COLUMNS))
+_PR_COLUMNS = (
+    "workout_event_id",
+    "position",
+    "exercise_ref",
+    "exercise_pubkey",
+    "exercise_d",
+    "metric",
+    "value",
+    "raw",
+)
+_PR_ROW = pgbinary.row_header(len(_PR_COLUMNS))
+
+
+def _identity(seconds: float | None) -> float | None:
+    return seconds
 
 
 async def copy_workouts(
@@ -316,6 +372,8 @@ async def copy_workouts(
         pubkeys, ds = _split(wanted)
         for r in await conn.fetch(_Q["bulk_template_events"], pubkeys, ds):
             templates[(r["pubkey"], r["d"])] = r["event_id"]
+    text, int4, float8 = pgbinary.text, pgbinary.int4, pgbinary.float8
+    encoded = SetFields(known, prescribed=False)
     rows = []
     sets = []
     splits = []
@@ -327,83 +385,68 @@ async def copy_workouts(
         template_event = None
         if template_pubkey is not None and template_d is not None:
             template_event = templates.get((template_pubkey, template_d))
-        rows.append(workout_values(w, template_pubkey, template_d, template_event, timestamp))
+        columns = workout_values(w, template_pubkey, template_d, template_event, _identity)
+        fields = [encode(v) for encode, v in zip(_WORKOUT_TYPES, columns, strict=True)]
+        rows.append(_WORKOUT_ROW + b"".join(fields))
+        owner = fields[0]
         for s in w.sets:
-            pubkey, d, linked = resolve(s.exercise, known)
+            reference, values = encoded.of(s.exercise, s.values_raw)
             sets.append(
-                (
-                    w.event_id,
-                    s.position,
-                    s.tag_index,
-                    s.exercise.raw,
-                    pubkey,
-                    d,
-                    s.exercise.relay,
-                    linked.event_id if linked else None,
-                    s.set_number,
-                    s.set_number_given,
-                    list(s.values_raw),
-                    *read(s.values_raw, linked),
+                b"".join(
+                    (
+                        _WORKOUT_SET_ROW,
+                        owner,
+                        int4(s.position),
+                        int4(s.tag_index),
+                        reference,
+                        int4(s.set_number),
+                        pgbinary.TRUE if s.set_number_given else pgbinary.FALSE,
+                        values,
+                    )
                 )
             )
-        splits += _merged_splits(w)
+        for number, elapsed, pace, distance in _merged_splits(w):
+            splits.append(
+                b"".join(
+                    (_SPLIT_ROW, owner, int4(number), float8(elapsed), float8(pace), text(distance))
+                )
+            )
         for pr in w.prs:
             pubkey, d = address_of(pr.exercise, EXERCISE)
             prs.append(
-                (w.event_id, pr.position, pr.exercise.raw, pubkey, d, pr.metric, pr.value, pr.raw)
+                b"".join(
+                    (
+                        _PR_ROW,
+                        owner,
+                        int4(pr.position),
+                        text(pr.exercise.raw),
+                        text(pubkey),
+                        text(d),
+                        text(pr.metric),
+                        float8(pr.value),
+                        text(pr.raw),
+                    )
+                )
             )
-    await copy_rows(conn, "workouts", _WORKOUT_COLUMNS, rows)
-    await copy_rows(
-        conn,
-        "workout_sets",
-        (
-            "workout_event_id",
-            "position",
-            "tag_index",
-            *_SET_REF,
-            "set_number",
-            "set_number_given",
-            "values_raw",
-            *_SET_VALUES,
-        ),
-        sets,
-    )
-    await copy_rows(
-        conn,
-        "workout_splits",
-        ("workout_event_id", "split_number", "elapsed_s", "pace_s", "distance_raw"),
-        splits,
-    )
-    await copy_rows(
-        conn,
-        "workout_prs",
-        (
-            "workout_event_id",
-            "position",
-            "exercise_ref",
-            "exercise_pubkey",
-            "exercise_d",
-            "metric",
-            "value",
-            "raw",
-        ),
-        prs,
-    )
+    await copy_binary(conn, "workouts", _WORKOUT_COLUMNS, rows)
+    await copy_binary(conn, "workout_sets", _WORKOUT_SET_COLUMNS, sets)
+    await copy_binary(conn, "workout_splits", _SPLIT_COLUMNS, splits)
+    await copy_binary(conn, "workout_prs", _PR_COLUMNS, prs)
 
 
-def _merged_splits(w: Workout) -> list[tuple[Any, ...]]:
+def _merged_splits(w: Workout) -> list[tuple[int, float | None, float | None, str | None]]:
     """One row per split number: a later tag of a number fills what earlier ones left
     empty (insert_workout_split's ON CONFLICT rule, applied in order)."""
     merged: dict[int, list[Any]] = {}
     for s in w.splits:
         row = merged.get(s.number)
         if row is None:
-            merged[s.number] = [w.event_id, s.number, s.elapsed_s, s.pace_s, s.distance_raw]
+            merged[s.number] = [s.number, s.elapsed_s, s.pace_s, s.distance_raw]
             continue
-        for i, value in ((2, s.elapsed_s), (3, s.pace_s), (4, s.distance_raw)):
+        for i, value in ((1, s.elapsed_s), (2, s.pace_s), (3, s.distance_raw)):
             if row[i] is None:
                 row[i] = value
-    return [tuple(row) for row in merged.values()]
+    return [(row[0], row[1], row[2], row[3]) for row in merged.values()]
 
 
 async def copy_lists(conn: Conn, lists: list[FitnessList]) -> None:
