@@ -37,6 +37,7 @@ from relay.nostr.policy import Policies
 from relay.nostr.reconciliation import LoadItems
 from relay.nostr.replies import NegMsg, Reply, encode_reply
 from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscribe
+from relay.server.frames import answer_pages, write_text_frames
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.reconciler import NegentropyLoads
@@ -59,16 +60,6 @@ PAGE_EVENTS = 500
 time (most REQs are answered with fewer, in one round trip)."""
 
 
-def _text_frame_header(size: int) -> bytes:
-    """The header of a final, unmasked text frame of ``size`` bytes (RFC 6455 section 5.2),
-    the frame a server sends when no extension is in use."""
-    if size < 126:
-        return bytes((0x81, size))
-    if size < 65_536:
-        return b"\x81\x7e" + size.to_bytes(2, "big")
-    return b"\x81\x7f" + size.to_bytes(8, "big")
-
-
 @dataclass(slots=True)
 class _Subscription:
     task: asyncio.Task[None] | None = None
@@ -80,12 +71,6 @@ class _Subscription:
     """Ids in the stored answer that the log tail had not dispatched yet."""
     held_bytes: int = 0
     """Size of ``buffer``: bounded like the outbound queue."""
-
-
-async def _paged(rows: Rows) -> AsyncGenerator[Rows, None]:
-    """An answer already in hand, a page at a time."""
-    for start in range(0, max(len(rows), 1), PAGE_EVENTS):
-        yield rows[start : start + PAGE_EVENTS]
 
 
 class Connection:
@@ -257,21 +242,7 @@ class Connection:
         self.drained.set()
 
     def _write(self, batch: list[bytes]) -> None:
-        """Frame ``batch`` as text messages and hand them to the socket in one call. Without
-        extensions a server's frame is a header and the payload as it is, so the header is
-        built here (websockets' framing costs more than the write on a fan-out); with
-        permessage-deflate, websockets frames and compresses."""
-        ws = self.ws
-        if self.plain_frames:
-            parts: list[bytes] = []
-            for data in batch:
-                parts.append(_text_frame_header(len(data)))
-                parts.append(data)
-            ws.transport.writelines(parts)
-        else:
-            for data in batch:
-                ws.protocol.send_text(data)
-            ws.transport.writelines(ws.protocol.data_to_send())
+        write_text_frames(self.ws, batch, plain=self.plain_frames)
 
     def _writable(self) -> bool:
         """The socket takes data now: open, and its buffer under the high-water mark."""
@@ -425,7 +396,7 @@ class Connection:
             elif self._answer_now(sub_id, sub, rows, started):
                 return
             else:
-                pages = _paged(rows)
+                pages = answer_pages(rows, PAGE_EVENTS)
         sub.task = task = asyncio.create_task(self._initial(sub_id, sub, filters, pages))
         task.add_done_callback(self._query_done)
 

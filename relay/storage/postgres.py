@@ -14,7 +14,6 @@ from collections.abc import (
     Iterable,
     Sequence,
 )
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
@@ -25,6 +24,7 @@ from relay.nostr.replies import IngestStatus
 from relay.nostr.search import document_of
 from relay.storage.eventcache import EventCache
 from relay.storage.indexing import FITNESS_INDEXING, Indexing
+from relay.storage.logrows import Appended, Removed, Stored
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import (
@@ -54,37 +54,6 @@ __all__ = [
 _Q = load_queries("events.sql")
 _WAL = load_queries("replicas.sql")["wal_position"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """One row of the log."""
-
-    seq: int
-    raw: str
-    """The event's JSON; empty when the reader said it holds the event (``known``)."""
-    event_id: str = ""
-    """The event's id, when the read asked for it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Appended:
-    """One row of the log, without the event."""
-
-    seq: int
-    event_id: str
-    kind: int
-    pubkey: str
-
-
-@dataclass(frozen=True, slots=True)
-class Removed:
-    """One row of the removal log."""
-
-    seq: int
-    kind: int
-    pubkey: str
-    event_id: bytes
 
 
 class PoolBusy(Exception):
