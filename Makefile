@@ -45,9 +45,7 @@ pytest: $(VENV)/.installed-test
 
 PARTITIONED_TESTS := tests/storage tests/property/test_filter_sql.py \
 	tests/property/test_cache_consistency.py tests/property/test_search_sql.py \
-	tests/server/test_protocol.py tests/server/test_negentropy.py tests/server/test_search.py \
-	tests/server/test_live_index.py tests/server/test_live_once.py \
-	tests/server/test_query_cache.py tests/indexer/test_reader_role.py
+	tests/server/test_protocol.py tests/indexer/test_reader_role.py
 
 pytest-partitioned: $(VENV)/.installed-test
 	FITRELAY_TEST_PARTITIONED=1 $(BIN)/python -m pytest $(PYTEST_ARGS) $(PARTITIONED_TESTS)
