@@ -257,9 +257,12 @@ class Indexer:
         self.stats.lag_seconds = 0.0 if received is None else time.time() - received.timestamp()
 
     async def _refresh_references(self, conn: Conn) -> None:
-        """The unresolved-reference gauges (scans of every unresolved set and record)."""
-        self.stats.unresolved_references = int(await conn.fetchval(_Q["count_unresolved"]))
+        """The unresolved-reference gauges (scans of every unresolved set and record), both
+        set together, so that a scrape between the two reads never pairs a new count with an
+        old age."""
+        count = int(await conn.fetchval(_Q["count_unresolved"]))
         oldest = await conn.fetchval(_Q["oldest_unresolved"])
+        self.stats.unresolved_references = count
         self.stats.oldest_unresolved_seconds = (
             0.0 if oldest is None else max(time.time() - oldest.timestamp(), 0.0)
         )
