@@ -45,7 +45,7 @@ from relay.server.websocket import WebSocketServer
 from relay.server.writer import Writer
 from relay.stages import Stage, Stages
 from relay.storage.cache import QueryCache
-from relay.storage.cachedstore import CachedStore, PagedStore, QueryStore
+from relay.storage.cachedstore import CachedStore, PagedStore
 from relay.storage.eventcache import EventCache
 from relay.storage.indexing import Indexing, prepare, search_ready
 from relay.storage.migrate import migrate
@@ -275,7 +275,7 @@ class Relay:
             else None
         )
         behind: PagedStore = self.cached or self.store
-        self.queries: QueryStore = (
+        self.queries: PagedStore = (
             MirroredStore(behind, self.mirror, default_limit=limit)
             if self.mirror is not None
             else behind

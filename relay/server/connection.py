@@ -37,15 +37,15 @@ from relay.nostr.policy import Policies
 from relay.nostr.reconciliation import LoadItems
 from relay.nostr.replies import NegMsg, Reply, encode_reply
 from relay.nostr.session import Count, Session, StoreEvent, Subscribe, Unsubscribe
-from relay.server.frames import answer_pages, write_text_frames
+from relay.server.frames import write_text_frames
 from relay.server.live import LiveIndex, LogTail
 from relay.server.metrics import Metrics
 from relay.server.reconciler import NegentropyLoads
 from relay.server.writer import Writer, WriterUnavailable
-from relay.storage.cachedstore import PagedStore, QueryStore
+from relay.storage.cachedstore import PagedStore
 from relay.storage.cachekey import Rows
 from relay.storage.failures import DATABASE_ERRORS
-from relay.storage.mirror import MirroredStore
+from relay.storage.mirror import MirroredStore, answer_pages
 from relay.storage.postgres import PoolBusy
 
 __all__ = ["Connection"]
@@ -80,7 +80,7 @@ class Connection:
         self,
         ws: ServerConnection,
         config: Config,
-        store: QueryStore,
+        store: PagedStore,
         writer: Writer,
         index: LiveIndex,
         conn_id: int,
@@ -118,9 +118,6 @@ class Connection:
         self.counts: set[asyncio.Task[None]] = set()
         self.memory = store if isinstance(store, MirroredStore) else None
         """``store`` when it can answer from memory in the REQ's own turn."""
-        self.paged = store if isinstance(store, PagedStore) else None
-        """``store`` when it hands answers over in pages (checked once: a protocol check is
-        slow)."""
         self.db_turns = asyncio.Semaphore(config.db.pool_max_per_connection)
         """Pooled connections this connection's queries may hold at once."""
         self.answer_buffer = min(
@@ -407,12 +404,9 @@ class Connection:
         if self.closing or self.outbound_bytes + size > self.answer_buffer:
             return False
         sub.seen_upto = self.tail.known_committed()
-        sent = {event_id for event_id, _raw in rows}
+        sent: set[bytes] = set()
         if rows:
-            sub.answered |= self.tail.undispatched_local(i.hex() for i in sent)
-            frames = encode_events(sub_id, (raw for _event_id, raw in rows))
-            self.metrics.sent[b"EVENT"].inc(len(frames))
-            self._queue(*frames)
+            self._queue(*self._answer_frames(sub_id, sub, rows, sent))
         self._finish_answer(sub_id, sub, sent, time.monotonic() - started)
         self.session.query_finished()
         return True
@@ -484,30 +478,16 @@ class Connection:
                 self._send_event(data)
 
     def _pages(self, filters: Sequence[Filter]) -> AsyncGenerator[Rows, None]:
-        now = int(time.time())
-        if self.paged is not None:
-            return self.paged.pages(filters, now, PAGE_EVENTS)
-        return self._one_page(self.store, filters, now)
-
-    @staticmethod
-    async def _one_page(
-        store: QueryStore, filters: Sequence[Filter], now: int
-    ) -> AsyncGenerator[Rows, None]:
-        yield await store.query(filters, now)
+        return self.store.pages(filters, int(time.time()), PAGE_EVENTS)
 
     async def _queue_answer(
         self, sub_id: str, sub: _Subscription, rows: Rows, sent: set[bytes]
     ) -> None:
         """Queue one page of a stored answer in chunks of about ``answer_buffer_bytes``, each
-        once the client has room for it (at once for a small answer), and note its ids for
-        the live events held back meanwhile."""
-        ids = [event_id for event_id, _raw in rows]
-        sent.update(ids)
-        sub.answered |= self.tail.undispatched_local(event_id.hex() for event_id in ids)
+        once the client has room for it (at once for a small answer)."""
         if self.closing:
             return
-        frames = encode_events(sub_id, (raw for _event_id, raw in rows))
-        self.metrics.sent[b"EVENT"].inc(len(frames))
+        frames = self._answer_frames(sub_id, sub, rows, sent)
         chunk: list[bytes] = []
         chunk_bytes = 0
         for frame in frames:
@@ -518,6 +498,18 @@ class Connection:
                 chunk, chunk_bytes = [], 0
         if chunk:
             await self._queue_chunk(chunk, chunk_bytes)
+
+    def _answer_frames(
+        self, sub_id: str, sub: _Subscription, rows: Rows, sent: set[bytes]
+    ) -> list[bytes]:
+        """One page of a stored answer framed, its ids noted (``sent``, and ``answered`` for
+        the live events held back meanwhile)."""
+        ids = [event_id for event_id, _raw in rows]
+        sent.update(ids)
+        sub.answered |= self.tail.undispatched_local(event_id.hex() for event_id in ids)
+        frames = encode_events(sub_id, (raw for _event_id, raw in rows))
+        self.metrics.sent[b"EVENT"].inc(len(frames))
+        return frames
 
     async def _queue_chunk(self, chunk: list[bytes], size: int) -> None:
         """Queue part of a stored answer once the client has room for it: at most

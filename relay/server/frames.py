@@ -1,15 +1,11 @@
-"""What a connection sends, as WebSocket frames: text frames built here when no extension
-is in use, and a stored answer already in hand handed over a page at a time."""
+"""What a connection sends, as WebSocket frames: text frames are built here when no
+extension is in use."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-
 from websockets.asyncio.server import ServerConnection
 
-from relay.storage.cachekey import Rows
-
-__all__ = ["answer_pages", "text_frame_header", "write_text_frames"]
+__all__ = ["text_frame_header", "write_text_frames"]
 
 
 def text_frame_header(size: int) -> bytes:
@@ -37,9 +33,3 @@ def write_text_frames(ws: ServerConnection, batch: list[bytes], *, plain: bool) 
         for data in batch:
             ws.protocol.send_text(data)
         ws.transport.writelines(ws.protocol.data_to_send())
-
-
-async def answer_pages(rows: Rows, page: int) -> AsyncGenerator[Rows, None]:
-    """An answer already in hand, ``page`` events at a time (one empty page if none)."""
-    for start in range(0, max(len(rows), 1), page):
-        yield rows[start : start + page]

@@ -23,7 +23,7 @@ from relay.server.metrics import Metrics
 from relay.server.nip11 import make_process_request
 from relay.server.proxies import TrustedProxies
 from relay.server.writer import Writer
-from relay.storage.cachedstore import QueryStore
+from relay.storage.cachedstore import PagedStore
 
 __all__ = ["WebSocketServer", "tls_context"]
 
@@ -44,7 +44,7 @@ class WebSocketServer:
         self,
         config: Config,
         *,
-        queries: QueryStore,
+        queries: PagedStore,
         writer: Writer,
         live: LiveIndex,
         tail: LogTail,

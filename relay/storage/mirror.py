@@ -35,7 +35,7 @@ from relay.nostr.filters import Filter, matches
 from relay.storage.cachedstore import PagedStore, QueryStore
 from relay.storage.cachekey import Rows
 
-__all__ = ["Mirror", "MirroredStore"]
+__all__ = ["Mirror", "MirroredStore", "answer_pages"]
 
 TAG_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 """Tag names the mirror indexes (those ``event_tags`` indexes)."""
@@ -363,6 +363,12 @@ def _dedup(merged: Iterable[_Held]) -> Iterator[_Held]:
             last = held
 
 
+async def answer_pages(rows: Rows, page: int) -> AsyncGenerator[Rows, None]:
+    """An answer already in hand, ``page`` events at a time (one empty page if none)."""
+    for start in range(0, max(len(rows), 1), page):
+        yield rows[start : start + page]
+
+
 class MirroredStore:
     """A :class:`QueryStore` that answers from a :class:`Mirror` when it can and from
     ``inner`` (PostgreSQL) otherwise; COUNT and NIP-77 item sets always go to ``inner``."""
@@ -386,12 +392,9 @@ class MirroredStore:
         self, filters: Sequence[Filter], now: int, page: int
     ) -> AsyncGenerator[Rows, None]:
         rows = self.mirror.answer(filters, now, self.default_limit)
-        if rows is None:
-            async for part in self.inner.pages(filters, now, page):
-                yield part
-            return
-        for start in range(0, max(len(rows), 1), page):
-            yield rows[start : start + page]
+        pages = self.inner.pages(filters, now, page) if rows is None else answer_pages(rows, page)
+        async for part in pages:
+            yield part
 
     async def count(self, filters: Sequence[Filter], now: int) -> int:
         return await self.inner.count(filters, now)
