@@ -150,6 +150,8 @@ class Mirror:
         """Apply a stretch of the log: the events appended (that are still stored) and the
         ids removed. ``settles``: the stretch reaches the end of its snapshot, which began
         after ``began_after`` writes of this process."""
+        if self.broken:
+            return
         for event_id in removed:
             self._remove(event_id.hex())
         for event, raw in appended:
@@ -165,30 +167,42 @@ class Mirror:
         that began after ``began_after`` writes of this process. When there were that many,
         the events at the oldest ``created_at`` among them may not all be there: they are
         dropped and the horizon is just above them."""
+        if self.broken:
+            return
         self.clear()
-        for event, raw in newest:
-            self._add(event, raw)
+        # Oldest first, so that every event goes at the end of its streams (the sort is
+        # linear for a snapshot read newest first).
+        for held in sorted((_Held(event, raw) for event, raw in newest), key=_sort_key):
+            self._insert(held)
         if len(newest) >= limit and self._all:
             self._cut(self._all[0].key[0] + 1)
         self.settled = not self.broken
         self.covered = began_after
 
-    def _streams_of(self, held: _Held) -> Iterator[_Stream]:
+    def _indexes_of(self, held: _Held) -> Iterator[tuple[dict[Any, _Stream], object]]:
+        """Each index that files ``held``, with the key it files it under."""
         event = held.event
-        yield self._all
-        yield self._kinds.setdefault(event.kind, [])
-        yield self._authors.setdefault(event.pubkey, [])
-        yield self._author_kinds.setdefault((event.pubkey, event.kind), [])
+        yield self._kinds, event.kind
+        yield self._authors, event.pubkey
+        yield self._author_kinds, (event.pubkey, event.kind)
         for name, value in event.tags:
-            yield self._tags.setdefault((name, value), [])
+            yield self._tags, (name, value)
+
+    def _streams_of(self, held: _Held) -> Iterator[_Stream]:
+        yield self._all
+        for index, key in self._indexes_of(held):
+            yield index.setdefault(key, [])
 
     def _add(self, event: Event, raw: str) -> None:
-        if event.id in self._by_id:
-            return
         if self.horizon is not None and event.created_at < self.horizon:
             return
-        held = _Held(event, raw)
-        self._by_id[event.id] = held
+        if event.id not in self._by_id:  # checked before building what would be thrown away
+            self._insert(_Held(event, raw))
+
+    def _insert(self, held: _Held) -> None:
+        if held.event.id in self._by_id:
+            return
+        self._by_id[held.event.id] = held
         for stream in self._streams_of(held):
             if not stream or stream[-1].key < held.key:
                 stream.append(held)
@@ -207,16 +221,9 @@ class Mirror:
 
     def _prune_empty(self, held: _Held) -> None:
         """Drop the streams ``held`` leaves empty."""
-        event = held.event
-        if not self._kinds[event.kind]:
-            del self._kinds[event.kind]
-        if not self._authors[event.pubkey]:
-            del self._authors[event.pubkey]
-        if not self._author_kinds[(event.pubkey, event.kind)]:
-            del self._author_kinds[(event.pubkey, event.kind)]
-        for name, value in event.tags:
-            if not self._tags[(name, value)]:
-                del self._tags[(name, value)]
+        for index, key in self._indexes_of(held):
+            if not index[key]:
+                del index[key]
 
     def _evict(self) -> None:
         """Raise the horizon until a tenth of the bound is free."""
@@ -226,10 +233,21 @@ class Mirror:
         self._cut(edge if self._all[len(self._all) - keep - 1].key[0] < edge else edge + 1)
 
     def _cut(self, horizon: int) -> None:
-        """Drop every event older than ``horizon``, which becomes the horizon."""
-        gone = self._all[: bisect.bisect_left(self._all, horizon, key=_created)]
+        """Drop every event older than ``horizon``, which becomes the horizon. They are the
+        oldest of every stream they are in, so each stream loses a prefix, cut at once."""
+        end = bisect.bisect_left(self._all, horizon, key=_created)
+        gone = self._all[:end]
+        del self._all[:end]
+        touched: dict[tuple[int, object], tuple[dict[Any, _Stream], object]] = {}
         for held in gone:
-            self._remove(held.event.id)
+            del self._by_id[held.event.id]
+            for index, key in self._indexes_of(held):
+                touched[(id(index), key)] = (index, key)
+        for index, key in touched.values():
+            stream = index[key]
+            del stream[: bisect.bisect_left(stream, horizon, key=_created)]
+            if not stream:
+                del index[key]
         self.horizon = horizon if self.horizon is None else max(self.horizon, horizon)
 
     # -- answering -----------------------------------------------------------------------
