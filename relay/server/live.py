@@ -316,9 +316,7 @@ class LogTail:
                 try:
                     event = decode_event(raw)
                 except Exception:
-                    log.exception("live: stored event at seq %d does not decode", row.seq)
-                    if self.cache is not None:
-                        self.cache.invalidate_all()
+                    self._undecodable(row.seq)
                 else:
                     if not self._was_local(event.id) and self.cache is not None:
                         # Written by another process: this is its first sign here.
@@ -347,7 +345,8 @@ class LogTail:
                 rows[-1].seq if len(rows) == self.page else _END,
             )
             removed = [r for r in removed if r.seq <= bound]
-            appended = self._decoded([row for row in rows if row.seq <= bound])
+            kept = [row for row in rows if row.seq <= bound]
+            appended = self._decoded(kept)
             mirror.apply(
                 ((event, row.raw) for row, event, _raw in appended),
                 [r.event_id for r in removed],
@@ -356,6 +355,8 @@ class LogTail:
             )
             await self._note_position(len(appended))
             self._dispatch_stretch(removed, appended, since)
+            if kept:  # past an event that did not decode too, as the plain path goes
+                self.position = kept[-1].seq
             if bound == _END:
                 return
 
@@ -371,12 +372,17 @@ class LogTail:
             try:
                 decoded.append((row, decode_event(raw), raw))
             except Exception:
-                log.exception("live: stored event at seq %d does not decode", row.seq)
-                if self.cache is not None:
-                    self.cache.invalidate_all()
-                if self.mirror is not None:
-                    self.mirror.give_up()
+                self._undecodable(row.seq)
         return decoded
+
+    def _undecodable(self, seq: int) -> None:
+        """The stored event at ``seq`` does not decode: nothing cached or mirrored can be
+        trusted to know what it changed."""
+        log.exception("live: stored event at seq %d does not decode", seq)
+        if self.cache is not None:
+            self.cache.invalidate_all()
+        if self.mirror is not None:
+            self.mirror.give_up()
 
     def _dispatch_stretch(
         self, removed: list[Removed], appended: list[tuple[Stored, Event, bytes]], since: float

@@ -15,7 +15,9 @@ from typing import Any
 from relay.nostr.event import Event, decode_event
 from relay.nostr.filters import Filter, parse_filter
 from relay.nostr.limits import Limits
+from relay.server.live import LiveIndex, LogTail
 from relay.storage.mirror import Mirror
+from relay.storage.postgres import IngestStatus, Store, create_pool
 from tests.client import RawClient
 from tests.conftest import relay_config, url_of
 from tests.signer import Keys, dumps
@@ -179,3 +181,28 @@ async def test_an_answer_larger_than_the_clients_room_still_comes_whole(start_re
         assert [m[2]["id"] for m in got] == [late["id"], late["id"]]
     finally:
         await client.close()
+
+
+async def test_an_event_that_does_not_decode_is_passed_once_and_ends_the_mirror(
+    db_dsn: str,
+) -> None:
+    """A stored event whose JSON does not decode (written by something else than the relay)
+    makes the mirror give up, so PostgreSQL answers from then on; the tail's position goes
+    past it, so it is not read again on every wake."""
+    pool = await create_pool(db_dsn, min_size=1, max_size=2)
+    try:
+        store = Store(pool, default_limit=100)
+        mirror = Mirror(1_000)
+        tail = LogTail(store, LiveIndex(), mirror=mirror)
+        await tail.start()
+        raw = signed(ALICE, 1, T0)
+        assert await store.ingest([decode_event(raw.encode())], [raw]) == [IngestStatus.STORED]
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE events SET raw = 'not json' WHERE seq = (SELECT max(seq) FROM events)"
+            )
+        await tail.catch_up()
+        assert tail.position == await store.head_seq()
+        assert mirror.broken and mirror.answer(flt(kinds=[1]), T0, 100) is None
+    finally:
+        await pool.close()
