@@ -21,6 +21,7 @@ asks they are ignored (left out of the words).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -152,8 +153,11 @@ def document_words(event: Event) -> tuple[str, ...]:
     return document_of(event).words
 
 
+@functools.lru_cache(maxsize=8192)
 def trigrams(word: str) -> frozenset[str]:
-    """pg_trgm's trigrams of one lowercase word: the windows of ``"  " + word + " "``."""
+    """pg_trgm's trigrams of one lowercase word: the windows of ``"  " + word + " "``
+    (kept for the words seen lately: a live search compares each query word with every word
+    of each event's document)."""
     padded = f"  {word} "
     return frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
 

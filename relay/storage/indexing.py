@@ -15,7 +15,7 @@ Every process sharing a database must run with the same ``[relay.tags]`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from relay.nostr.event import Event, decode_event
@@ -25,7 +25,16 @@ from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
 from relay.storage.sqlfilter import tag_key
 
-__all__ = ["FITNESS_INDEXING", "Indexing", "Prepared", "prepare", "search_ready", "tag_rows"]
+__all__ = [
+    "FITNESS_INDEXING",
+    "TAG_LETTERS",
+    "Indexing",
+    "Prepared",
+    "document_args",
+    "prepare",
+    "search_ready",
+    "tag_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,9 @@ _LOCK = _EVENTS["lock_log"]
 
 PAGE = 2_000
 """Events read per transaction while indexing."""
+
+TAG_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+"""Tag names ``event_tags`` holds for every event: one ASCII letter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,24 @@ class Prepared:
     names: frozenset[str]
     kinds: frozenset[int]
     events: int
+
+
+def document_args(events: Sequence[Event], kinds: frozenset[int]) -> list[object] | None:
+    """The four arrays fitrelay_ingest_documents takes after fitrelay_ingest's: the search
+    documents of the events of ``kinds`` (None when the batch has none)."""
+    doc_ev: list[int] = []
+    titles: list[str] = []
+    vectors: list[str] = []
+    words: list[str] = []
+    for position, event in enumerate(events, start=1):
+        if event.kind not in kinds:
+            continue
+        document = document_of(event)
+        doc_ev.append(position)
+        titles.append(document.title)
+        vectors.append(document.vector())
+        words.extend(document.words)
+    return [doc_ev, titles, vectors, words] if doc_ev else None
 
 
 def tag_rows(event: Event, names: frozenset[str]) -> Iterable[tuple[str, str]]:
@@ -101,20 +131,11 @@ async def _index_kinds(conn: Conn, kinds: frozenset[int]) -> int:
         async with conn.transaction():
             await conn.execute(_LOCK)
             rows = await conn.fetch(_Q["page_kinds"], after, sorted(kinds), PAGE)
-            ids: list[bytes] = []
-            titles: list[str] = []
-            vectors: list[str] = []
-            words: list[str] = []
-            for row in rows:
-                event = decode_event(row[1].encode())
-                document = document_of(event)
-                ids.append(bytes.fromhex(event.id))
-                titles.append(document.title)
-                vectors.append(document.vector())
-                words.extend(document.words)
-            if ids:
-                positions = list(range(1, len(ids) + 1))
-                await conn.execute(_Q["add_documents"], ids, positions, titles, vectors, words)
+            events = [decode_event(row[1].encode()) for row in rows]
+            documents = document_args(events, kinds)  # every event here is of those kinds
+            if documents is not None:
+                ids = [bytes.fromhex(event.id) for event in events]
+                await conn.execute(_Q["add_documents"], ids, *documents)
         read += len(rows)
         if len(rows) < PAGE:
             return read

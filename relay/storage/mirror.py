@@ -34,11 +34,10 @@ from relay.nostr.event import Event, expiration
 from relay.nostr.filters import Filter, matches
 from relay.storage.cachedstore import PagedStore, QueryStore
 from relay.storage.cachekey import Rows
+from relay.storage.indexing import TAG_LETTERS
 
 __all__ = ["Mirror", "MirroredStore", "answer_pages"]
 
-TAG_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-"""Tag names the mirror indexes (those ``event_tags`` indexes)."""
 
 MAX_MERGED_STREAMS = 2_000
 """A filter whose cheapest reading merges more streams than this goes to PostgreSQL."""

@@ -21,9 +21,14 @@ import asyncpg
 from relay.nostr.event import Event, KindClass, d_tag, expiration, is_hex64, kind_class
 from relay.nostr.filters import FITNESS_TAG_NAMES, Filter
 from relay.nostr.replies import IngestStatus
-from relay.nostr.search import document_of
 from relay.storage.eventcache import EventCache
-from relay.storage.indexing import FITNESS_INDEXING, Indexing
+from relay.storage.indexing import (
+    FITNESS_INDEXING,
+    TAG_LETTERS,
+    Indexing,
+    document_args,
+    tag_rows,
+)
 from relay.storage.logrows import Appended, Removed, Stored
 from relay.storage.migrate import Conn
 from relay.storage.queries import load_queries
@@ -152,8 +157,6 @@ def _address_targets(event: Event) -> Iterable[tuple[int, str]]:
             yield kind, tag_key(parts[2])
 
 
-_TAG_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-"""Tag names that are indexed: one ASCII letter."""
 _STATUSES = {status.value: status for status in IngestStatus}
 """IngestStatus by code, cheaper than calling the enum once per event."""
 
@@ -166,6 +169,7 @@ def ingest_args(
 
     One pass over each event's tags; a batch of a thousand events costs a few milliseconds.
     """
+    names = TAG_LETTERS | indexed
     dtags: list[str | None] = []
     tag_ev: list[int] = []
     tag_names: list[str] = []
@@ -183,15 +187,10 @@ def ingest_args(
             dtags.append(tag_key(d_tag(event)))
         else:
             dtags.append(None)
-        seen: set[tuple[str, str]] = set()
-        for tag in event.tags:
-            if len(tag) >= 2 and (tag[0] in _TAG_LETTERS or tag[0] in indexed):
-                pair = (tag[0], tag_key(tag[1]))
-                if pair not in seen:
-                    seen.add(pair)
-                    tag_ev.append(position)
-                    tag_names.append(pair[0])
-                    tag_values.append(pair[1])
+        for name, value in tag_rows(event, names):
+            tag_ev.append(position)
+            tag_names.append(name)
+            tag_values.append(value)
         if event.kind == 5:
             for tag in event.tags:
                 if len(tag) >= 2 and tag[0] == "e" and is_hex64(tag[1]):
@@ -211,24 +210,6 @@ def ingest_args(
         list(raws),
         tag_ev, tag_names, tag_values, del_ev, del_ids, adel_ev, adel_kinds, adel_dtags,
     ]  # fmt: skip
-
-
-def document_args(events: Sequence[Event], kinds: frozenset[int]) -> list[object] | None:
-    """The four arrays fitrelay_ingest_documents takes after fitrelay_ingest's: the search
-    documents of the events of ``kinds`` (None when the batch has none)."""
-    doc_ev: list[int] = []
-    titles: list[str] = []
-    vectors: list[str] = []
-    words: list[str] = []
-    for position, event in enumerate(events, start=1):
-        if event.kind not in kinds:
-            continue
-        document = document_of(event)
-        doc_ev.append(position)
-        titles.append(document.title)
-        vectors.append(document.vector())
-        words.extend(document.words)
-    return [doc_ev, titles, vectors, words] if doc_ev else None
 
 
 def _merge(results: Sequence[Sequence[Any]], *, ranked: bool = False) -> Sequence[Any]:

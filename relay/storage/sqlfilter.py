@@ -10,7 +10,6 @@ rest say so (:attr:`Query.generic` false) and are run with a plan made for their
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -143,7 +142,7 @@ def _search_count_part(flt: Filter, search: SearchQuery, now: int, params: _Para
     conds = [f"e.kind = ANY({params.add(sorted(search.kinds))}::integer[])"]
     if search.words:
         conds.append(f"e.doc @@ {_tsquery(search, params)}")
-    conds.append(_where(dataclasses.replace(flt, search=None), now, params))
+    conds.append(_where(flt, now, params))
     return f"SELECT e.id FROM search_documents e WHERE {' AND '.join(conds)}"
 
 
@@ -174,7 +173,7 @@ def _search_query(
         rank = "ts_rank(e.doc, q.query)"
     else:
         source, match, rank = "search_documents e", "", "0::real"
-    where = _where(dataclasses.replace(flt, search=None), now, params)
+    where = _where(flt, now, params)
     best = (
         f"SELECT e.created_at, e.id, {rank} AS r1, length(e.title) AS r2"
         f" FROM {source} WHERE e.kind = ANY({kinds}::integer[]){match} AND {where}"
