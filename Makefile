@@ -40,19 +40,24 @@ lint: $(VENV)/.installed-test
 types: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+## Tests run in PYTEST_WORKERS processes (pytest-xdist; each has its own databases): most of
+## a test's time is waiting on PostgreSQL and sockets, so four share two cores well.
+PYTEST_WORKERS ?= 4
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
 pytest: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 PARTITIONED_TESTS := tests/storage tests/property/test_filter_sql.py \
 	tests/property/test_cache_consistency.py tests/property/test_search_sql.py \
 	tests/server/test_protocol.py tests/indexer/test_reader_role.py
 
 pytest-partitioned: $(VENV)/.installed-test
-	FITRELAY_TEST_PARTITIONED=1 $(BIN)/python -m pytest $(PYTEST_ARGS) $(PARTITIONED_TESTS)
+	FITRELAY_TEST_PARTITIONED=1 $(PYTEST) $(PYTEST_ARGS) $(PARTITIONED_TESTS)
 
 ## The whole suite on the partitioned layout of events.
 test-partitioned: $(VENV)/.installed-test $(NODE_DIR)/node_modules/.package-lock.json
-	FITRELAY_TEST_PARTITIONED=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	FITRELAY_TEST_PARTITIONED=1 $(PYTEST) $(PYTEST_ARGS)
 
 ## Benchmark fitrelay beside nostr-relay 1.14 on the local PostgreSQL; results land in
 ## docs/benchmarks.md. Options: BENCH_ARGS='--quick', '--large', '--against none' (see --help).
