@@ -26,6 +26,7 @@ from bench.common import latency_summary
 from bench.explain import explain
 from relay.nostr.filters import parse_filter
 from relay.nostr.limits import Limits
+from relay.storage.partition import is_partitioned
 from relay.storage.postgres import SESSION_SETTINGS
 from relay.storage.sqlfilter import compile_query
 
@@ -81,12 +82,13 @@ async def _run(dsn: str, runs: int) -> tuple[str, list[str]]:
     conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)
     try:
         count = await conn.fetchval("SELECT count(*) FROM events")
+        partitioned = await is_partitioned(conn)
         shapes = await _shapes(conn)
         rows, plans = [], []
         now = int(time.time())
         for name, raw in shapes.items():
             flt = parse_filter(raw, Limits())
-            sql, args = compile_query(flt, now, flt.limit or 500, raw=False)[:2]
+            sql, args = compile_query(flt, now, flt.limit or 500, raw=False, keys=partitioned)[:2]
             await conn.fetch(sql, *args)
             seconds = []
             for _ in range(runs):

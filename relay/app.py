@@ -254,6 +254,7 @@ class Relay:
             on_ingest=self.mirror.written if self.mirror is not None else None,
             replicas=replicas,
             indexing=indexing_from(cfg),
+            partitioned=self.partitioned,
         )
         cache_cfg = cfg.relay.cache
         self.cache = (

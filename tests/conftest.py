@@ -145,7 +145,7 @@ async def store(db_dsn: str) -> AsyncIterator[Store]:
     """The relay's store on the test database (one pool, no event cache)."""
     pool = await create_pool(db_dsn)
     try:
-        yield Store(pool, default_limit=100)
+        yield Store(pool, default_limit=100, partitioned=PARTITIONED)
     finally:
         await pool.close()
 

@@ -255,8 +255,11 @@ class Store:
         on_ingest: Callable[[], None] | None = None,
         replicas: Replicas | None = None,
         indexing: Indexing = FITNESS_INDEXING,
+        partitioned: bool = False,
     ) -> None:
         self.pool = pool
+        self.partitioned = partitioned
+        """events is partitioned (relay.storage.partition): ids are looked up in event_keys."""
         self.on_ingest = on_ingest
         """Called after every :meth:`ingest`, committed or not (the mirror then waits for a
         snapshot taken after it)."""
@@ -350,9 +353,10 @@ class Store:
         async def work(conn: Conn) -> list[tuple[bytes, str]]:
             if events is not None:
                 rows = await self._select(conn, filters, now, raw=False)
-                answer = await self._with_json(conn, [row[1] for row in rows], events)
-                if answer is not None:
+                answer = await self._page(conn, rows)
+                if len(answer) == len(rows):
                     return answer
+                # One was removed since the query found it: run it again with the JSON.
             rows = await self._select(conn, filters, now, raw=True)
             return [(row[1], row[2]) for row in rows]
 
@@ -379,29 +383,30 @@ class Store:
             yield await self.query(filters, now)
             return
 
-        async def work(conn: Conn) -> tuple[list[bytes], list[tuple[bytes, str]]]:
+        async def work(conn: Conn) -> tuple[Sequence[Any], list[tuple[bytes, str]]]:
             rows = await self._select(conn, filters, now, raw=False)
-            ids = [row[1] for row in rows]
-            return ids, await self._page(conn, ids[:page])
+            return rows, await self._page(conn, rows[:page])
 
-        ids, first = await self._read(work)
+        rows, first = await self._read(work)
         yield first
-        for start in range(page, len(ids), page):
-            yield await self._page(None, ids[start : start + page])
+        for start in range(page, len(rows), page):
+            yield await self._page(None, rows[start : start + page])
 
-    async def _page(self, conn: Conn | None, ids: list[bytes]) -> list[tuple[bytes, str]]:
-        """``(id, raw)`` of those of ``ids`` still stored, in order: from the event cache
-        when there is one, the rest by primary key (on ``conn``, else a connection of the
-        pool's held for this read only)."""
+    async def _page(self, conn: Conn | None, rows: Sequence[Any]) -> list[tuple[bytes, str]]:
+        """``(id, raw)`` of those of ``rows`` (``created_at, id``) still stored, in order:
+        from the event cache when there is one, the rest by key (on ``conn``, else a
+        connection of the pool's held for this read only) and then kept in the cache."""
         cache = self.events
+        ids = [row[1] for row in rows]
         held: list[str | None] = cache.lookup(ids) if cache is not None else [None] * len(ids)
-        missing = [event_id for event_id, raw in zip(ids, held, strict=True) if raw is None]
+        missing = [row for row, raw in zip(rows, held, strict=True) if raw is None]
         read: dict[bytes, str] = {}
         if missing:
+            keys = ([row[1] for row in missing], [row[0] for row in missing])
             if conn is None:
-                found = await self._read(lambda own: own.fetch(_Q["raws"], missing))
+                found = await self._read(lambda own: own.fetch(_Q["raws"], *keys))
             else:
-                found = await conn.fetch(_Q["raws"], missing)
+                found = await conn.fetch(_Q["raws"], *keys)
             read = {row[0]: row[1] for row in found}
             if cache is not None:
                 for event_id, text in read.items():
@@ -421,35 +426,15 @@ class Store:
         for flt in filters:
             limit = effective_limit(flt, self.default_limit)
             if limit > 0:
-                results.append(await _fetch(conn, compile_query(flt, now, limit, raw=raw)))
+                query = compile_query(flt, now, limit, raw=raw, keys=self.partitioned)
+                results.append(await _fetch(conn, query))
         ranked = any(flt.search is not None for flt in filters)
         return _merge(results, ranked=ranked) if results else []
-
-    @staticmethod
-    async def _with_json(
-        conn: Conn, ids: list[bytes], cache: EventCache
-    ) -> list[tuple[bytes, str]] | None:
-        """``(id, raw)`` of each of ``ids``, from ``cache`` or else read by primary key (and
-        kept); None when one of them is no longer stored (removed since the query that found
-        it, which the caller then runs again with the JSON)."""
-        held = cache.lookup(ids)
-        read: dict[bytes, str] = {}
-        missing = [event_id for event_id, raw in zip(ids, held, strict=True) if raw is None]
-        if missing:
-            read = {row[0]: row[1] for row in await conn.fetch(_Q["raws"], missing)}
-            if len(read) < len(missing):
-                return None
-            for event_id, raw in read.items():
-                cache.put(event_id, raw)
-        return [
-            (event_id, read[event_id] if raw is None else raw)
-            for event_id, raw in zip(ids, held, strict=True)
-        ]
 
     async def items(self, flt: Filter, now: int, limit: int) -> list[tuple[int, bytes]]:
         """``(created_at, id)`` of the newest ``limit`` events matching ``flt``, in any order:
         the set a NIP-77 sync reconciles, under exactly REQ's rules (deletion, expiration)."""
-        query = compile_query(flt, now, limit, raw=False)
+        query = compile_query(flt, now, limit, raw=False, keys=self.partitioned)
         rows = await self._read(lambda conn: _fetch(conn, query))
         return [(row[0], row[1]) for row in rows]
 

@@ -87,11 +87,12 @@ def _where(
     as ``events`` does), ``search`` aside. The first ``skip_tags`` tag conditions are left
     out (the caller applies them through a join); a field in ``bound`` (``authors``,
     ``kinds``) is compared with the given expression, the caller's stream key, instead of
-    its list."""
+    its list; ``ids`` names the column the ids are looked up in (``e.id`` by default)."""
     bound = bound or {}
     conds: list[str] = []
     if flt.ids is not None:
-        conds.append(_match("e.id", [bytes.fromhex(v) for v in sorted(flt.ids)], "::bytea", params))
+        ids = [bytes.fromhex(v) for v in sorted(flt.ids)]
+        conds.append(_match(bound.get("ids", "e.id"), ids, "::bytea", params))
     if "authors" in bound:
         conds.append(f"e.pubkey = {bound['authors']}")
     elif flt.authors is not None:
@@ -197,6 +198,18 @@ def _columns(alias: str, raw: bool) -> str:
     )
 
 
+def _probe(event_id: str, created_at: str, columns: str, where: str = "") -> str:
+    """``events e`` looked up once per outer row, by its id and created_at: on the
+    partitioned layout each lookup reads the one partition that can hold the event. As a
+    LATERAL subquery with LIMIT 1 (ids are unique) it is not flattened into a join, whose
+    estimate would multiply the selectivities of the two (entirely correlated) equalities
+    and talk the planner out of the index-ordered nested loop."""
+    conds = f"e.id = {event_id} AND e.created_at = {created_at}"
+    if where:
+        conds += f" AND {where}"
+    return f"CROSS JOIN LATERAL (SELECT {columns} FROM events e WHERE {conds} LIMIT 1) AS e"
+
+
 def _tag_query(flt: Filter, now: int, limit: int, raw: bool) -> tuple[str, list[object]] | None:
     """The query of a filter led by a tag, driven from ``event_tags``; None when its first
     tag has so many values (times kinds) that one scan sorting them is better.
@@ -240,8 +253,8 @@ def _tag_query(flt: Filter, now: int, limit: int, raw: bool) -> tuple[str, list[
     lim = params.add(limit)
     stream = (
         f"SELECT {_columns('e', raw)} FROM event_tags t"
-        f" JOIN events e ON e.id = t.event_id WHERE {' AND '.join(drive)} AND {where}"
-        f" ORDER BY t.created_at DESC, t.event_id LIMIT {lim}"
+        f" {_probe('t.event_id', 't.created_at', _columns('e', raw), where)}"
+        f" WHERE {' AND '.join(drive)} ORDER BY t.created_at DESC, t.event_id LIMIT {lim}"
     )
     if not sources:
         return stream, params.values
@@ -387,14 +400,19 @@ def _keyed_query(flt: Filter, now: int, limit: int, raw: bool) -> tuple[str, lis
         f" SELECT x.created_at, x.id,{' e.raw,' if raw else ''}"
         f" (e.expires_at IS NOT NULL AND e.expires_at <= {at}::bigint) AS expired"
         f" FROM (SELECT m.created_at, m.id FROM m ORDER BY m.created_at DESC, m.id LIMIT {lim})"
-        " AS x JOIN events e ON e.id = x.id ORDER BY x.created_at DESC, x.id"
+        f" AS x {_probe('x.id', 'x.created_at', 'e.expires_at, e.raw' if raw else 'e.expires_at')}"
+        " ORDER BY x.created_at DESC, x.id"
     )
     return sql, params.values
 
 
-def compile_query(flt: Filter, now: int, limit: int, *, raw: bool = True) -> Query:
+def compile_query(
+    flt: Filter, now: int, limit: int, *, raw: bool = True, keys: bool = False
+) -> Query:
     """``SELECT created_at, id, raw`` of the newest ``limit`` matches, ties by lowest id;
     without ``raw`` when it is false (the caller has the JSON of most events already).
+    ``keys``: the database has ``event_keys`` (the partitioned layout, see
+    :mod:`relay.storage.partition`), which ids are looked up in.
 
     The plan is chosen by the filter's shape, so that an index hands rows over in answer
     order wherever one can: a tag-led filter from ``event_tags``, a few authors or kinds as
@@ -411,13 +429,19 @@ def compile_query(flt: Filter, now: int, limit: int, *, raw: bool = True) -> Que
     if streamed is not None:
         return Query(*streamed, generic=True)
     params = _Params()
-    where = _where(flt, now, params)
+    source, bound = "events e", None
+    if keys and flt.ids is not None:
+        # Partitioned: each id's created_at from event_keys, so each probe of events prunes
+        # to the one partition that can hold it.
+        source = "event_keys k JOIN events e ON e.id = k.id AND e.created_at = k.created_at"
+        bound = {"ids": "k.id"}
+    where = _where(flt, now, params, bound=bound)
     # Led by ids, the few rows are found by primary key and sorted: "+ 0" keeps the order
     # from matching an index, which on a partitioned events table would otherwise tempt the
     # generic plan into a Merge Append of whole created_at scans, filtering on id.
     order = "e.created_at + 0 DESC, e.id" if flt.ids is not None else "e.created_at DESC, e.id"
     sql = (
-        f"SELECT {_columns('e', raw)} FROM events e WHERE {where}"
+        f"SELECT {_columns('e', raw)} FROM {source} WHERE {where}"
         f" ORDER BY {order} LIMIT {params.add(limit)}"
     )
     # Led by ids, or bounded by time alone: an index lookup or a created_at scan either way.

@@ -36,9 +36,11 @@ SELECT seq, raw FROM events WHERE seq = ANY($1::bigint[]);
 SELECT seq, id, kind, pubkey FROM events WHERE seq > $1 ORDER BY seq LIMIT $2;
 
 -- name: raws
--- The stored JSON of the given events (those still stored), for the ids a query found and
--- the event cache does not hold.
-SELECT id, raw FROM events WHERE id = ANY($1::bytea[]);
+-- The stored JSON of the given events (those still stored), for the ids ($1) and created_at
+-- ($2) a query found and the event cache does not hold. With created_at a partitioned
+-- events table is probed in the one partition that can hold each event.
+SELECT e.id, e.raw FROM unnest($1::bytea[], $2::bigint[]) AS k (id, created_at)
+JOIN events e ON e.id = k.id AND e.created_at = k.created_at;
 
 -- name: removals_head
 -- The newest position of the removal log (0 when empty).

@@ -37,6 +37,7 @@ from relay.storage.eventcache import EventCache
 from relay.storage.mirror import Mirror, MirroredStore
 from relay.storage.postgres import IngestStatus, Store, create_pool
 from relay.storage.sqlfilter import MAX_STREAMS, TAG_VALUE_INLINE_BYTES, compile_query
+from tests.conftest import PARTITIONED
 from tests.signer import Keys, dumps
 
 # A failing example can hold long tag values; let Hypothesis print it rather than fail on
@@ -363,7 +364,7 @@ async def store(db_dsn: str, request: pytest.FixtureRequest) -> AsyncIterator[St
     param = request.param
     events = EventCache(param) if isinstance(param, int) else None
     try:
-        plain = Store(pool, default_limit=DEFAULT_LIMIT, events=events)
+        plain = Store(pool, default_limit=DEFAULT_LIMIT, events=events, partitioned=PARTITIONED)
         if isinstance(param, str):
             mirrored = Mirrored(plain, 100_000 if param == "mirror" else 60)
             await mirrored.tail.start()
@@ -436,8 +437,8 @@ MANY_KINDS = [*KINDS, *range(2, 30)]
 
 # One filter per plan compile_query can choose, with what its SQL must then look like.
 PLAN_SHAPES = [
-    ({"#t": ["a"]}, ["FROM event_tags t"], ["LATERAL"]),
-    ({"#t": ["a"], "kinds": [7]}, ["t.kind = $"], ["LATERAL"]),
+    ({"#t": ["a"]}, ["FROM event_tags t", "AS e"], [") AS x"]),
+    ({"#t": ["a"], "kinds": [7]}, ["t.kind = $"], [") AS x"]),
     ({"#t": ["a", "b", LONG_UTF8]}, ["LATERAL", "DISTINCT ON", "v.value"], ["k.kind"]),
     ({"#t": ["a"], "kinds": [7, 1301, 33401]}, ["LATERAL", "k.kind"], ["DISTINCT ON"]),
     ({"#p": ["a", "b"], "kinds": [1, 7], "limit": 3}, ["DISTINCT ON", "k.kind"], []),

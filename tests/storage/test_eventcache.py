@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import msgspec
 import pytest
@@ -113,16 +114,16 @@ async def test_an_event_removed_between_the_two_statements(
     events, raws = _signed(*(carol.sign(1, f"n{i}", created_at=300 + i) for i in range(3)))
     await Store(pool, default_limit=100).ingest(events, raws)  # type: ignore[arg-type]
     newest = bytes.fromhex(events[2].id)
-    read_json = Store._with_json
+    read_json = Store._page
 
     async def removed_first(
-        conn: Conn, ids: list[bytes], cache: EventCache
-    ) -> list[tuple[bytes, str]] | None:
-        assert newest in ids
+        self: Store, conn: Conn | None, rows: Sequence[Any]
+    ) -> list[tuple[bytes, str]]:
+        assert conn is not None and newest in [row[1] for row in rows]
         await conn.execute("DELETE FROM events WHERE id = $1", newest)
-        return await read_json(conn, ids, cache)
+        return await read_json(self, conn, rows)
 
-    monkeypatch.setattr(Store, "_with_json", staticmethod(removed_first))
+    monkeypatch.setattr(Store, "_page", removed_first)
     store = Store(pool, default_limit=100, events=EventCache(1 << 20))  # type: ignore[arg-type]
     answer = await store.query([parse_filter({"authors": [carol.pubkey], "limit": 2}, LIMITS)], 0)
     assert [raw for _id, raw in answer] == [raws[1], raws[0]]
