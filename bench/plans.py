@@ -4,11 +4,11 @@
 
 For each shape the relay's own SQL (relay.storage.sqlfilter.compile_query, as the relay runs
 it with its event cache: ``created_at`` and ``id`` only; the JSON of events the cache does not
-hold is then read by primary key) is run with values picked from the data (the most used
-hashtag, mention, author, the largest contact list's follows ...), ``runs`` times on
-a relay-configured connection; p50/p99 and the ``EXPLAIN (ANALYZE, BUFFERS)`` plan of one
-run, the generic plan of the prepared statement as the relay runs it
-(:func:`bench.explain.explain`), go into docs/benchmarks.md between markers.
+hold is then read by id and created_at, the ``raws`` statement of sql/queries/events.sql) is
+run with values picked from the data (the most used hashtag, mention, author, the largest
+contact list's follows ...), ``runs`` times on a relay-configured connection; p50/p99 and the
+``EXPLAIN (ANALYZE, BUFFERS)`` plan of one run, the generic plan of the prepared statement as
+the relay runs it (:func:`bench.explain.explain`), go into docs/benchmarks.md between markers.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ async def _run(dsn: str, runs: int) -> tuple[str, list[str]]:
                 " plans are the generic plans the relay's prepared statements run with. The"
                 " statements select `created_at` and `id`, as the relay runs them with its"
                 " event cache; the JSON of events the cache does not hold is then read by"
-                " primary key (`SELECT id, raw FROM events WHERE id = ANY($1)`)."
+                " id and created_at (the `raws` statement of sql/queries/events.sql)."
                 "\n\n| shape | rows | SQL p50 ms | SQL p99 ms |\n|---|---|---|---|")  # fmt: skip
         return head + "\n" + "\n".join(rows), plans
     finally:

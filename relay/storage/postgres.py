@@ -373,8 +373,8 @@ class Store:
 
         Filters whose limits allow no more than ``page`` events are one :meth:`query` (one
         round trip for the common REQ). Otherwise the ids are selected first (bounded by the
-        limits), then each page's JSON is taken from the event cache or read by primary key
-        on a connection held only for that read: no connection is held, and no more than
+        limits), then each page's JSON is taken from the event cache or read by id and
+        created_at on a connection held only for that read: no connection is held, and no more than
         one page is in memory, while the caller waits for its client to read. An event
         removed between the two reads is left out, as if the query had run a moment later
         (its removal reaches live subscribers through the log either way).
